@@ -1,0 +1,33 @@
+"""dpodoctor: read the logs a DPO training run wrote and say whether the run was healthy.
+
+The Python API is the CLI's API::
+
+    import dpodoctor
+    report = dpodoctor.check(["runs/"])          # -> Report, .exit_code as the CLI would exit
+    runs = dpodoctor.load("runs/healthy")         # -> list[Run], each a tidy frame plus metadata
+    findings = dpodoctor.diagnose(runs[0])        # -> list[Finding]
+"""
+
+from dpodoctor.api import check, diagnose, load, load_all
+from dpodoctor.errors import DpoDoctorError, ReadError
+from dpodoctor.model import Ended, Run
+from dpodoctor.results import Finding, Report, RunReport, Severity
+from dpodoctor.rules import RULES
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RULES",
+    "DpoDoctorError",
+    "Ended",
+    "Finding",
+    "ReadError",
+    "Report",
+    "Run",
+    "RunReport",
+    "Severity",
+    "check",
+    "diagnose",
+    "load",
+    "load_all",
+]

@@ -1,0 +1,106 @@
+"""The Python API. The CLI calls exactly these functions, so a script and a terminal get the same answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dpodoctor.discovery import RunSource, discover
+from dpodoctor.errors import DpoDoctorError, NoMetricsError
+from dpodoctor.model import Run
+from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report
+from dpodoctor.rules import diagnose_run
+
+
+@dataclass
+class Loaded:
+    """Runs read from some paths, plus the files that could not be read and those that held no metrics."""
+
+    runs: list[Run] = field(default_factory=list)
+    problems: list[DpoDoctorError] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def _read(source: RunSource) -> Run:
+    result = source.reader.read(source.files)
+    return Run(
+        name=source.name,
+        path=source.files[0] if source.explicit else source.root,
+        source=source.reader.name,
+        frame=result.frame,
+        beta=result.beta,
+        beta_source=result.beta_source,
+        ended=result.ended,
+        steps_derived=result.steps_derived,
+        summary=result.summary,
+        config=result.config,
+        notes=result.notes,
+        other_sources=source.others,
+    )
+
+
+def load_all(paths: Iterable[Path | str]) -> Loaded:
+    """Read every run under ``paths``. Unreadable files are collected, not raised, so one bad file in a sweep
+    does not hide the other runs; a path that does not exist raises."""
+    loaded = Loaded()
+    for source in discover([Path(p) for p in paths]):
+        try:
+            loaded.runs.append(_read(source))
+        except NoMetricsError as exc:
+            if source.explicit:
+                loaded.problems.append(exc)
+            else:
+                loaded.ignored.append(str(exc))
+        except DpoDoctorError as exc:
+            loaded.problems.append(exc)
+    return loaded
+
+
+def load(path: Path | str) -> list[Run]:
+    """Read the runs under one file or folder. Raises DpoDoctorError on the first unreadable file."""
+    loaded = load_all([path])
+    if loaded.problems:
+        raise loaded.problems[0]
+    return loaded.runs
+
+
+def diagnose(
+    run: Run,
+    *,
+    beta: float | None = None,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+) -> list[Finding]:
+    """The findings for one run, most severe first."""
+    return diagnose_run(run, beta=beta, select=select, ignore=ignore).findings
+
+
+def check(
+    paths: Iterable[Path | str] = (".",),
+    *,
+    beta: float | None = None,
+    fail_on: str = "error",
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+) -> Report:
+    """Load every run under ``paths``, diagnose each, and return the report (with the gate's exit code)."""
+    if fail_on not in FAIL_ON_CHOICES:
+        raise DpoDoctorError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {fail_on!r}")
+    if beta is not None and not beta > 0:
+        raise DpoDoctorError(f"--beta must be a positive number, not {beta}")
+    paths = list(paths)
+    loaded = load_all(paths)
+    if not loaded.runs and loaded.problems:
+        first = loaded.problems[0]
+        if len(loaded.problems) == 1:
+            raise first
+        raise DpoDoctorError(f"{first.reason} (and {len(loaded.problems) - 1} more unreadable input(s))", first.path)
+    if not loaded.runs:
+        where = ", ".join(str(p) for p in paths)
+        raise DpoDoctorError(
+            "no training run found (looked for TensorBoard event files and stdout logs with DPO metrics)",
+            where,
+        )
+    reports = [diagnose_run(run, beta=beta, select=select, ignore=ignore) for run in loaded.runs]
+    return Report(runs=reports, fail_on=fail_on, problems=[str(p) for p in loaded.problems], ignored=loaded.ignored)

@@ -1,0 +1,710 @@
+"""Reader for the console output of a training script (``python train.py > train.log 2>&1``).
+
+What such a file holds: transformers' ``ProgressCallback`` prints every ``logs`` dict with
+``tqdm.write(str(logs))``, so the metrics are Python dict reprs (``{'loss': 0.69, ...}``; transformers 5.x quotes
+every value: ``{'loss': '0.6969'}``) buried in tqdm output: ``\\r`` redraws, ANSI cursor moves, dataset bars,
+warnings, and sometimes the dict glued to the end of a bar on the same physical line. The dicts carry no step, so
+the step is derived (see :func:`_derive_steps`). A second, rarer shape is the text step table of the seed chapter
+and of transformers' notebook callback (``Step Training Loss Rewards/Margins ...`` then one row per step), which
+does carry steps.
+
+Why a hand-written scanner instead of ``ast.literal_eval`` per line: lines can be megabytes long (tqdm redraws
+joined by ``\\r``) or hold deeply nested structures printed by user code, and a log is untrusted input. Every
+regex here is bounded and has no nested quantifiers, so scanning is linear in the file size, and no text is ever
+evaluated. The file is streamed in chunks of a few MB (the unfinished last line is carried over), so a multi-GB
+log never sits in memory as one string.
+
+Why bytes, not decoded text: every delimiter searched for is ASCII, and UTF-8 never uses ASCII bytes inside a
+multi-byte character, so matching on the raw bytes finds exactly what matching on the decoded text would, while
+skipping a decode of the whole file (tqdm's block characters make that slow). What is kept (keys, table lines) is
+decoded as UTF-8 with ``errors="replace"``; ``\\r`` counts as a line break everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from itertools import pairwise, repeat
+from pathlib import Path
+from statistics import median
+from typing import ClassVar, Final
+
+from dpodoctor.errors import NoMetricsError, ReadError
+from dpodoctor.metrics import KEY_MAP, SUMMARY_KEYS, canonical, is_summary_key
+from dpodoctor.model import Ended, empty_frame, make_frame
+from dpodoctor.readers import ReadResult, register
+
+__all__ = ["StdoutReader", "parse_metric_dict"]
+
+_SUFFIXES: Final = frozenset({".log", ".out", ".txt"})
+
+# Bytes read per chunk: big enough that per-chunk overhead vanishes, small enough that a few copies are cheap.
+_CHUNK: Final = 4 * 1024 * 1024
+# Longest dict body looked at. Real metric dicts are < 2 KB; the bound keeps every regex linear.
+_DICT_MAX: Final = 65536
+# A last line longer than this (no \r or \n) is cut anyway, so a file without line breaks cannot grow the carry.
+_MAX_CARRY: Final = 1024 * 1024
+# Bars remembered after each dict. The main bar is redrawn right after the dict, so it is among the first few.
+_BAR_CANDIDATES: Final = 6
+# Bytes after a record searched first for its candidate bars (they follow it at once; a long bar run is cut).
+_BAR_WINDOW: Final = 4096
+# Compiled per-layout regexes kept (a log prints a handful of distinct key layouts).
+_MAX_LAYOUTS: Final = 64
+
+# A candidate dict: `{'` up to the first `}`. The body holds no brace and no line break, so every character is
+# scanned by at most one candidate (linear time). Nested dicts are never metric dicts.
+_DICT_RE: Final = re.compile(rb"\{'[^{}\r\n]{0,%d}\}" % _DICT_MAX)
+
+# A numeric value: a bare or quoted number or nan/inf spelling, or a numpy 2 repr `np.float64(0.5)`. Strings,
+# True/None and calls do not match, so they are skipped.
+_NUMBER: Final = rb"([-+0-9.eEaAnNiIfFtTyY]{1,40})"
+_NP: Final = rb"(?:np\.float(?:16|32|64)\()?"
+# One `'key': value` pair (the backreference pairs the quotes). The value must end the entry (`,` `}` or
+# space), so `'1 day'` is not read as 1.
+_PAIR_RE: Final = re.compile(rb"'([^'\\\r\n{}]{1,200})': {0,4}" + _NP + rb"('?)" + _NUMBER + rb"\2\)?(?=[,}\s])")
+
+# A tqdm bar `  5%|▌         | 20/400 [` WITHOUT a description: its 3-wide percentage field starts the line
+# (after \r or \n) or follows an ANSI sequence such as ESC[A. transformers draws its training and eval bars so;
+# dataset and download bars (`Tokenizing train dataset:  18%|...`) have a description and never match. The
+# pattern starts with the literal `%|` (fast to search for) and checks what precedes it with a fixed lookbehind.
+_BAR_RE: Final = re.compile(rb"%\|(?<=[\r\nA-Za-z][ \d]{3}%\|)[^|\r\n]{0,1200}\| {0,4}(\d{1,12})/(\d{1,12}) \[")
+
+# What a dying process leaves after its last metric line, and how the note names it. Plain substrings, found
+# with bytes.rfind: much faster than a regex alternation over a long tail of progress bars.
+_CRASH_MARKERS: Final = {
+    b"Traceback (most recent call last)": "a Python traceback",
+    b"CANCELLED": "a CANCELLED message (the job was cancelled, e.g. by SLURM)",
+    b"Killed": "'Killed' (the process was killed, often by the out-of-memory killer)",
+    b"KeyboardInterrupt": "a KeyboardInterrupt",
+    b"SIGINT": "a termination signal (SIGINT)",
+    b"SIGTERM": "a termination signal (SIGTERM)",
+    b"SIGKILL": "a termination signal (SIGKILL)",
+}
+
+# A step-table header somewhere in a chunk. Only run when a cheap byte search saw "Loss" (see _table_hint).
+_TABLE_HINT_RE: Final = re.compile(rb"(?i)(?:training|validation)[ \t]{1,16}loss")
+_LINE_BREAK_RE: Final = re.compile(rb"[\r\n]")
+_NO_LOG_RE: Final = re.compile(r"(?i)\bno[ \t]{1,16}log\b")
+_NO_LOG: Final = "\x00nolog"
+
+# Step-table column headings (lowercased) -> raw key. Every KEY_MAP key is also known in the notebook spelling
+# (`mean_token_accuracy` -> "Mean Token Accuracy").
+_STEP_COL: Final = "\x00step"
+_EPOCH_COL: Final = "\x00epoch"
+_TABLE_COLUMNS: Final[dict[str, str]] = {
+    **{k.replace("_", " "): k for k in KEY_MAP},
+    **{k.replace("_", " "): k for k in SUMMARY_KEYS},
+    "step": _STEP_COL,
+    "epoch": _EPOCH_COL,
+    "training loss": "loss",
+    "train loss": "loss",
+    "validation loss": "eval_loss",
+    "eval loss": "eval_loss",
+}
+_MAX_COLUMN_WORDS: Final = max(len(name.split()) for name in _TABLE_COLUMNS)
+
+_NOT_METRICS, _TRAIN, _EVAL, _SUMMARY = -1, 0, 1, 2
+# Steps must fit the frame's int64 step column; a derived "step" beyond this comes from garbage, not a run.
+_MAX_STEP: Final = 2**53
+
+
+def _is_metric_key(key: str) -> bool:
+    """Whether a dict key shows the dict is a metrics log and not something user code printed."""
+    return key == "loss" or key.startswith("eval_") or key in KEY_MAP or is_summary_key(key)
+
+
+def _to_float(text: str | bytes) -> float | None:
+    """float(), or None for the strings the value charset admits that are not numbers (`e`, `-`, `tiny`)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _parse_pairs(body: bytes) -> tuple[tuple[bytes, ...], list[float]] | None:
+    """The numeric ``'key': value`` pairs of one dict body, or None when it has none."""
+    pairs = _PAIR_RE.findall(body)
+    if not pairs:
+        return None
+    keys, _, raw = zip(*pairs, strict=True)
+    try:  # fast path, all in C: every value converts (true for every dict transformers prints)
+        return keys, list(map(float, raw))
+    except ValueError:
+        pass
+    kept = [(k, v) for k, v in zip(keys, map(_to_float, raw), strict=True) if v is not None]
+    if not kept:
+        return None
+    return tuple(k for k, _ in kept), [v for _, v in kept]
+
+
+@dataclass
+class _KeyInfo:
+    """What one key layout means, worked out once per distinct layout (a log repeats the same few)."""
+
+    kind: int
+    keys: tuple[str, ...] = ()
+    epoch_index: int | None = None
+    # Positions of the keys that become frame rows, and their (split, metric).
+    rows: list[tuple[int, str, str]] = field(default_factory=list)
+    # Positions of end-of-run summary keys, and the name used in Run.summary.
+    summary: list[tuple[int, str]] = field(default_factory=list)
+    # Compiled on the second sighting: matches exactly this layout, for a faster parse of the next ones.
+    layout: re.Pattern[bytes] | None = None
+    seen: int = 0
+    # The rows as columns, so building the frame extends lists per record instead of appending per value.
+    row_splits: tuple[str, ...] = ()
+    row_metrics: tuple[str, ...] = ()
+    row_index: tuple[int, ...] = ()
+    all_rows: bool = False  # every value becomes a row, in order
+
+
+def _key_info(raw_keys: tuple[bytes, ...]) -> _KeyInfo:
+    keys = tuple(k.decode("utf-8", errors="replace") for k in raw_keys)
+    if not any(_is_metric_key(k) for k in keys):
+        return _KeyInfo(_NOT_METRICS, keys)
+    is_summary = "train_runtime" in keys
+    is_eval = not is_summary and all(k == "epoch" or k.startswith(("eval_", "eval/")) for k in keys)
+    kind = _SUMMARY if is_summary else _EVAL if is_eval else _TRAIN
+    info = _KeyInfo(kind, keys, keys.index("epoch") if "epoch" in keys else None)
+    for i, key in enumerate(keys):
+        if is_summary_key(key):
+            info.summary.append((i, key.split("/", 1)[1] if key.startswith("train/") else key))
+        elif (mapped := canonical(key)) is not None:
+            # An eval dict's `epoch` stays a train key, as transformers' TensorBoard callback logs it
+            # (train/epoch), so both readers give the same (split, metric) set for one run.
+            info.rows.append((i, mapped[0], mapped[1]))
+    if kind == _SUMMARY and all(metric == "epoch" for _, _, metric in info.rows):
+        info.rows = []  # a plain summary dict: its epoch only repeats the last train step's
+    info.row_index = tuple(i for i, _, _ in info.rows)
+    info.row_splits = tuple(s for _, s, _ in info.rows)
+    info.row_metrics = tuple(m for _, _, m in info.rows)
+    info.all_rows = info.row_index == tuple(range(len(keys)))
+    return info
+
+
+def _layout_re(raw_keys: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """A regex for exactly ``{'k1': v1, 'k2': v2, ...}`` as str(dict) prints it, one group per value.
+
+    Why: with the keys as literals (and no quote backreference) matching is several times faster than the
+    generic pair regex and gives the same values; any other spelling falls back to the generic parse.
+    """
+    value = _NP + rb"'?" + _NUMBER + rb"'?\)?"
+    return re.compile(rb"\{" + b", ".join(b"'" + re.escape(k) + b"': {0,4}" + value for k in raw_keys) + rb"\}")
+
+
+def parse_metric_dict(text: str) -> dict[str, float] | None:
+    """Parse the first printed metrics dict in ``text`` (``{'loss': 0.69}`` or ``{'loss': '0.69'}``), safely.
+
+    Returns its numeric entries (``nan``/``inf`` included), or None when ``text`` holds no dict with at least one
+    metric key. Non-numeric values are skipped and nothing is ever evaluated. Public for tests and other readers.
+    """
+    for match in _DICT_RE.finditer(text.encode("utf-8", errors="replace")):
+        parsed = _parse_pairs(match.group())
+        if parsed is None:
+            continue
+        info = _key_info(parsed[0])
+        if info.kind != _NOT_METRICS:
+            return dict(zip(info.keys, parsed[1], strict=True))
+    return None
+
+
+def _table_hint(raw: bytes) -> bool:
+    """Cheap byte search for a step-table header, so the case-insensitive regex runs only when needed."""
+    return b"Loss" in raw or b"LOSS" in raw or b" loss" in raw
+
+
+def _last_crash(text: bytes, start: int, end: int) -> bytes | None:
+    """The crash marker that occurs last in ``text[start:end]``, or None."""
+    best, best_pos = None, -1
+    for marker in _CRASH_MARKERS:
+        pos = text.rfind(marker, start, end)
+        if marker == b"Killed":  # the word, not part of "UnKilled" or "Killed_jobs"
+            while pos >= 0 and (text[pos - 1 : pos].isalnum() or text[pos + 6 : pos + 7].isalnum()):
+                pos = text.rfind(marker, start, pos)
+        if pos > best_pos:
+            best, best_pos = marker, pos
+    return best
+
+
+@dataclass
+class _Table:
+    """A step table being read: its columns and the rows so far."""
+
+    columns: list[str] | None = None
+    is_eval: bool = False
+    has_step: bool = False
+    rows: list[tuple[int | None, list[tuple[str, float]]]] = field(default_factory=list)
+
+
+def _parse_table_header(line: str) -> list[str] | None:
+    """Column keys of a step-table header, or None when the line is not one.
+
+    Why match known names: the seed's table separates multi-word names (``Training Loss``) by single spaces, so
+    splitting on spaces is ambiguous; known names are matched longest first and unknown words are one column.
+    """
+    words = [w.strip() for w in (line.split("\t") if "\t" in line else line.split()) if w.strip()]
+    columns: list[str] = []
+    i = 0
+    while i < len(words):
+        for width in range(min(_MAX_COLUMN_WORDS, len(words) - i), 0, -1):
+            name = " ".join(words[i : i + width]).lower()
+            if name in _TABLE_COLUMNS:
+                columns.append(_TABLE_COLUMNS[name])
+                i += width
+                break
+        else:
+            columns.append(words[i].lower())
+            i += 1
+    if not columns or columns[0] not in (_STEP_COL, _EPOCH_COL) or not {"loss", "eval_loss"} & set(columns):
+        return None
+    return columns
+
+
+class _Scan:
+    """Everything one pass over a file collects. Fed chunk by chunk; keeps parsed records, never the text."""
+
+    def __init__(self) -> None:
+        self.kinds: list[int] = []
+        self.infos: list[_KeyInfo] = []
+        self.values: list[list[float]] = []
+        self.epochs: list[float | None] = []
+        # Per record, the first description-less bars after it (before the next record): (n, total).
+        self.bars: list[list[tuple[bytes, bytes]]] = []
+        self.bar_last: dict[bytes, bytes] = {}  # after the last record: bar total -> the last counter
+        self.totals: set[bytes] = set()  # totals of the last bar before each record
+        self.crash: bytes | None = None  # the crash marker seen after the last record
+        self.crash_after_finish = False
+        self.table = _Table()
+        self._infos: dict[tuple[bytes, ...], _KeyInfo] = {}
+        self._layouts = 0
+        self._last: _KeyInfo | None = None  # the layout of the previous record: usually the next one's too
+        self._open = False  # the last record still collects bars
+
+    def feed(self, text: bytes, end: int, maybe_table: bool) -> None:
+        """Scan ``text[:end]`` (complete lines only)."""
+        starts: list[int] = []
+        ends: list[int] = []
+        for match in _DICT_RE.finditer(text, 0, end):
+            if self._add_record(match.group()):
+                starts.append(match.start())
+                ends.append(match.end())
+        # The first bars after a record (up to the next one) are its candidates; the first stretch belongs to
+        # the record left open by the previous chunk. findall keeps the per-bar work in C, and a window keeps it
+        # from scanning long runs of bars of which only the first few matter.
+        bars = self.bars
+        first = len(bars) - len(starts)
+        owners = [first - 1 if self._open else -1, *range(first, len(bars))]
+        for owner, lo, hi in zip(owners, [0, *ends], [*starts, end], strict=True):
+            # The last bar before the next record is (usually) the training bar: it proves the bar's total even
+            # where buffering put a run of eval bars right after a record.
+            j = text.rfind(b"%|", lo, hi)
+            if j < 0:
+                continue
+            if (last := _BAR_RE.match(text, j, hi)) is not None:
+                self.totals.add(last.group(2))
+            if owner < 0 or len(bars[owner]) >= _BAR_CANDIDATES:
+                continue
+            cands = bars[owner]
+            found = _BAR_RE.findall(text, lo, min(hi, lo + _BAR_WINDOW))
+            if len(found) < _BAR_CANDIDATES and hi > lo + _BAR_WINDOW:
+                found = _BAR_RE.findall(text, lo, hi)
+            cands.extend(found[: _BAR_CANDIDATES - len(cands)])
+        # The state of the bars where the chunk ends: after the last record, this is how the log leaves them.
+        tail = _BAR_RE.findall(text, ends[-1] if ends else 0, end)
+        if tail:
+            self.bar_last.update({total: n for n, total in tail})
+        self._open = self._open or bool(starts)
+
+        crash = _last_crash(text, ends[-1] if ends else 0, end)
+        if starts or crash is not None:
+            self.crash = crash
+        if crash is not None and _SUMMARY in self.kinds:
+            self.crash_after_finish = True
+
+        # A table is only read when the log has no metric dicts, so stop looking once one was found.
+        if self.table.columns is not None or (not self.kinds and maybe_table and _TABLE_HINT_RE.search(text, 0, end)):
+            self._scan_table(text, end)
+
+    def _add_record(self, body: bytes) -> bool:
+        info, values = self._parse(body)
+        if info is None or info.kind == _NOT_METRICS:
+            return False
+        self._last = info
+        self.kinds.append(info.kind)
+        self.infos.append(info)
+        self.values.append(values)
+        self.epochs.append(values[info.epoch_index] if info.epoch_index is not None else None)
+        self.bars.append([])
+        return True
+
+    def _parse(self, body: bytes) -> tuple[_KeyInfo | None, list[float]]:
+        last = self._last
+        if last is not None and last.layout is not None and (m := last.layout.fullmatch(body)) is not None:
+            try:
+                return last, list(map(float, m.groups()))
+            except ValueError:
+                pass
+        parsed = _parse_pairs(body)
+        if parsed is None:
+            return None, []
+        keys, values = parsed
+        info = self._infos.get(keys)
+        if info is None:
+            info = self._infos[keys] = _key_info(keys)
+        info.seen += 1
+        if info.seen == 2 and info.kind != _NOT_METRICS and self._layouts < _MAX_LAYOUTS:
+            info.layout = _layout_re(keys)
+            self._layouts += 1
+        return info, values
+
+    def _scan_table(self, text: bytes, end: int) -> None:
+        table = self.table
+        pos = 0
+        while pos < end:
+            if table.columns is None:
+                hint = _TABLE_HINT_RE.search(text, pos, end)
+                if hint is None:
+                    return
+                start = max(text.rfind(b"\n", 0, hint.start()), text.rfind(b"\r", 0, hint.start())) + 1
+                brk = _LINE_BREAK_RE.search(text, hint.end(), end)
+                line_end = brk.start() if brk else end
+                columns = _parse_table_header(text[start:line_end].decode("utf-8", errors="replace"))
+                if columns is not None:
+                    table.columns = columns
+                    table.has_step = _STEP_COL in columns
+                    table.is_eval = "eval_loss" in columns
+                pos = line_end + 1
+                continue
+            brk = _LINE_BREAK_RE.search(text, pos, end)
+            line_end = brk.start() if brk else end
+            line = text[pos:line_end].decode("utf-8", errors="replace")
+            if not line.strip() or "%|" in line:
+                pos = line_end + 1  # blank lines and progress bars between rows do not end the table
+            elif self._add_table_row(line):
+                pos = line_end + 1
+            else:
+                table.columns = None  # the table ended; this line may be the next table's header
+
+    def _add_table_row(self, line: str) -> bool:
+        table = self.table
+        assert table.columns is not None
+        cells = _NO_LOG_RE.sub(_NO_LOG, line).split()
+        if len(cells) != len(table.columns):
+            return False
+        step: int | None = None
+        items: list[tuple[str, float]] = []
+        for column, cell in zip(table.columns, cells, strict=True):
+            if cell == _NO_LOG:
+                continue
+            value = _to_float(cell)
+            if value is None:
+                return False
+            if column == _STEP_COL:
+                if not value.is_integer() or not 0 <= value < _MAX_STEP:
+                    return False
+                step = int(value)
+                continue
+            key = "epoch" if column == _EPOCH_COL else column
+            if table.is_eval and key not in ("loss", "eval_loss", "epoch") and not key.startswith("eval_"):
+                key = "eval_" + key  # the notebook table shows eval metrics beside "Validation Loss"
+            items.append((key, value))
+        table.rows.append((step, items))
+        return True
+
+
+def _cut_point(text: bytes) -> int:
+    """Where to stop scanning this chunk: at the last line break (the unfinished line is carried over).
+
+    With no line break in the last ``_MAX_CARRY`` characters, cut at the last ``{`` before the end instead: a dict
+    holds no brace, so a dict that crosses the cut starts at that ``{`` and stays whole for the next chunk.
+    """
+    cut = max(text.rfind(b"\n"), text.rfind(b"\r"))
+    if cut > 0 and len(text) - cut <= _MAX_CARRY:
+        return cut
+    if len(text) <= _MAX_CARRY:
+        return max(cut, 0)
+    cut = len(text) - _DICT_MAX - 2
+    brace = text.rfind(b"{", max(0, cut - _DICT_MAX - 2), cut)
+    return brace if brace > 0 else cut
+
+
+def _scan_file(path: Path) -> _Scan:
+    scan = _Scan()
+    carry = b"\n"  # a virtual line start, so a bar on the very first line counts as description-less
+    hint_before = False  # the carried-over text came from a chunk that may hold a table header
+    try:
+        with path.open("rb") as handle:
+            while True:
+                raw = handle.read(_CHUNK)
+                final = not raw
+                text = carry + raw
+                cut = len(text) if final else _cut_point(text)
+                hint = not scan.kinds and _table_hint(raw)
+                if cut > 0:
+                    scan.feed(text, cut, hint or hint_before)
+                carry = text[cut:]
+                hint_before = hint
+                if final:
+                    break
+    except OSError as exc:
+        raise ReadError(f"cannot read the file: {exc.strerror or exc}", path) from exc
+    return scan
+
+
+@dataclass
+class _Steps:
+    steps: list[int | None]
+    note: str
+
+
+def _main_total(scan: _Scan) -> bytes | None:
+    """The training bar's total: the largest total among the description-less bars seen right before and after
+    the dicts and at the end of the log (eval bars are shorter)."""
+    totals = set(scan.bar_last) | scan.totals
+    for cands in scan.bars:
+        totals.update(total for _, total in cands)
+    return max(totals, key=int, default=None)
+
+
+def _check_increasing(scan: _Scan, steps: list[int | None]) -> list[int | None] | None:
+    """Strictly increasing train steps, eval records without a step given the preceding train step; else None."""
+    last_train: int | None = None
+    out = list(steps)
+    for i, kind in enumerate(scan.kinds):
+        step = out[i]
+        if kind == _TRAIN:
+            if step is None or (last_train is not None and step <= last_train):
+                return None
+            last_train = step
+        elif kind == _EVAL and step is None:
+            if last_train is None:
+                return None
+            out[i] = last_train
+    return out
+
+
+def _steps_from_bars(scan: _Scan) -> _Steps | None:
+    """(a) The counter of the first training-bar redraw after each dict.
+
+    Why this is the step: ``ProgressCallback.on_log`` runs after ``on_step_end`` has moved the bar to
+    ``global_step``, and ``tqdm.write`` redraws the bars right after printing the dict.
+    """
+    wanted = _main_total(scan)
+    if wanted is None:
+        return None
+    found = [next((int(n) for n, t in cands if t == wanted), None) for cands in scan.bars]
+    steps = _check_increasing(scan, found)
+    if steps is None:
+        return None
+    return _Steps(steps, "steps derived from the tqdm progress bar (dict lines carry no step)")
+
+
+def _epoch_resolution(epochs: list[float]) -> float:
+    """How finely epochs were printed (transformers <= 4.x rounds to 0.01; 5.x prints 4 significant digits)."""
+    decimals = 0
+    for epoch in epochs:
+        while decimals < 7:
+            scaled = epoch * 10**decimals
+            if not math.isfinite(scaled) or abs(scaled - round(scaled)) < 1e-6:
+                break
+            decimals += 1
+    return 10.0**-decimals
+
+
+def _steps_from_epochs(scan: _Scan) -> _Steps | None:
+    """(b) ``epoch`` × steps per epoch, where steps per epoch = the training bar's total / the final epoch.
+
+    Only when the run visibly reached its end (a summary dict, or the bar at its total): before that, the last
+    epoch seen is not the one the bar's total belongs to. Epochs printed rounded (0.06, 0.12, ...) are snapped to
+    the logging interval when the rounding alone can explain the distance to it.
+    """
+    total_key = _main_total(scan)
+    if total_key is None:
+        return None
+    total = int(total_key)
+    finite = [e for e in scan.epochs if e is not None and math.isfinite(e)]
+    summary_epochs = [e for k, e in zip(scan.kinds, scan.epochs, strict=True) if k == _SUMMARY and e is not None]
+    if summary_epochs:
+        final_epoch = summary_epochs[-1]
+    elif int(scan.bar_last.get(total_key, b"0")) >= total and finite:
+        final_epoch = max(finite)
+    else:
+        return None
+    if not math.isfinite(final_epoch) or final_epoch <= 0:
+        return None
+    per_epoch = total / final_epoch
+    raw = [e * per_epoch if e is not None and 0 <= e * per_epoch < _MAX_STEP else None for e in scan.epochs]
+    steps: list[int | None] = [round(r) if r is not None else None for r in raw]
+    note = f"steps derived from epoch × {per_epoch:g} steps per epoch (dict lines carry no step)"
+
+    tolerance = per_epoch * _epoch_resolution(finite) / 2
+    train_raw = [r for k, r in zip(scan.kinds, raw, strict=True) if k == _TRAIN and r is not None]
+    diffs = [b - a for a, b in pairwise(train_raw) if b > a]
+    if tolerance >= 0.5 and diffs:
+        interval = round(median(diffs))
+        if interval >= 2 and tolerance < interval / 2:
+            for i, r in enumerate(raw):
+                grid = interval * round(r / interval) if r is not None else None
+                # 1e-6: a boundary epoch (step 20 of 160 = 0.125, printed 0.12) is exactly `tolerance` away.
+                if r is not None and grid is not None and abs(r - grid) <= tolerance + 1e-6:
+                    steps[i] = grid
+            note += f", snapped to the logging interval of {interval} steps (the epochs are printed rounded)"
+    checked = _check_increasing(scan, steps)
+    return _Steps(checked, note) if checked is not None else None
+
+
+def _steps_from_order(scan: _Scan, why: str) -> _Steps:
+    """(c) The ordinal of each train dict; an eval dict takes the step of the train dict before it."""
+    steps: list[int | None] = []
+    count = 0
+    for kind, info in zip(scan.kinds, scan.infos, strict=True):
+        if kind == _TRAIN or (kind == _SUMMARY and info.rows):
+            count += 1  # a summary line that carries per-step keys is one more log line
+        steps.append(count)
+    return _Steps(steps, f"steps derived from the order of the log lines (1, 2, 3, ...): {why}")
+
+
+def _derive_steps(scan: _Scan) -> _Steps:
+    """The first step source that gives strictly increasing train steps, used for the whole file.
+
+    Why all or nothing: mixing sources inside one file could merge or reorder points silently. A file whose bar
+    or epoch steps repeat or go back gets plain ordinals, which at least keep every point and its order.
+    """
+    found = _steps_from_bars(scan) or _steps_from_epochs(scan)
+    if found is not None:
+        return found
+    if not scan.bar_last:
+        return _steps_from_order(scan, "there is no training progress bar to take the step from")
+    return _steps_from_order(scan, "the progress bar and the epochs do not give increasing steps")
+
+
+def _result_from_dicts(scan: _Scan) -> ReadResult:
+    derived = _derive_steps(scan)
+    notes = [derived.note]
+    split: list[str] = []
+    metric: list[str] = []
+    steps: list[int] = []
+    values: list[float] = []
+    summary: dict[str, float] = {}
+    last_train: int | None = None
+    for kind, info, vals, step in zip(scan.kinds, scan.infos, scan.values, derived.steps, strict=True):
+        if kind == _SUMMARY:
+            for i, name in info.summary:
+                summary[name] = vals[i]
+            if not info.rows:
+                continue
+            extra = sorted({m for _, _, m in info.rows} - {"epoch"})
+            shown = ", ".join(extra[:6]) + (f" and {len(extra) - 6} more" if len(extra) > 6 else "")
+            if step is None or (last_train is not None and step <= last_train):
+                notes.append(f"the final train_runtime line also carried {shown}: ignored (no step for it)")
+                continue
+            notes.append(
+                f"the final train_runtime line also carried {shown}: stored as a train point at step {step} "
+                "(the average over the steps after the last logging step)"
+            )
+        if step is None:  # pragma: no cover - _derive_steps gives every train and eval record a step
+            continue
+        if kind == _TRAIN:
+            last_train = step
+        split.extend(info.row_splits)
+        metric.extend(info.row_metrics)
+        values.extend(vals if info.all_rows else [vals[i] for i in info.row_index])
+        steps.extend(repeat(step, len(info.row_index)))
+    frame = make_frame(split, metric, steps, values) if split else empty_frame()
+    return ReadResult(frame=frame, steps_derived=True, summary=summary, notes=notes)
+
+
+def _result_from_table(table: _Table) -> ReadResult:
+    split: list[str] = []
+    metric: list[str] = []
+    steps: list[int] = []
+    values: list[float] = []
+    for ordinal, (step, items) in enumerate(table.rows, start=1):
+        for key, value in items:
+            mapped = canonical(key)
+            if mapped is None:
+                continue
+            split.append(mapped[0])
+            metric.append(mapped[1])
+            steps.append(step if step is not None else ordinal)
+            values.append(value)
+    notes = ["read from the step table printed in the log"]
+    if not table.has_step:
+        notes.append("steps derived from the order of the table rows (1, 2, 3, ...): the table has no Step column")
+    frame = make_frame(split, metric, steps, values) if split else empty_frame()
+    return ReadResult(frame=frame, steps_derived=not table.has_step, notes=notes)
+
+
+def _read_one(path: Path) -> ReadResult:
+    scan = _scan_file(path)
+    if scan.kinds:
+        result = _result_from_dicts(scan)
+        if scan.table.rows:
+            result.notes.append("the log also holds a step table; the dict lines were read instead")
+    elif scan.table.rows:
+        result = _result_from_table(scan.table)
+    else:
+        raise NoMetricsError("no DPO metrics found (no metric dict lines or step table)", path)
+    if _SUMMARY in scan.kinds:
+        result.ended = Ended.FINISHED
+        if scan.crash_after_finish:
+            result.notes.append("the log shows an error after the end-of-training summary (training had ended)")
+    elif scan.crash is not None:
+        result.ended = Ended.CRASHED
+        result.notes.append(f"the log ends with {_CRASH_MARKERS[scan.crash]} after the last metric line")
+    return result
+
+
+@register
+class StdoutReader:
+    """Reads captured stdout/stderr: metric dicts printed amid tqdm output, or a printed step table."""
+
+    name: ClassVar[str] = "stdout"
+    priority: ClassVar[int] = 10
+
+    def sniff(self, path: Path) -> bool:
+        """By name only: console captures have no magic bytes, and reading one to decide would not be cheap.
+
+        SwanLab's own files under ``swanlog/`` (metric logs ``logs/*/*.log``, ``debug.log``) are not console
+        output and are refused; only its ``console/`` capture is.
+        """
+        if path.suffix.lower() not in _SUFFIXES and not path.name.lower().startswith("stdout"):
+            return False
+        parts = path.parts
+        if "swanlog" in parts and "console" not in parts[parts.index("swanlog") :]:
+            return False
+        return path.is_file()
+
+    def run_root(self, path: Path) -> Path:
+        """The file's folder, except that SwanLab's console capture (``<run>/swanlog/run-*/console/*.log``)
+        belongs to ``<run>``: it duplicates the train.log written there."""
+        for parent in path.parents:
+            if parent.name == "swanlog":
+                return parent.parent
+        return path.parent
+
+    def read(self, paths: list[Path]) -> ReadResult:
+        """Read the log; given several (a train.log and its SwanLab console copy), keep the one with most rows.
+
+        Why not concatenate: the stdout files of one run folder are copies of each other far more often than
+        consecutive pieces, and merging copies would only duplicate points.
+        """
+        if not paths:
+            raise ReadError("no files given to the stdout reader")
+        results: list[tuple[Path, ReadResult]] = []
+        first_error: ReadError | None = None
+        for path in map(Path, paths):
+            try:
+                results.append((path, _read_one(path)))
+            except ReadError as exc:
+                first_error = first_error or exc
+        if not results:
+            assert first_error is not None
+            raise first_error
+        results.sort(key=lambda item: (-len(item[1].frame), "swanlog" in item[0].parts))
+        best_path, best = results[0]
+        if len(results) > 1:
+            skipped = ", ".join(str(p) for p, _ in results[1:])
+            best.notes.append(f"read {best_path}; also found {skipped} (same run, not read)")
+        return best

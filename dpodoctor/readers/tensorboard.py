@@ -1,0 +1,374 @@
+"""Reader for TensorBoard event files (``events.out.tfevents.*``) as transformers' TensorBoardCallback writes.
+
+Why decode the records ourselves: TensorFlow is far too heavy a dependency for reading a log, tbparse pulls in
+more still, and TensorBoard's EventAccumulator samples (drops) points and hides truncation. The file format is
+simple (TFRecord framing around ``Event`` protobufs), and the ``tensorboard`` package ships the protobuf
+classes, so a small loop over the bytes with :mod:`struct` gives every point, in order, and tells us exactly
+where a crashed run's file was cut.
+
+Record framing (little endian)::
+
+    uint64 length | uint32 masked_crc32c(length bytes) | data[length] | uint32 masked_crc32c(data)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import numpy as np
+from google.protobuf.message import DecodeError
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
+
+from dpodoctor.errors import ReadError
+from dpodoctor.model import Ended, FrameBuilder
+from dpodoctor.readers import ReadResult, register
+
+__all__ = ["RecordScan", "TensorBoardReader", "crc32c", "masked_crc32c", "scalar_value", "scan_records"]
+
+_HEADER: Final = struct.Struct("<QI")  # length, masked CRC of the 8 length bytes
+_HEADER_SIZE: Final = _HEADER.size  # 12
+_FOOTER_SIZE: Final = 4  # masked CRC of the data
+_CRC_MASK_DELTA: Final = 0xA282EAD8
+
+# The tag transformers (and torch's / tensorboardX's add_text) gives the TrainingArguments JSON.
+ARGS_TAG: Final = "args/text_summary"
+SCALARS_PLUGIN: Final = "scalars"
+
+
+def _make_crc32c_table() -> tuple[int, ...]:
+    """The 256-entry table of the reflected Castagnoli polynomial (0x82F63B78), built once at import."""
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC32C_TABLE: Final = _make_crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli) of ``data``.
+
+    Why our own: TFRecord uses CRC-32C, which :mod:`zlib` does not offer, and importing TensorBoard's stub for
+    its copy pulls in the whole ``tensorflow_stub`` package (~0.1 s). Pure Python is slow per byte, which is
+    why the reader only checks the 8-byte length headers with it.
+    """
+    crc = 0xFFFFFFFF
+    table = _CRC32C_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    """The masked CRC TFRecord stores (rotated and offset so a CRC of CRC-bearing data is not degenerate)."""
+    crc = crc32c(data)
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
+@dataclass
+class RecordScan:
+    """The complete records of one file, and where (if anywhere) the framing stopped making sense.
+
+    ``stop_at`` is the byte offset of the first record that could not be read; ``stop_reason`` says why
+    (``"incomplete record"`` for a file cut short, ``"bad record header"`` for a corrupt length CRC).
+    """
+
+    records: list[bytes] = field(default_factory=list)
+    size: int = 0
+    stop_at: int | None = None
+    stop_reason: str | None = None
+
+
+def scan_records(data: bytes, path: Path) -> RecordScan:
+    """Split the bytes of an event file into its record payloads.
+
+    Why only the header CRC is verified: it is 8 bytes per record, so the pure-Python CRC costs nothing, and
+    it is what tells an event file from any other file and catches a misaligned or corrupt length (which would
+    otherwise make us read garbage as records). A corrupt payload behind a good header fails protobuf parsing,
+    which the caller reports. Raises :class:`ReadError` only when the very first complete header is wrong:
+    then this is not an event file at all, whatever its name says.
+    """
+    scan = RecordScan(size=len(data))
+    offset = 0
+    end = len(data)
+    unpack_header = _HEADER.unpack_from
+    while offset < end:
+        if end - offset < _HEADER_SIZE:
+            scan.stop_at, scan.stop_reason = offset, "incomplete record"
+            break
+        length, length_crc = unpack_header(data, offset)
+        if masked_crc32c(data[offset : offset + 8]) != length_crc:
+            if offset == 0:
+                raise ReadError("not a TensorBoard event file (bad record header at byte 0)", path)
+            scan.stop_at, scan.stop_reason = offset, "bad record header"
+            break
+        start = offset + _HEADER_SIZE
+        stop = start + length
+        if stop + _FOOTER_SIZE > end:
+            scan.stop_at, scan.stop_reason = offset, "incomplete record"
+            break
+        scan.records.append(data[start:stop])
+        offset = stop + _FOOTER_SIZE
+    return scan
+
+
+# dtype -> numpy dtype of its packed ``tensor_content`` bytes (always little endian in event files).
+_CONTENT_DTYPES: Final[dict[int, str]] = {
+    types_pb2.DT_FLOAT: "<f4",
+    types_pb2.DT_DOUBLE: "<f8",
+    types_pb2.DT_HALF: "<f2",
+    types_pb2.DT_BFLOAT16: "<u2",  # raw bits; widened to float32 below (numpy has no bfloat16)
+    types_pb2.DT_INT8: "i1",
+    types_pb2.DT_UINT8: "u1",
+    types_pb2.DT_INT16: "<i2",
+    types_pb2.DT_UINT16: "<u2",
+    types_pb2.DT_INT32: "<i4",
+    types_pb2.DT_UINT32: "<u4",
+    types_pb2.DT_INT64: "<i8",
+    types_pb2.DT_UINT64: "<u8",
+    types_pb2.DT_BOOL: "?",
+}
+
+# dtype -> the repeated field that holds its values when they are not packed.
+_VAL_FIELDS: Final[dict[int, str]] = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_HALF: "half_val",  # float16 bits in an int32
+    types_pb2.DT_BFLOAT16: "half_val",  # bfloat16 bits in an int32
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+}
+
+
+def _bits_to_float(bits: int, dtype: int) -> float:
+    """float16 / bfloat16 values arrive as their bit patterns; turn them into a float."""
+    if dtype == types_pb2.DT_HALF:
+        return float(np.array([bits & 0xFFFF], dtype=np.uint16).view(np.float16)[0])
+    return float((np.array([bits & 0xFFFF], dtype=np.uint32) << 16).view(np.float32)[0])
+
+
+def _tensor_scalar(tensor: tensor_pb2.TensorProto) -> float | None:
+    """The number in a scalar (rank 0, or a single element) numeric tensor; None for anything else."""
+    dims = tensor.tensor_shape.dim
+    if dims:
+        count = 1
+        for dim in dims:
+            count *= dim.size
+        if count != 1:
+            return None
+    dtype = tensor.dtype
+    if tensor.tensor_content:
+        np_dtype = _CONTENT_DTYPES.get(dtype)
+        if np_dtype is None:
+            return None
+        try:
+            arr = np.frombuffer(tensor.tensor_content, dtype=np_dtype)
+        except ValueError:  # byte count not a multiple of the item size
+            return None
+        if arr.size != 1:
+            return None
+        if dtype == types_pb2.DT_BFLOAT16:
+            return _bits_to_float(int(arr[0]), dtype)
+        return float(arr[0])
+    field_name = _VAL_FIELDS.get(dtype)
+    if field_name is None:
+        return None
+    values = getattr(tensor, field_name)
+    if not values:
+        return None
+    if dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        return _bits_to_float(int(values[0]), dtype)
+    return float(values[0])
+
+
+def scalar_value(value: summary_pb2.Summary.Value, plugin_name: str) -> float | None:
+    """The scalar in one summary value, in either encoding, or None if it is not a scalar.
+
+    Why two encodings: torch's SummaryWriter and tensorboardX write ``simple_value`` (a float32), while TF2's
+    ``tf.summary.scalar`` writes a rank-0 tensor tagged with the ``scalars`` plugin. ``plugin_name`` is passed
+    in because TF1-style writers store a tag's metadata only with its first value.
+    """
+    if value.HasField("simple_value"):
+        return float(value.simple_value)
+    if value.HasField("tensor") and plugin_name == SCALARS_PLUGIN:
+        return _tensor_scalar(value.tensor)
+    return None
+
+
+def _natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
+    """Digits compare as numbers: ``...0.9`` sorts before ``...0.10``, timestamps of any width order right."""
+    return tuple(
+        (0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk) for chunk in re.split(r"(\d+)", name) if chunk
+    )
+
+
+def _order_key(path: Path) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    """Files of a resumed run are read in name order: the name starts with the creation timestamp."""
+    return _natural_key(path.name), str(path)
+
+
+@register
+class TensorBoardReader:
+    """Reads the event files of one run folder into one frame (a resumed run writes several files)."""
+
+    name: ClassVar[str] = "tensorboard"
+    priority: ClassVar[int] = 100
+    # Every event file in a run folder belongs to the run (a resumed run writes a new file).
+    multi_file: ClassVar[bool] = True
+
+    def sniff(self, path: Path) -> bool:
+        """Only the name: every TensorBoard writer names its files ``events.out.tfevents.*``."""
+        return "tfevents" in path.name and path.is_file()
+
+    def run_root(self, path: Path) -> Path:
+        """``output_dir`` for the HF layout ``output_dir/runs/<date_host>/events...``, else the file's folder.
+
+        Why go up past ``runs/``: a resumed transformers run logs to a new ``runs/<date_host>`` folder, and
+        the output_dir is also where its train.log and trainer_state.json live, so it names the run.
+        """
+        folder = path.parent
+        if folder.parent.name == "runs":
+            return folder.parent.parent
+        return folder
+
+    def _label(self, path: Path) -> str:
+        """The file's name relative to its run root, for notes and ``beta_source``."""
+        try:
+            return path.relative_to(self.run_root(path)).as_posix()
+        except ValueError:  # pragma: no cover - run_root is always an ancestor
+            return path.name
+
+    def read(self, paths: list[Path]) -> ReadResult:
+        """Read all event files of one run, oldest name first, into one frame.
+
+        A (metric, step) logged again by a later file keeps the later value: FrameBuilder keeps the last point
+        in arrival order, and arrival order is file order.
+        """
+        if not paths:
+            raise ReadError("no event files given")
+        files = sorted(paths, key=_order_key)
+        builder = FrameBuilder()
+        notes: list[str] = []
+        config: dict[str, Any] = {}
+        beta: float | None = None
+        beta_source: str | None = None
+        cut = False
+        # tag -> plugin name, remembered across files: TF1-style writers send a tag's metadata only once.
+        plugins: dict[str, str] = {}
+
+        for path in files:
+            label = self._label(path)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ReadError(f"cannot read file ({exc.strerror or exc})", path) from exc
+            if not data:
+                notes.append(f"{label}: empty file (0 bytes), no records")
+                continue
+            scan = scan_records(data, path)
+            bad_records = 0
+            for record in scan.records:
+                try:
+                    event = event_pb2.Event.FromString(record)
+                except DecodeError:
+                    bad_records += 1
+                    continue
+                if not event.HasField("summary"):
+                    continue
+                step = event.step
+                wall_time = event.wall_time
+                for value in event.summary.value:
+                    tag = value.tag
+                    if value.HasField("metadata"):
+                        plugin = value.metadata.plugin_data.plugin_name
+                        if plugin:
+                            plugins[tag] = plugin
+                    if tag == ARGS_TAG:
+                        parsed = self._parse_args(value, label, notes)
+                        if parsed is not None:
+                            config = parsed
+                            found = self._beta_from(parsed, label, notes)
+                            if found is not None:
+                                beta, beta_source = found, f"{label}: args text summary"
+                        continue
+                    number = scalar_value(value, plugins.get(tag, ""))
+                    if number is not None:
+                        builder.add(tag, step, number, wall_time)
+            if bad_records:
+                notes.append(f"{label}: skipped {bad_records} record(s) whose data is not a valid Event protobuf")
+            if scan.stop_at is not None:
+                cut = True
+                notes.append(
+                    f"{label}: truncated at byte {scan.size} ({scan.stop_reason} at byte {scan.stop_at}); "
+                    f"read the {len(scan.records)} records before it"
+                )
+
+        if len(builder) == 0:
+            raise ReadError("no scalar summaries found", files[0] if len(files) == 1 else files[0].parent)
+
+        if "train_runtime" in builder.summary:
+            # Written only once training is over, so the run finished even if the file was cut after it.
+            ended = Ended.FINISHED
+        elif cut:
+            ended = Ended.TRUNCATED
+        else:
+            ended = Ended.UNKNOWN
+        return ReadResult(
+            frame=builder.build(),
+            beta=beta,
+            beta_source=beta_source,
+            ended=ended,
+            steps_derived=False,
+            summary=dict(builder.summary),
+            config=config,
+            notes=notes,
+        )
+
+    @staticmethod
+    def _parse_args(value: summary_pb2.Summary.Value, label: str, notes: list[str]) -> dict[str, Any] | None:
+        """The DPOConfig JSON of the ``args`` text summary; bad text is a note, not an error.
+
+        Why json.loads and nothing smarter: the log is untrusted input, and transformers writes strict JSON.
+        """
+        strings = value.tensor.string_val
+        if not strings:
+            notes.append(f"{label}: args text summary holds no text")
+            return None
+        text = strings[0].decode("utf-8", errors="replace")
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            notes.append(f"{label}: args text summary is not valid JSON ({exc}); config not read")
+            return None
+        if not isinstance(parsed, dict):
+            notes.append(f"{label}: args text summary is JSON but not an object; config not read")
+            return None
+        return parsed
+
+    @staticmethod
+    def _beta_from(config: dict[str, Any], label: str, notes: list[str]) -> float | None:
+        """β when the config holds a finite number for it (bool is an int in Python, so it is excluded)."""
+        if "beta" not in config:
+            return None
+        raw = config["beta"]
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw):
+            return float(raw)
+        notes.append(f"{label}: args text summary has a non-numeric beta ({raw!r}); ignored")
+        return None

@@ -1,0 +1,128 @@
+"""What a check produces: findings per run, and the report across runs.
+
+Why separate from rules and reporters: rules create findings, reporters present them, and the CLI's exit code is
+computed from them. Keeping the plain data types here lets each of those depend on this module and not on each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from dpodoctor.model import Run
+
+
+class Severity(str, Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 1, "warning": 2, "error": 3}[self.value]
+
+
+# `--fail-on` values: a severity, or "never".
+FAIL_ON_CHOICES = ("error", "warning", "info", "never")
+
+
+@dataclass
+class Finding:
+    """One diagnosed problem in one run, with the steps where it shows and the numbers behind it."""
+
+    code: str
+    name: str
+    severity: Severity
+    split: str
+    metric: str
+    first_step: int | None
+    last_step: int | None
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    cause: str = ""
+    fix: str = ""
+    # Findings of other rules folded into this one because the same cause explains them.
+    corroborating: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity.value,
+            "split": self.split,
+            "metric": self.metric,
+            "first_step": self.first_step,
+            "last_step": self.last_step,
+            "message": self.message,
+            "evidence": self.evidence,
+            "cause": self.cause,
+            "fix": self.fix,
+            "corroborating": self.corroborating,
+        }
+
+
+@dataclass
+class RunReport:
+    """A run with its findings, and the rules that could not run for lack of data."""
+
+    run: Run
+    findings: list[Finding]
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # code -> missing metrics
+    beta_used: float = 0.1
+    beta_note: str = ""
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
+
+
+@dataclass
+class Report:
+    """Everything one `check` found, and the exit code the gate derives from it."""
+
+    runs: list[RunReport]
+    fail_on: str = "error"
+    problems: list[str] = field(default_factory=list)  # "file: reason" for inputs that could not be read
+    ignored: list[str] = field(default_factory=list)  # files met in a walk that held no DPO metrics
+
+    def count(self, severity: Severity) -> int:
+        return sum(r.count(severity) for r in self.runs)
+
+    @property
+    def exit_code(self) -> int:
+        """2 when some input could not be read; else 1 when a finding is at or above ``fail_on``; else 0."""
+        if self.problems:
+            return 2
+        if self.fail_on == "never":
+            return 0
+        threshold = Severity(self.fail_on).rank
+        return int(any(f.severity.rank >= threshold for r in self.runs for f in r.findings))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON document (version 1)."""
+        return {
+            "version": 1,
+            "runs": [
+                {
+                    "name": r.run.name,
+                    "path": str(r.run.path),
+                    "source": r.run.source,
+                    "steps": r.run.steps,
+                    "beta": r.run.beta,
+                    "ended": r.run.ended.value,
+                    "findings": [f.to_dict() for f in r.findings],
+                }
+                for r in self.runs
+            ],
+            "problems": self.problems,
+            "summary": {
+                "runs": len(self.runs),
+                "errors": self.count(Severity.ERROR),
+                "warnings": self.count(Severity.WARNING),
+                "infos": self.count(Severity.INFO),
+                "exit_code": self.exit_code,
+            },
+        }
