@@ -280,8 +280,9 @@ def loss_stuck_ln2(ctx: Context) -> Hit | None:
 
     What it detects:
         After the first 10% of the logged steps, the median loss is within `tolerance` (0.02, widened by the
-        uncertainty the batch noise puts on a median) of ln 2 and the smoothed loss never clearly leaves that band, while neither accuracy (above 0.6) nor the margin (above
-        0.5 nats) shows learning. bf16 prints ln 2 as 0.6914; the tolerance covers it.
+        uncertainty the batch noise puts on a median) of ln 2 and the smoothed loss never clearly leaves that
+        band, while neither accuracy (above 0.6) nor the margin (above 0.5 nats) shows learning. bf16 prints ln 2
+        as 0.6914; the tolerance covers it.
     Why it matters:
         The sigmoid DPO loss is −log σ(margin); it equals ln 2 exactly when chosen and rejected are scored alike.
         A loss that stays there means the run spent its compute and changed nothing that matters.
