@@ -6,9 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError
-from dpodoctor.model import Run
+from dpodoctor.model import Run, make_frame
+from dpodoctor.readers import read_runs
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report
 from dpodoctor.rules import diagnose_run
 
@@ -22,31 +25,47 @@ class Loaded:
     ignored: list[str] = field(default_factory=list)
 
 
-def _read(source: RunSource) -> Run:
-    result = source.reader.read(source.files)
-    return Run(
-        name=source.name,
-        path=source.files[0] if source.explicit else source.root,
-        source=source.reader.name,
-        frame=result.frame,
-        beta=result.beta,
-        beta_source=result.beta_source,
-        ended=result.ended,
-        steps_derived=result.steps_derived,
-        summary=result.summary,
-        config=result.config,
-        notes=result.notes,
-        other_sources=source.others,
-    )
+def _read(source: RunSource, metric_map: dict[str, str] | None = None) -> list[Run]:
+    runs = []
+    for result in read_runs(source.reader, source.files):
+        frame = _rename_metrics(result.frame, metric_map) if metric_map else result.frame
+        runs.append(
+            Run(
+                name=f"{source.name}#{result.label}" if result.label else source.name,
+                path=source.files[0] if source.explicit else source.root,
+                source=source.reader.name,
+                frame=frame,
+                beta=result.beta,
+                beta_source=result.beta_source,
+                ended=result.ended,
+                steps_derived=result.steps_derived,
+                summary=result.summary,
+                config=result.config,
+                notes=result.notes,
+                other_sources=source.others,
+            )
+        )
+    return runs
 
 
-def load_all(paths: Iterable[Path | str]) -> Loaded:
+def _rename_metrics(frame: pd.DataFrame, metric_map: dict[str, str]) -> pd.DataFrame:
+    """Apply the user's ``--metric-map key=canonical``: a key the built-in table does not know keeps its own name
+    in the frame, so renaming it afterwards maps it without touching any reader."""
+    if not metric_map or frame.empty:
+        return frame
+    renamed = frame.copy()
+    names = renamed["metric"].astype(str).map(lambda m: metric_map.get(m, m))
+    renamed["metric"] = names
+    return make_frame(renamed["split"].astype(str), names, renamed["step"], renamed["value"], renamed["wall_time"])
+
+
+def load_all(paths: Iterable[Path | str], *, metric_map: dict[str, str] | None = None) -> Loaded:
     """Read every run under ``paths``. Unreadable files are collected, not raised, so one bad file in a sweep
     does not hide the other runs; a path that does not exist raises."""
     loaded = Loaded()
     for source in discover([Path(p) for p in paths]):
         try:
-            loaded.runs.append(_read(source))
+            loaded.runs.extend(_read(source, metric_map))
         except NoMetricsError as exc:
             if source.explicit:
                 loaded.problems.append(exc)

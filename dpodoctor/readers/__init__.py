@@ -29,6 +29,8 @@ class ReadResult:
     summary: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Names one of several runs found in the same files (see read_runs); None for the usual single run.
+    label: str | None = None
 
 
 class Reader(Protocol):
@@ -53,6 +55,10 @@ class Reader(Protocol):
         """Read the files of one run. Raises only :class:`dpodoctor.errors.ReadError`."""
         ...
 
+    # Optional: a reader whose files can hold several runs (runs appended to one stdout file, a multi-experiment
+    # export) also defines ``read_runs(paths) -> list[ReadResult]``, each result with a distinct ``label``.
+    # Discovery calls it when present; see :func:`read_runs`.
+
 
 READERS: list[Reader] = []
 
@@ -65,6 +71,12 @@ def register(reader_cls: type) -> type:
     READERS.append(instance)
     READERS.sort(key=lambda r: -r.priority)
     return reader_cls
+
+
+def read_runs(reader: Reader, paths: list[Path]) -> list[ReadResult]:
+    """Every run in the files: ``reader.read_runs`` when the format can hold several, else the one ``read``."""
+    many = getattr(reader, "read_runs", None)
+    return list(many(paths)) if many is not None else [reader.read(paths)]
 
 
 def reader_for(path: Path) -> Reader | None:
