@@ -12,6 +12,7 @@ from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError
 from dpodoctor.model import Run, make_frame
 from dpodoctor.readers import read_runs
+from dpodoctor.readers.hparams import find_beta
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report
 from dpodoctor.rules import diagnose_run
 
@@ -29,6 +30,10 @@ def _read(source: RunSource, metric_map: dict[str, str] | None = None) -> list[R
     runs = []
     for result in read_runs(source.reader, source.files):
         frame = _rename_metrics(result.frame, metric_map) if metric_map else result.frame
+        if result.beta is None:
+            found = find_beta(source.root, source.others)
+            if found is not None:
+                result.beta, result.beta_source = found
         runs.append(
             Run(
                 name=f"{source.name}#{result.label}" if result.label else source.name,

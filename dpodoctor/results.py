@@ -69,8 +69,11 @@ class RunReport:
     run: Run
     findings: list[Finding]
     skipped: dict[str, list[str]] = field(default_factory=dict)  # code -> missing metrics
+    checked: list[str] = field(default_factory=list)  # codes of the rules that ran (passed or found something)
     beta_used: float = 0.1
     beta_note: str = ""
+    # per core metric, what its curve did ("loss fell from 0.693 to 0.49 and levelled off")
+    health: dict[str, str] = field(default_factory=dict)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)

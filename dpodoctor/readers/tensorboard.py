@@ -372,3 +372,29 @@ class TensorBoardReader:
             return float(raw)
         notes.append(f"{label}: args text summary has a non-numeric beta ({raw!r}); ignored")
         return None
+
+
+def read_args_config(path: Path, max_bytes: int = 4 * 1024 * 1024) -> dict[str, Any] | None:
+    """The config JSON of a file's ``args`` text summary, reading at most ``max_bytes`` from the start.
+
+    Why a separate, bounded read: transformers writes the args summary right after the file header, so when
+    another source of the same run (its stdout log) lacks β, the first records of the event file are enough.
+    """
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes)
+    except OSError:
+        return None
+    try:
+        scan = scan_records(data, path)
+    except ReadError:
+        return None
+    for record in scan.records:
+        try:
+            event = event_pb2.Event.FromString(record)
+        except DecodeError:
+            continue
+        for value in event.summary.value:
+            if value.tag == ARGS_TAG:
+                return TensorBoardReader._parse_args(value, path.name, [])
+    return None

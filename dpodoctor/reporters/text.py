@@ -159,7 +159,17 @@ class RunView:
                 body.append("\nwhat to try: ", style="dim")
                 body.append(f.fix)
             out.append(Group(title, Padding(body, (0, 0, 0, 4), expand=False)))
-        if not out:
+        checked = Text()
+        for metric, sentence in self.report.health.items():
+            severity = _row_severity(metric, self.report.findings)
+            if severity is not None and severity is not Severity.INFO:
+                continue
+            checked.append("\n✓ ", style="green")
+            checked.append(sentence)
+        if checked:
+            out.append(Text("  checked:", style="dim"))
+            out.append(Padding(checked[1:], (0, 0, 0, 4), expand=False))
+        if not self.report.findings:
             out.append(Text("  no findings: every rule that could run passed", style="green"))
         if self.report.skipped:
             skipped = ", ".join(f"{code} (needs {', '.join(m)})" for code, m in self.report.skipped.items())

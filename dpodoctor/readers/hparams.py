@@ -1,0 +1,121 @@
+"""Where a run's hyperparameters live when its main log does not carry them.
+
+Why: stdout logs and JSONL never print β, yet the rules state margin thresholds in log-ratio units (margin / β).
+The same run folder usually holds β somewhere: the ``args`` text summary of its TensorBoard events, SwanLab's
+``files/config.yaml``, or a JSON/YAML config beside the log. Reading it from there keeps the diagnosis of a
+``train.log`` the same as that of the run's TensorBoard events. Only JSON and one-line ``key: number`` YAML
+entries are read: configs are untrusted input, and ``training_args.bin`` is a pickle, which is never opened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+BETA_KEYS: Final = ("beta", "pref_beta", "dpo_beta")
+JSON_NAMES: Final = (
+    "training_args.json",
+    "trainer_config.json",
+    "dpo_config.json",
+    "args.json",
+    "hparams.json",
+    "config.json",
+    "train_results.json",
+    "all_results.json",
+)
+_YAML_BETA: Final = re.compile(
+    r"^[ \t]{0,8}(pref_beta|dpo_beta|beta)[ \t]{0,4}:[ \t]{0,4}([-+0-9.eE]{1,32})[ \t]*$", re.M
+)
+_MAX_CONFIG_BYTES: Final = 2 * 1024 * 1024
+
+
+def beta_in(config: dict[str, Any]) -> float | None:
+    """A positive finite β under one of the usual keys, at the top level or one level down."""
+    for key in BETA_KEYS:
+        value = config.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value)
+    for value in config.values():
+        if isinstance(value, dict):
+            nested = beta_in({k: v for k, v in value.items() if not isinstance(v, dict)})
+            if nested is not None:
+                return nested
+    return None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        if path.stat().st_size > _MAX_CONFIG_BYTES:
+            return None
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _from_json(path: Path) -> float | None:
+    text = _read_text(path)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return beta_in(data) if isinstance(data, dict) else None
+
+
+def _from_yaml(path: Path) -> float | None:
+    text = _read_text(path)
+    if text is None:
+        return None
+    for match in _YAML_BETA.finditer(text):
+        try:
+            value = float(match.group(2))
+        except ValueError:
+            continue
+        if math.isfinite(value) and value > 0:
+            return value
+    return None
+
+
+def find_beta(root: Path, siblings: Iterable[Path] = ()) -> tuple[float, str] | None:
+    """β for a run whose main source did not log it, with where it was found (a path relative to ``root``).
+
+    Looks, in order, at the TensorBoard events of the run (the ``args`` summary), JSON configs beside the log,
+    then YAML configs (LLaMA-Factory's ``pref_beta``). SwanLab's ``config.yaml`` is found by the YAML pass too
+    when given as a sibling. Returns None when nothing says.
+    """
+    from dpodoctor.readers.tensorboard import read_args_config
+
+    def rel(path: Path) -> str:
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            return str(path)
+
+    candidates = [p for p in siblings if p.is_file()]
+    if root.is_dir():
+        candidates += sorted(root.glob("events.out.tfevents.*")) + sorted(root.glob("runs/*/events.out.tfevents.*"))
+    for path in dict.fromkeys(candidates):
+        if "tfevents" in path.name:
+            config = read_args_config(path)
+            beta = beta_in(config) if config else None
+            if beta is not None:
+                return beta, f"{rel(path)}: args text summary"
+    if root.is_dir():
+        for name in JSON_NAMES:
+            path = root / name
+            if path.is_file() and (beta := _from_json(path)) is not None:
+                return beta, rel(path)
+        yamls = (
+            sorted(root.glob("*.yaml"))
+            + sorted(root.glob("*.yml"))
+            + sorted(root.glob("swanlog/run-*/files/config.yaml"))
+        )
+        for path in yamls:
+            if (beta := _from_yaml(path)) is not None:
+                return beta, rel(path)
+    return None
