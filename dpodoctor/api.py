@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from dpodoctor.config import Config
+from dpodoctor.config import discover as discover_config
+from dpodoctor.config import load_file as load_config_file
 from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError
 from dpodoctor.model import Run, make_frame
 from dpodoctor.readers import read_runs
 from dpodoctor.readers.hparams import find_beta
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report
-from dpodoctor.rules import diagnose_run
+from dpodoctor.rules import RULES, diagnose_run
 
 
 @dataclass
@@ -24,6 +27,7 @@ class Loaded:
     runs: list[Run] = field(default_factory=list)
     problems: list[DpoDoctorError] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # paths the walk skipped, with the reason
 
 
 def _read(source: RunSource, metric_map: dict[str, str] | None = None) -> list[Run]:
@@ -68,7 +72,7 @@ def load_all(paths: Iterable[Path | str], *, metric_map: dict[str, str] | None =
     """Read every run under ``paths``. Unreadable files are collected, not raised, so one bad file in a sweep
     does not hide the other runs; a path that does not exist raises."""
     loaded = Loaded()
-    for source in discover([Path(p) for p in paths]):
+    for source in discover([Path(p) for p in paths], loaded.warnings):
         try:
             loaded.runs.extend(_read(source, metric_map))
         except NoMetricsError as exc:
@@ -104,17 +108,36 @@ def check(
     paths: Iterable[Path | str] = (".",),
     *,
     beta: float | None = None,
-    fail_on: str = "error",
+    fail_on: str | None = None,
     select: Iterable[str] | None = None,
     ignore: Iterable[str] | None = None,
+    config: Path | str | None = None,
+    use_config: bool = True,
+    metric_map: dict[str, str] | None = None,
 ) -> Report:
-    """Load every run under ``paths``, diagnose each, and return the report (with the gate's exit code)."""
+    """Load every run under ``paths``, diagnose each, and return the report (with the gate's exit code).
+
+    Settings come from the arguments, else from the project config (``config`` names the file; otherwise it is
+    discovered from the first path upward, then from the current directory; ``use_config=False`` skips it), else
+    from the defaults (fail on errors, β from each run's own config).
+    """
+    paths = [Path(p) for p in paths]
+    settings = (
+        load_config_file(Path(config)) if config is not None else (discover_config(paths) if use_config else Config())
+    )
+    fail_on = fail_on or settings.fail_on or "error"
+    beta = beta if beta is not None else settings.beta
+    select = list(select) if select is not None else settings.select
+    ignore = list(ignore) if ignore is not None else settings.ignore
+    for option, codes in (("--select", select), ("--ignore", ignore)):
+        for code in codes or ():
+            if not any(c.startswith(code) for c in RULES):
+                raise DpoDoctorError(f"{option}: unknown rule code or prefix {code!r} (see `dpodoctor rules`)")
     if fail_on not in FAIL_ON_CHOICES:
         raise DpoDoctorError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {fail_on!r}")
     if beta is not None and not beta > 0:
         raise DpoDoctorError(f"--beta must be a positive number, not {beta}")
-    paths = list(paths)
-    loaded = load_all(paths)
+    loaded = load_all(paths, metric_map=metric_map)
     if not loaded.runs and loaded.problems:
         first = loaded.problems[0]
         if len(loaded.problems) == 1:
@@ -123,8 +146,15 @@ def check(
     if not loaded.runs:
         where = ", ".join(str(p) for p in paths)
         raise DpoDoctorError(
-            "no training run found (looked for TensorBoard event files and stdout logs with DPO metrics)",
-            where,
+            "no training run found (looked for TensorBoard event files and stdout logs with DPO metrics)", where
         )
-    reports = [diagnose_run(run, beta=beta, select=select, ignore=ignore) for run in loaded.runs]
-    return Report(runs=reports, fail_on=fail_on, problems=[str(p) for p in loaded.problems], ignored=loaded.ignored)
+    reports = [
+        diagnose_run(run, beta=beta, select=select, ignore=ignore, params=settings.rule_params) for run in loaded.runs
+    ]
+    return Report(
+        runs=reports,
+        fail_on=fail_on,
+        problems=[str(p) for p in loaded.problems],
+        ignored=loaded.ignored,
+        warnings=loaded.warnings,
+    )

@@ -26,13 +26,40 @@ class RunSource:
     explicit: bool = False  # the user named the file itself
 
 
-def _walk(top: Path) -> list[Path]:
-    """Every regular file below ``top``, sorted, not following symlinked folders (so loops cannot hang us)."""
+def _walk(top: Path, warnings: list[str]) -> list[Path]:
+    """Every readable regular file below ``top``, sorted. Symlinked folders are followed once each (a sweep's
+    ``latest -> run-7`` link is common) and a folder already seen is skipped, so a symlink loop cannot hang the
+    walk. Unreadable folders and files and broken links are skipped with a warning naming them."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+    seen: set[tuple[int, int]] = set()
+
+    def onerror(exc: OSError) -> None:
+        warnings.append(f"{exc.filename}: skipped, cannot list folder ({exc.strerror or exc})")
+
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=onerror):
+        try:
+            st = os.stat(dirpath)
+        except OSError as exc:
+            warnings.append(f"{dirpath}: skipped ({exc.strerror or exc})")
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            warnings.append(f"{dirpath}: skipped, a symlink loop or a second link to a folder already walked")
+            dirnames[:] = []
+            continue
+        seen.add(key)
         dirnames.sort()
-        found.extend(Path(dirpath) / name for name in sorted(filenames))
-    return [p for p in found if p.is_file()]
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.is_symlink() and not path.exists():
+                warnings.append(f"{path}: skipped, broken symlink")
+            elif path.is_file():
+                if os.access(path, os.R_OK):
+                    found.append(path)
+                else:
+                    warnings.append(f"{path}: skipped, permission denied")
+    return found
 
 
 def _name(root: Path, arg: Path) -> str:
@@ -52,13 +79,20 @@ def _primary(reader: Reader, files: list[Path]) -> tuple[list[Path], list[Path]]
     return ranked[:1], ranked[1:]
 
 
-def discover(paths: list[Path]) -> list[RunSource]:
-    """Group the files under ``paths`` into runs. Raises DpoDoctorError for a path that does not exist."""
+def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSource]:
+    """Group the files under ``paths`` into runs. Raises DpoDoctorError for a path that does not exist.
+
+    Files and folders the walk had to skip are appended to ``warnings`` ("path: why").
+    """
+    warnings = [] if warnings is None else warnings
     sources: list[RunSource] = []
     for arg in paths:
         if not arg.exists():
-            raise DpoDoctorError("no such file or directory", arg)
+            reason = "broken symlink" if arg.is_symlink() else "no such file or directory"
+            raise DpoDoctorError(reason, arg)
         if arg.is_file():
+            if not os.access(arg, os.R_OK):
+                raise DpoDoctorError("permission denied", arg)
             reader = reader_for(arg)
             if reader is None:
                 known = ", ".join(r.name for r in READERS)
@@ -66,7 +100,7 @@ def discover(paths: list[Path]) -> list[RunSource]:
             sources.append(RunSource(_name(reader.run_root(arg), arg.parent), arg.parent, reader, [arg], explicit=True))
             continue
         groups: dict[Path, dict[str, list[Path]]] = {}
-        for path in _walk(arg):
+        for path in _walk(arg, warnings):
             reader = reader_for(path)
             if reader is not None:
                 groups.setdefault(reader.run_root(path), {}).setdefault(reader.name, []).append(path)

@@ -90,6 +90,7 @@ class Report:
     fail_on: str = "error"
     problems: list[str] = field(default_factory=list)  # "file: reason" for inputs that could not be read
     ignored: list[str] = field(default_factory=list)  # files met in a walk that held no DPO metrics
+    warnings: list[str] = field(default_factory=list)  # files and folders the walk skipped ("path: why")
 
     def count(self, severity: Severity) -> int:
         return sum(r.count(severity) for r in self.runs)

@@ -216,6 +216,8 @@ class ReportView:
             yield RunView(run, spark_width=self.spark_width)
         for problem in self.report.problems:
             yield Text(f"error: {problem}", style="bold red", no_wrap=True, overflow="ignore")
+        for warning in self.report.warnings:
+            yield Text(f"warning: {warning}", style="yellow", no_wrap=True, overflow="ignore")
         for ignored in self.report.ignored:
             yield Text(f"ignored: {ignored}", style="dim")
         yield self.summary()
