@@ -8,6 +8,7 @@ says that dpodoctor does not know is an error that names it: a typo in a gate mu
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 KEYS = ("select", "ignore", "fail-on", "beta", "rules")
+# a real table header at the start of a line (a comment or a string mentioning it does not count)
+_TABLE_HEADER = re.compile(r"^[ \t]*\[tool\.dpodoctor[\].]", re.M)
 
 
 @dataclass
@@ -114,7 +117,7 @@ def _found_in(folder: Path) -> Path | None:
             text = pyproject.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
-        if "[tool.dpodoctor" in text:
+        if _TABLE_HEADER.search(text):
             return pyproject
     return None
 

@@ -93,7 +93,7 @@ def test_unknown_or_bad_settings_are_errors_that_name_them(tmp_path: Path, text:
 
 
 def test_pyproject_without_the_table_is_not_a_config(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n# see [tool.dpodoctor] in the docs\n')
     assert discover([tmp_path], cwd=tmp_path).path is None
     with pytest.raises(DpoDoctorError, match=r"no \[tool\.dpodoctor\]"):
         load_file(tmp_path / "pyproject.toml")
