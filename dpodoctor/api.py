@@ -13,6 +13,7 @@ from dpodoctor.config import discover as discover_config
 from dpodoctor.config import load_file as load_config_file
 from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError
+from dpodoctor.metrics import KEY_MAP
 from dpodoctor.model import Run, make_frame
 from dpodoctor.readers import read_runs
 from dpodoctor.readers.hparams import find_beta
@@ -114,8 +115,14 @@ def check(
     config: Path | str | None = None,
     use_config: bool = True,
     metric_map: dict[str, str] | None = None,
+    require_metrics: Iterable[str] = (),
+    exit_zero: bool = False,
 ) -> Report:
     """Load every run under ``paths``, diagnose each, and return the report (with the gate's exit code).
+
+    ``require_metrics``: canonical metric names a gate relies on; a run that logs one of them in neither split is
+    unusable input (exit 2), so a gate cannot pass because nothing was read. ``exit_zero``: report, but never
+    exit 1 (unreadable input still exits 2).
 
     Settings come from the arguments, else from the project config (``config`` names the file; otherwise it is
     discovered from the first path upward, then from the current directory; ``use_config=False`` skips it), else
@@ -151,10 +158,22 @@ def check(
     reports = [
         diagnose_run(run, beta=beta, select=select, ignore=ignore, params=settings.rule_params) for run in loaded.runs
     ]
+    problems = [str(p) for p in loaded.problems]
+    known = set(KEY_MAP.values())
+    for run in loaded.runs:
+        missing = [m for m in require_metrics if not (run.has(m, "train") or run.has(m, "eval"))]
+        if missing:
+            unknown = [m for m in missing if m not in known]
+            hint = f" ({', '.join(unknown)}: not a canonical metric name, see dpodoctor/metrics.py)" if unknown else ""
+            problems.append(
+                f"{run.path}: run {run.name} does not log required metric(s) {', '.join(missing)} "
+                f"in train or eval (--require-metrics){hint}"
+            )
     return Report(
         runs=reports,
         fail_on=fail_on,
-        problems=[str(p) for p in loaded.problems],
+        problems=problems,
         ignored=loaded.ignored,
         warnings=loaded.warnings,
+        exit_zero=exit_zero,
     )

@@ -91,19 +91,25 @@ class Report:
     problems: list[str] = field(default_factory=list)  # "file: reason" for inputs that could not be read
     ignored: list[str] = field(default_factory=list)  # files met in a walk that held no DPO metrics
     warnings: list[str] = field(default_factory=list)  # files and folders the walk skipped ("path: why")
+    exit_zero: bool = False  # report, but never exit 1 (--exit-zero)
 
     def count(self, severity: Severity) -> int:
         return sum(r.count(severity) for r in self.runs)
 
     @property
+    def gate_failed(self) -> bool:
+        """A finding is at or above ``fail_on``."""
+        if self.fail_on == "never":
+            return False
+        threshold = Severity(self.fail_on).rank
+        return any(f.severity.rank >= threshold for r in self.runs for f in r.findings)
+
+    @property
     def exit_code(self) -> int:
-        """2 when some input could not be read; else 1 when a finding is at or above ``fail_on``; else 0."""
+        """2 when some input could not be read; else 1 when the gate failed (0 with exit_zero); else 0."""
         if self.problems:
             return 2
-        if self.fail_on == "never":
-            return 0
-        threshold = Severity(self.fail_on).rank
-        return int(any(f.severity.rank >= threshold for r in self.runs for f in r.findings))
+        return int(self.gate_failed and not self.exit_zero)
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON document (version 1)."""

@@ -57,3 +57,9 @@ def test_sparkline_shape() -> None:
     assert sparkline([]) == ""
     assert len(sparkline(np.arange(1000.0), width=20)) == 20
     assert sparkline([np.nan, 1.0, np.inf, 2.0]) == "▁█"
+
+
+def test_terminal_escapes_from_logs_are_stripped() -> None:
+    run = make_run(curves(), name="evil\x1b[2J\x1b]8;;http://x\x07link\x1b]8;;\x07run")
+    out = render(RunView(diagnose_run(run)))
+    assert "\x1b" not in out and "evil" in out and "linkrun" in out

@@ -1,42 +1,28 @@
 """The rich terminal report: per run a header, the seed-style metric table, and the findings; then a summary.
 
-Text from logs (run names, messages built from keys) goes into :class:`rich.text.Text` objects, never into markup
-strings, so a run called ``[red]x`` prints as written.
+Text from logs (run names, paths, messages built from keys) goes into :class:`rich.text.Text` objects, never into
+markup strings, so a run called ``[red]x`` prints as written, and it passes through :func:`common.clean` first, so
+a log cannot move the cursor, change colours or plant a hyperlink in the terminal. The rows come from
+:func:`common.metric_rows`, shared with the Markdown report, so both show the same verdicts.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from dpodoctor import stats
-from dpodoctor.results import Finding, Report, RunReport, Severity
-from dpodoctor.rules import RULES
+from dpodoctor.reporters.common import MARK, clean, details, metric_rows, row_severity, summary_line, where_text
+from dpodoctor.results import Report, RunReport, Severity
 
 BARS = "▁▂▃▄▅▆▇█"
-
-# The seed's quick-reference table: what a healthy curve does, per core metric.
-HEALTHY = {
-    "loss": ("loss", "≈ ln 2 (0.693), falls, levels > 0"),
-    "margins": ("rewards/margins", "rises from ~0, then levels off"),
-    "accuracy": ("rewards/accuracies", "~0.5, rises toward 0.8–0.95"),
-    "chosen": ("rewards/chosen", "increases"),
-    "rejected": ("rewards/rejected", "decreases"),
-}
-
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-MARK = {Severity.ERROR: "✗", Severity.WARNING: "⚠", Severity.INFO: "ℹ"}
-
-
-def _mark(severity: Severity) -> str:
-    return MARK[severity]
 
 
 def sparkline(values: Sequence[float] | np.ndarray, *, width: int = 24) -> str:
@@ -54,32 +40,6 @@ def sparkline(values: Sequence[float] | np.ndarray, *, width: int = 24) -> str:
     return "".join(BARS[i] for i in idx)
 
 
-def _fmt(x: float) -> str:
-    if not np.isfinite(x):
-        return str(x)
-    return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
-
-
-def _end(series: pd.Series) -> float:
-    s = stats.finite(series)
-    k = max(3, len(s) // 10)
-    return float(np.median(s.to_numpy()[-k:])) if len(s) else float("nan")
-
-
-def _row_severity(metric: str, findings: Sequence[Finding]) -> Severity | None:
-    """The worst finding touching this metric, directly or as corroborating evidence."""
-    worst: Severity | None = None
-    for f in findings:
-        metrics = {f.metric}
-        for text in f.corroborating:
-            rule = RULES.get(text.split(" ", 1)[0])
-            if rule and rule.metrics:
-                metrics.add(rule.metrics[0])
-        if metric in metrics and (worst is None or f.severity.rank > worst.rank):
-            worst = f.severity
-    return worst
-
-
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))
@@ -87,14 +47,13 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _steps(f: Finding) -> str:
-    if f.first_step is None:
-        return ""
-    return f"step {f.first_step}" if f.first_step == f.last_step else f"steps {f.first_step}–{f.last_step}"
+def _log_text(text: object, style: str = "") -> Text:
+    """Text that came from a log, cleaned of terminal escapes."""
+    return Text(clean(text), style=style)
 
 
 class RunView:
-    """One run: header, metric table and findings."""
+    """One run: header, metric table, what was checked, and the findings."""
 
     def __init__(self, report: RunReport, *, spark_width: int = 20) -> None:
         self.report = report
@@ -103,65 +62,44 @@ class RunView:
     def header(self) -> Text:
         run = self.report.run
         text = Text()
-        text.append(run.name, style="bold")
-        text.append(f"  ({run.source}: {run.path})", style="dim")
+        text.append_text(_log_text(run.name, "bold"))
+        text.append_text(_log_text(f"  ({run.source}: {run.path})", "dim"))
         text.append(f"\n  {run.steps} steps")
         if run.steps_derived:
             text.append(" (derived: the log carries no step numbers)", style="dim")
         text.append(f" · ended: {run.ended.value}")
-        text.append(f"\n  β = {self.report.beta_used:g}, {self.report.beta_note}")
+        text.append("\n  ")
+        text.append_text(_log_text(f"β = {self.report.beta_used:g}, {self.report.beta_note}"))
         for note in run.notes:
             text.append("\n  note: ", style="dim")
-            text.append(note, style="dim")
+            text.append_text(_log_text(note, "dim"))
         if run.other_sources:
             names = ", ".join(_relative(p, run.path) for p in run.other_sources[:4])
             more = f" (+{len(run.other_sources) - 4} more)" if len(run.other_sources) > 4 else ""
-            text.append(f"\n  also found, not read: {names}{more}", style="dim")
+            text.append_text(_log_text(f"\n  also found, not read: {names}{more}", "dim"))
         return text
 
     def table(self) -> Table:
-        run = self.report.run
         table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
         table.add_column("", no_wrap=True, width=1)
         table.add_column("metric", no_wrap=True, min_width=18)
         table.add_column("healthy behaviour", style="dim", no_wrap=True, overflow="ellipsis", max_width=34)
         table.add_column("start → end", no_wrap=True)
         table.add_column("trend", no_wrap=True)
-        for metric, (label, healthy) in HEALTHY.items():
-            split = "train" if run.has(metric, "train") else "eval"
-            series = stats.finite(run.series(metric, split))
-            if len(series) == 0:
-                table.add_row(Text("–", style="dim"), label, healthy, Text("not logged", style="dim"), "")
+        for row in metric_rows(self.report):
+            if not row.logged:
+                table.add_row(Text(row.mark, style="dim"), row.label, row.healthy, Text(row.span, style="dim"), "")
                 continue
-            severity = _row_severity(metric, self.report.findings)
-            mark = Text("✓", style="green") if severity is None else Text(_mark(severity), style=STYLE[severity])
-            span = f"{_fmt(stats.head(series))} → {_fmt(_end(series))}"
-            label_text = label if split == "train" else f"{label} (eval)"
-            table.add_row(mark, label_text, healthy, span, sparkline(series.to_numpy(), width=self.spark_width))
+            style = "green" if row.severity is None else STYLE[row.severity]
+            spark = sparkline(row.values, width=self.spark_width)
+            table.add_row(Text(row.mark, style=style), row.label, row.healthy, row.span, spark)
         return table
 
     def findings(self) -> list[RenderableType]:
         out: list[RenderableType] = []
-        for f in self.report.findings:
-            title = Text("  ")
-            title.append(f"{_mark(f.severity)} {f.code} {f.name}", STYLE[f.severity])
-            title.append(f" [{f.severity.value}] ", style=STYLE[f.severity])
-            where = _steps(f)
-            title.append(f"{f.split} {f.metric}" + (f", {where}" if where else ""), style="bold")
-            body = Text(f.message)
-            for extra in f.corroborating:
-                body.append("\nalso: ", style="dim")
-                body.append(extra)
-            if f.cause:
-                body.append("\nlikely cause: ", style="dim")
-                body.append(f.cause)
-            if f.fix:
-                body.append("\nwhat to try: ", style="dim")
-                body.append(f.fix)
-            out.append(Group(title, Padding(body, (0, 0, 0, 4), expand=False)))
         checked = Text()
         for metric, sentence in self.report.health.items():
-            severity = _row_severity(metric, self.report.findings)
+            severity = row_severity(metric, self.report.findings)
             if severity is not None and severity is not Severity.INFO:
                 continue
             checked.append("\n✓ ", style="green")
@@ -169,13 +107,22 @@ class RunView:
         if checked:
             out.append(Text("  checked:", style="dim"))
             out.append(Padding(checked[1:], (0, 0, 0, 4), expand=False))
+        for f in self.report.findings:
+            title = Text("  ")
+            title.append(f"{MARK[f.severity]} {f.code} {f.name}", STYLE[f.severity])
+            title.append(f" [{f.severity.value}] ", style=STYLE[f.severity])
+            title.append_text(_log_text(where_text(f), "bold"))
+            body = _log_text(f.message)
+            for line in details(f):
+                label, _, rest = line.partition(": ")
+                body.append(f"\n{label}: ", style="dim")
+                body.append_text(_log_text(rest))
+            out.append(Group(title, Padding(body, (0, 0, 0, 4), expand=False)))
         if not self.report.findings:
             out.append(Text("  no findings: every rule that could run passed", style="green"))
         if self.report.skipped:
             skipped = ", ".join(f"{code} (needs {', '.join(m)})" for code, m in self.report.skipped.items())
-            out.append(
-                Padding(Text(f"not checked, metric missing: {skipped}", style="dim"), (0, 0, 0, 2), expand=False)
-            )
+            out.append(Padding(Text(f"not checked: {skipped}", style="dim"), (0, 0, 0, 2), expand=False))
         return out
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -194,39 +141,24 @@ class ReportView:
 
     def summary(self) -> Text:
         r = self.report
-        errors, warnings, infos = (r.count(s) for s in (Severity.ERROR, Severity.WARNING, Severity.INFO))
-        failing = sum(
-            1
-            for rr in r.runs
-            if r.fail_on != "never" and any(f.severity.rank >= Severity(r.fail_on).rank for f in rr.findings)
-        )
-        text = Text()
-        text.append(f"{len(r.runs)} run(s) checked: ")
-        text.append(f"{errors} error(s)", style=STYLE[Severity.ERROR] if errors else "")
-        text.append(", ")
-        text.append(f"{warnings} warning(s)", style=STYLE[Severity.WARNING] if warnings else "")
-        text.append(f", {infos} info")
-        if r.problems:
-            text.append(f", {len(r.problems)} unreadable input(s)", style="bold red")
-        text.append(f" · {failing} run(s) at or above --fail-on {r.fail_on} · exit {r.exit_code}")
-        return text
+        line = summary_line(r)
+        style = STYLE[Severity.ERROR] if r.exit_code else "green"
+        return Text(line, style=style if r.runs else "")
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for run in self.report.runs:
             yield RunView(run, spark_width=self.spark_width)
         for problem in self.report.problems:
-            yield Text(f"error: {problem}", style="bold red", no_wrap=True, overflow="ignore")
+            yield Text(f"error: {clean(problem)}", style="bold red", no_wrap=True, overflow="ignore")
         for warning in self.report.warnings:
-            yield Text(f"warning: {warning}", style="yellow", no_wrap=True, overflow="ignore")
+            yield Text(f"warning: {clean(warning)}", style="yellow", no_wrap=True, overflow="ignore")
         for ignored in self.report.ignored:
-            yield Text(f"ignored: {ignored}", style="dim")
+            yield Text(f"ignored: {clean(ignored)}", style="dim", no_wrap=True, overflow="ignore")
         yield self.summary()
 
 
 def render_text(report: Report, *, width: int = 100, color: bool = False) -> str:
     """The report as plain (or ANSI-coloured) text, for files and tests."""
-    import io
-
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, color_system="standard" if color else None, highlight=False)
     console.print(Group(ReportView(report)))

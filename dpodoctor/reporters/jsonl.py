@@ -1,0 +1,39 @@
+"""One finding per line (``--format jsonl``), and the JSON document with log text cleaned.
+
+Why JSON Lines: log pipelines (jq, BigQuery, Loki, a sweep's results table) ingest one record per line, and each
+line carries its run's name, path and source, so a line can be filtered, sorted or appended to another file alone.
+Runs without findings and unreadable inputs write no line; the exit code and ``--format json`` say those.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dpodoctor.reporters.common import clean_data
+from dpodoctor.reporters.json import _strict
+from dpodoctor.results import Report
+
+
+def records(report: Report) -> list[dict[str, Any]]:
+    """The finding records: run name, path and source, then the finding's fields of the JSON document."""
+    return [
+        {"run": r.run.name, "path": str(r.run.path), "source": r.run.source, **f.to_dict()}
+        for r in report.runs
+        for f in r.findings
+    ]
+
+
+def _dumps(value: Any, **kwargs: Any) -> str:
+    return json.dumps(_strict(clean_data(value)), ensure_ascii=False, allow_nan=False, **kwargs)
+
+
+def render_jsonl(report: Report) -> str:
+    """Each finding as one compact JSON object on its own line (JSON escapes newlines inside strings)."""
+    return "".join(_dumps(record) + "\n" for record in records(report))
+
+
+def render_json_clean(report: Report) -> str:
+    """The version-1 JSON document of :func:`dpodoctor.reporters.json.render_json`, with terminal escapes and
+    characters no format can carry removed from log text, as in every other machine format."""
+    return _dumps(report.to_dict(), indent=2) + "\n"
