@@ -297,3 +297,11 @@ def test_one_cause_one_finding_on_a_stuck_run() -> None:
     run, _ = loss_stuck(7)
     codes = [f.code for f in diagnose_run(run).findings]
     assert codes == ["DPO101"], codes
+
+
+def test_readme_lists_every_rule() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for code, r in RULES.items():
+        assert f"| {code} | {r.name} |" in readme, f"README's rule table lacks {code}"
