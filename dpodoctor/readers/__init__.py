@@ -95,4 +95,4 @@ def get_reader(name: str) -> Reader:
 
 
 # Importing the modules registers them.
-from dpodoctor.readers import stdout, tensorboard  # noqa: E402, F401
+from dpodoctor.readers import stdout, swanlab, tensorboard  # noqa: E402, F401

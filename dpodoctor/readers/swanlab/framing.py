@@ -1,0 +1,155 @@
+"""The record framing of SwanLab's run files: ``run-<id>.swanlab`` (0.8–0.10) and ``backup.swanlab`` (0.6–0.7).
+
+Both are LevelDB-log files (https://github.com/google/leveldb/blob/main/doc/log_format.md) with SwanLab's own
+7-byte file header and a plain zlib CRC-32 instead of LevelDB's masked CRC32C (swanlab 0.10.3
+``sdk/internal/core_python/store/__init__.py``; 0.6/0.7 use the same writer with version byte 1)::
+
+    file header:  b":SWL" | uint16 LE magic 0xE1D6 | uint8 version (1: JSON payloads, 2: protobuf payloads)
+    chunk:        uint32 LE crc32(type byte + payload) | uint16 LE length | uint8 type | payload
+
+Chunks live in 32768-byte blocks counted from the start of the file (header included). Fewer than 7 bytes left in
+a block are zero padding. A record too big for the rest of its block is split FIRST / MIDDLE... / LAST.
+
+Why a scan that stops instead of raising: SwanLab's writer buffers and flushes only on close, so a killed run
+leaves a file that ends anywhere, often with a chunk header whose payload never reached the disk. Everything
+before the first chunk that is short or fails its CRC is intact, and that is what a crash diagnosis needs.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from dpodoctor.errors import ReadError
+
+__all__ = [
+    "BLOCK_SIZE",
+    "FILE_MAGIC",
+    "HEADER_IDENT",
+    "VERSION_JSON",
+    "VERSION_PROTOBUF",
+    "FrameScan",
+    "has_swanlab_header",
+    "scan_frames",
+]
+
+HEADER_IDENT: Final = b":SWL"
+FILE_MAGIC: Final = 0xE1D6  # zlib.crc32(b"SwanLab") & 0xFFFF, per swanlab's store module
+VERSION_JSON: Final = 1  # swanlab 0.6-0.7 backup.swanlab
+VERSION_PROTOBUF: Final = 2  # swanlab 0.8-0.10 run-<id>.swanlab
+_FILE_HEADER: Final = struct.Struct("<4sHB")
+FILE_HEADER_SIZE: Final = _FILE_HEADER.size  # 7
+
+BLOCK_SIZE: Final = 32768
+_CHUNK_HEADER: Final = struct.Struct("<IHB")
+CHUNK_HEADER_SIZE: Final = _CHUNK_HEADER.size  # 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+# The CRC of a chunk covers its type byte first; precomputed as the seed of each type.
+_TYPE_CRC: Final = {t: zlib.crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
+
+OS_EXIT_HINT: Final = "0 bytes: the run was killed before SwanLab wrote anything (os._exit?)"
+
+
+def has_swanlab_header(head: bytes) -> bool:
+    """True when ``head`` (at least the first 6 bytes of a file) starts with SwanLab's ident and magic."""
+    return len(head) >= 6 and head[:4] == HEADER_IDENT and struct.unpack_from("<H", head, 4)[0] == FILE_MAGIC
+
+
+@dataclass
+class FrameScan:
+    """The complete records of one run file, and where (if anywhere) the framing stopped making sense."""
+
+    version: int
+    size: int
+    records: list[bytes] = field(default_factory=list)
+    # Byte offset of the first chunk (or split record) that could not be used, and why; None for a clean end.
+    stop_at: int | None = None
+    stop_reason: str | None = None
+    # Records whose chunks were out of order (a MIDDLE/LAST without FIRST, a FIRST not followed through).
+    dropped: int = 0
+
+
+def scan_frames(data: bytes, path: Path) -> FrameScan:
+    """Split a SwanLab run file into its record payloads, stopping quietly at the first torn or corrupt chunk.
+
+    Raises :class:`ReadError` only when the file has no valid header: empty (the process died before the first
+    flush), shorter than the header, or not a SwanLab file at all.
+    """
+    size = len(data)
+    if size == 0:
+        raise ReadError(OS_EXIT_HINT, path)
+    if size < FILE_HEADER_SIZE:
+        raise ReadError(f"only {size} bytes: the file header (7 bytes) was cut, no record was written", path)
+    ident, magic, version = _FILE_HEADER.unpack_from(data, 0)
+    if ident != HEADER_IDENT or magic != FILE_MAGIC:
+        raise ReadError("not a SwanLab run file (bad file header)", path)
+    if version not in (VERSION_JSON, VERSION_PROTOBUF):
+        raise ReadError(
+            f"SwanLab run file version {version}: dpodoctor reads version 1 (swanlab 0.6-0.7) and 2 (0.8-0.10)",
+            path,
+        )
+    scan = FrameScan(version=version, size=size)
+    records = scan.records
+    pending: list[bytes] | None = None
+    pending_at = 0
+    offset = FILE_HEADER_SIZE
+    unpack = _CHUNK_HEADER.unpack_from
+    crc32 = zlib.crc32
+    while offset < size:
+        left = BLOCK_SIZE - offset % BLOCK_SIZE
+        if left < CHUNK_HEADER_SIZE:
+            # Block trailer: zero padding (the file may also end inside it).
+            pad = data[offset : min(offset + left, size)]
+            if pad.count(0) != len(pad):
+                scan.stop_at, scan.stop_reason = offset, "bad block padding"
+                break
+            offset += left
+            continue
+        if size - offset < CHUNK_HEADER_SIZE:
+            scan.stop_at, scan.stop_reason = offset, "incomplete chunk header"
+            break
+        checksum, length, chunk_type = unpack(data, offset)
+        if chunk_type == 0 and length == 0 and checksum == 0:
+            scan.stop_at, scan.stop_reason = offset, "zero-filled tail"
+            break
+        seed = _TYPE_CRC.get(chunk_type)
+        if seed is None:
+            scan.stop_at, scan.stop_reason = offset, f"unknown chunk type {chunk_type}"
+            break
+        start = offset + CHUNK_HEADER_SIZE
+        stop = start + length
+        if length > left - CHUNK_HEADER_SIZE:
+            scan.stop_at, scan.stop_reason = offset, "chunk crosses a block boundary"
+            break
+        if stop > size:
+            scan.stop_at, scan.stop_reason = offset, "incomplete chunk (its payload never reached the disk)"
+            break
+        payload = data[start:stop]
+        if crc32(payload, seed) != checksum:
+            scan.stop_at, scan.stop_reason = offset, "chunk checksum mismatch"
+            break
+        if chunk_type == FULL:
+            if pending is not None:
+                scan.dropped += 1
+                pending = None
+            records.append(payload)
+        elif chunk_type == FIRST:
+            if pending is not None:
+                scan.dropped += 1
+            pending, pending_at = [payload], offset
+        elif pending is None:  # MIDDLE or LAST without its FIRST
+            scan.dropped += 1
+        elif chunk_type == MIDDLE:
+            pending.append(payload)
+        else:
+            pending.append(payload)
+            records.append(b"".join(pending))
+            pending = None
+        offset = stop
+    if pending is not None and scan.stop_at is None:
+        # The file ends between the chunks of one record: the record was being written when the process died.
+        scan.stop_at, scan.stop_reason = pending_at, "record split over chunks is missing its LAST chunk"
+    return scan
