@@ -146,6 +146,7 @@ class Context:
         else:
             self.beta = DEFAULT_BETA
             self.beta_note = "assumed (TRL's default): the log does not say; pass --beta to set it"
+        self.beta_assumed = beta is None and not (run.beta is not None and run.beta > 0)
         self._params = params or {}
         self._cache: dict[tuple[str, str], pd.Series] = {}
         self.current: Rule | None = None
@@ -172,6 +173,13 @@ class Context:
     def has(self, metric: str) -> bool:
         return len(self.series(metric)) > 0
 
+    @property
+    def beta_label(self) -> str:
+        """``β=0.1``, marked when assumed: a threshold in nats is only as good as the β it divides by."""
+        return (
+            f"β={self.beta:g} (assumed: the log does not say; pass --beta)" if self.beta_assumed else f"β={self.beta:g}"
+        )
+
     def nats(self, reward: float) -> float:
         """A reward or margin in log-ratio units (reward / β)."""
         return reward / self.beta
@@ -190,7 +198,7 @@ class Context:
             learning |= acc > 0.6
         if self.has("margins"):
             margin = self.late_median("margins")
-            parts.append(f"margin median {margin:.4g} ({self.nats(margin):.2f} nats at β={self.beta:g})")
+            parts.append(f"margin median {margin:.4g} ({self.nats(margin):.2f} nats at {self.beta_label})")
             learning |= self.nats(margin) > 0.5
         return learning, ", ".join(parts)
 
@@ -234,7 +242,7 @@ def _r(x: float, digits: int = 4) -> float:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@rule("DPO001", "nonfinite", Severity.ERROR, "NaN or ±inf in a core metric")
+@rule("DPO001", "nonfinite", Severity.ERROR, "NaN or ±inf in a core metric", absorbs=("DPO103", "DPO104"))
 def nonfinite(ctx: Context) -> Hit | Skip | None:
     """NaN or ±inf values in loss, margins, accuracy or the rewards.
 
@@ -731,15 +739,17 @@ def _margin_context(ctx: Context) -> str:
     "DPO403",
     "both-rising",
     Severity.WARNING,
-    "chosen and rejected rewards rise together",
+    "chosen and rejected rewards rise together (info when rejected rises much slower)",
     metrics=("chosen", "rejected"),
+    params={"ratio": 0.5},
 )
 def both_rising(ctx: Context) -> Hit | Skip | None:
     """Chosen and rejected rewards rise together.
 
     What it detects:
         Both rewards rise by at least 0.5 nats (× β) over the run, each with most of its last third above its
-        start.
+        start. It is a warning when rejected rises at least `ratio` (0.5) times as far as chosen, and information
+        when chosen clearly leads (the margin then grows as DPO intends).
     Why it matters:
         DPO only needs the gap to grow; when both sides rise, the model makes any answer of this form likelier,
         rejected ones included. Read it beside the loss and the margin: if the margin grows too, the preference is
@@ -760,14 +770,23 @@ def both_rising(ctx: Context) -> Hit | Skip | None:
     c_dir, c_change, r_dir, r_change = _rewards(ctx)
     if c_dir != 1 or r_dir != 1:
         return None
+    ratio = r_change / c_change if c_change else float("inf")
+    together = ratio >= ctx.param("ratio")
+    verdict = (
+        "they rise at a similar rate, so the gap comes from little more than a shared drift"
+        if together
+        else "rejected rises much slower than chosen, so the preference is still learned"
+    )
     first, last = _reward_span(ctx)
     return Hit(
         f"chosen rose by {c_change:.3g} and rejected by {r_change:.3g} "
-        f"({ctx.nats(c_change):.1f} and {ctx.nats(r_change):.1f} nats){_margin_context(ctx)}",
+        f"({ctx.nats(c_change):.1f} and {ctx.nats(r_change):.1f} nats, ratio {ratio:.2f}): {verdict}"
+        f"{_margin_context(ctx)}",
         first,
         last,
-        _moves(ctx, c_change, r_change),
+        _moves(ctx, c_change, r_change) | {"ratio": _r(ratio, 3)},
         metric="chosen",
+        severity=Severity.WARNING if together else Severity.INFO,
     )
 
 
@@ -834,8 +853,9 @@ def missing_metrics(ctx: Context) -> Hit | Skip | None:
     """A core DPO metric is not in the log.
 
     What it detects:
-        One of loss, rewards/margins, rewards/accuracies, rewards/chosen or rewards/rejected is logged in neither
-        the train nor the eval split. The finding lists the rules that could not run because of it.
+        One of loss, rewards/margins, rewards/accuracies, rewards/chosen or rewards/rejected has no finite value in
+        either the train or the eval split: it is not logged at all, or only as NaN/inf (then DPO001 fires too).
+        The finding lists the rules that could not run because of it.
     Why it matters:
         A rule that cannot run has not passed. A report that is silent because the metric was never logged would
         let a broken run through a CI gate.
@@ -851,12 +871,20 @@ def missing_metrics(ctx: Context) -> Hit | Skip | None:
     missing = [m for m in CORE_METRICS if not ctx.has(m)]
     if not missing:
         return None
+    logged = {m for _, m in ctx.run.metrics}
+    absent = [m for m in missing if m not in logged]
+    nonfinite_only = [m for m in missing if m in logged]
     blocked = sorted(r.code for r in RULES.values() if set(r.metrics) & set(missing))
+    parts = []
+    if absent:
+        parts.append(f"not logged: {', '.join(absent)}")
+    if nonfinite_only:
+        parts.append(f"logged only as NaN/inf: {', '.join(nonfinite_only)}")
     return Hit(
-        f"not logged: {', '.join(missing)}; rules that could not run: {', '.join(blocked) or 'none'}",
+        f"{'; '.join(parts)}; rules that could not run: {', '.join(blocked) or 'none'}",
         None,
         None,
-        {"missing": missing, "rules_not_run": blocked},
+        {"missing": absent, "nonfinite_only": nonfinite_only, "rules_not_run": blocked},
         metric=missing[0],
     )
 
@@ -1136,11 +1164,11 @@ def margin_slow(ctx: Context) -> Hit | Skip | None:
     expected = (
         f"expected with a large β ({ctx.beta:g}): rewards are β × log-ratio, so a constrained policy moves slowly"
         if ctx.beta >= 0.5
-        else f"small for β={ctx.beta:g}"
+        else f"small for {ctx.beta_label}"
     )
     first, last = _span(s)
     return Hit(
-        f"the margin ends at {end:.3g} = {nats:.2f} nats at β={ctx.beta:g}: {expected}",
+        f"the margin ends at {end:.3g} = {nats:.2f} nats at {ctx.beta_label}: {expected}",
         first,
         last,
         {"final_margin": _r(end), "final_margin_nats": _r(nats), "beta": ctx.beta},
@@ -1187,7 +1215,7 @@ def margin_runaway(ctx: Context) -> Hit | Skip | None:
     first, last = _span(s)
     why = "an extreme log-ratio gap" if extreme else "still growing as fast as at the start"
     return Hit(
-        f"margin / β reaches {end_nats:.1f} nats at β={ctx.beta:g} ({why})",
+        f"margin / β reaches {end_nats:.1f} nats at {ctx.beta_label} ({why})",
         first,
         last,
         {"final_margin_nats": _r(end_nats), "still_growing": bool(still_growing), "beta": ctx.beta},
@@ -1247,6 +1275,7 @@ def accuracy_saturated(ctx: Context) -> Hit | Skip | None:
     "accuracy is high but the margin stays tiny",
     metrics=("accuracy", "margins"),
     params={"accuracy": 0.75, "nats": 0.5},
+    absorbs=("DPO203",),
 )
 def low_confidence(ctx: Context) -> Hit | Skip | None:
     """High accuracy with a tiny margin: the pairs are separated, but barely.
@@ -1277,7 +1306,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     first, last = _span(acc)
     return Hit(
         f"accuracy median {acc_median:.2f} but margin median {margin_median:.3g} "
-        f"({ctx.nats(margin_median):.2f} nats at β={ctx.beta:g})",
+        f"({ctx.nats(margin_median):.2f} nats at {ctx.beta_label})",
         first,
         last,
         {"accuracy_median": _r(acc_median), "margin_median_nats": _r(ctx.nats(margin_median))},
@@ -1614,7 +1643,7 @@ def describe_health(ctx: Context) -> dict[str, str]:
         start, end = stats.head(margins), stats.tail_level(margins, 0.1)
         out["margins"] = (
             f"margins {_moved(start, end, 0.25 * ctx.beta)} from {start:.3g} to {end:.3g} "
-            f"({ctx.nats(end):.1f} nats at β={ctx.beta:g})"
+            f"({ctx.nats(end):.1f} nats at {ctx.beta_label})"
         )
     acc = ctx.series("accuracy")
     if len(acc):

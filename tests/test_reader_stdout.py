@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dpodoctor.readers.stdout as stdout_mod
+from dpodoctor import load
 from dpodoctor.errors import ReadError
-from dpodoctor.metrics import KEY_MAP, canonical
+from dpodoctor.metrics import FRAMEWORK_KEYS, canonical
 from dpodoctor.model import COLUMNS, Ended
 from dpodoctor.readers import ReadResult, get_reader, reader_for
 from dpodoctor.readers.stdout import StdoutReader, parse_metric_dict
@@ -430,7 +431,8 @@ def test_a_traceback_before_the_last_metric_line_is_not_a_crash(tmp_path: Path) 
 
 
 def test_no_metrics_raises_read_error_naming_the_file(tmp_path: Path) -> None:
-    path = _write(tmp_path, "Epoch:[1/1](20/4292), loss: 0.6605, dpo_loss: 0.6605\n" * 3)
+    # One `name: value` pair per line, or pairs with no known metric, are not metric lines.
+    path = _write(tmp_path, "Epoch 1 started\nloss: 0.61\nbatch_size: 8, seed: 42\nsaving\n")
     with pytest.raises(ReadError, match="no DPO metrics found") as info:
         READER.read([path])
     assert info.value.path == path
@@ -483,7 +485,9 @@ def test_invalid_utf8_is_replaced_not_fatal(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- properties
 
-_KNOWN_KEYS = sorted(KEY_MAP)
+# TRL's own keys: each maps to a different canonical metric (aliases of other frameworks share names, so a dict
+# holding `acc` and `rewards/accuracies` would rightly give one row for both).
+_KNOWN_KEYS = sorted(FRAMEWORK_KEYS["trl"])
 _NOISE = st.lists(
     st.one_of(
         st.sampled_from(["\r", "\n", "\x1b[A", " ", "  5%|▌         | 20/400 [00:00<00:14, 26.32it/s]", "warn: x"]),
@@ -590,3 +594,171 @@ def test_absurd_numbers_do_not_crash(tmp_path: Path, text: str) -> None:
     except ReadError:
         return
     assert result.frame["step"].between(0, 2**53).all()
+
+
+# ---------------------------------------------------------------- `name: value` lines of custom loops
+
+
+def _minimind(epochs: int, per_epoch: int, every: int, stop: int | None = None) -> str:
+    """Lines in MiniMind's layout (our own numbers): `Epoch:[e/E](cur/total), name: value, ...`."""
+    out = []
+    for epoch in range(1, epochs + 1):
+        for cur in range(every, per_epoch + 1, every):
+            global_step = (epoch - 1) * per_epoch + cur
+            if stop is not None and global_step > stop:
+                return "".join(out)
+            loss = 0.7 - global_step / 1000
+            out.append(
+                f"Epoch:[{epoch}/{epochs}]({cur}/{per_epoch}), loss: {loss:.4f}, dpo_loss: {loss:.4f}, "
+                f"aux_loss: 0.0000, learning_rate: {global_step * 1e-8:.8f}, epoch_time: {epoch * 0.5:.3f}min\n"
+            )
+    return "".join(out)
+
+
+def test_key_value_lines_with_epoch_and_step_within_the_epoch(tmp_path: Path) -> None:
+    text = "Model Params: 12.5M\nTrainable Params: 12.5M\n" + _minimind(epochs=2, per_epoch=40, every=10)
+    result = _read(tmp_path, text)
+    assert sorted(_series(result, "loss")) == [10, 20, 30, 40, 50, 60, 70, 80]
+    assert _series(result, "loss")[50] == pytest.approx(0.65)
+    assert _series(result, "learning_rate")[80] == pytest.approx(8e-7)
+    assert set(result.frame["metric"]) == {"loss", "dpo_loss", "aux_loss", "learning_rate"}  # no epoch_time
+    assert not result.steps_derived
+    assert any("steps per epoch" in n for n in result.notes)
+    assert result.ended is Ended.FINISHED
+
+
+def test_key_value_lines_stopped_early_and_crashed(tmp_path: Path) -> None:
+    text = _minimind(epochs=1, per_epoch=100, every=10, stop=30) + "Traceback (most recent call last):\n  x\n"
+    result = _read(tmp_path, text)
+    assert sorted(_series(result, "loss")) == [10, 20, 30]
+    assert result.ended is Ended.CRASHED
+    assert "stopped at step 30 of 100" in result.notes
+    unknown = _read(tmp_path, _minimind(epochs=1, per_epoch=100, every=10, stop=30))
+    assert unknown.ended is Ended.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("lines", "steps"),
+    [
+        (["step 5 loss: 0.69, acc: 0.5", "step 10 loss: 0.6, acc: 0.7"], [5, 10]),
+        (["Step: 5, loss: 0.69, rewards/margins: 0.01", "Step: 10, loss: 0.6, rewards/margins: 0.1"], [5, 10]),
+        (["Step 5/20 | loss: 0.69 | acc: 0.5", "Step 10/20 | loss: 0.6 | acc: 0.7"], [5, 10]),
+        (["iter: 5, loss: 0.69, acc: 0.5", "iter: 10, loss: 0.6, acc: 0.7"], [5, 10]),
+        (["loss: 0.69, acc: 0.5", "loss: 0.6, acc: 0.7"], [1, 2]),  # no step: the line order
+    ],
+)
+def test_key_value_step_patterns(tmp_path: Path, lines: list[str], steps: list[int]) -> None:
+    result = _read(tmp_path, "\n".join(lines) + "\n")
+    assert sorted(_series(result, "loss")) == steps
+    assert result.steps_derived is (steps == [1, 2])
+
+
+def test_key_value_eval_lines_and_noise(tmp_path: Path) -> None:
+    text = (
+        "2025-01-01 10:00:00 INFO start, lr: 1e-6, batch_size: 8\n"  # only bookkeeping names: not a metric line
+        "step 10 loss: 0.65, acc: 0.6, time: 0:01:02, speed: 3.2it/s\n"
+        "Validation loss: 0.66, acc: 0.58\n"
+        "step 20 Loss: 0.55, Acc: 0.7, rewards/margins: 0.21\n"
+        "loss: 0.5\n"  # one pair only
+    )
+    result = _read(tmp_path, text)
+    assert _series(result, "loss") == {10: 0.65, 20: 0.55}
+    assert _series(result, "accuracy") == {10: 0.6, 20: 0.7}
+    assert _series(result, "margins") == {20: 0.21}
+    assert _series(result, "loss", "eval") == {10: 0.66}  # no step on the line: the step before it
+    assert _series(result, "accuracy", "eval") == {10: 0.58}
+    assert set(result.frame["metric"]) == {"loss", "accuracy", "margins"}
+
+
+def test_key_value_lines_are_ignored_when_the_log_has_metric_dicts(tmp_path: Path) -> None:
+    text = "step 1 loss: 0.9, acc: 0.1\n{'loss': 0.69, 'epoch': 0.5}\nstep 2 loss: 0.8, acc: 0.2\n"
+    result = _read(tmp_path, text)
+    assert _series(result, "loss") == {1: 0.69}
+    assert set(result.frame["metric"]) == {"loss", "epoch"}
+
+
+def test_key_value_streaming_in_tiny_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _minimind(epochs=2, per_epoch=40, every=5) + "Killed\n"
+    big = _read(tmp_path, text)
+    monkeypatch.setattr(stdout_mod, "_CHUNK", 53)
+    small = _read(tmp_path, text)
+    assert small.frame.equals(big.frame)
+    assert (small.ended, small.notes) == (big.ended, big.notes)
+
+
+# ---------------------------------------------------------------- several runs appended to one file
+
+
+def _hf_run(total: int, every: int, final_loss: float) -> str:
+    """A transformers-like console run (bars, dicts with epochs, the end-of-training summary)."""
+    dicts = {
+        step: f"{{'loss': {0.7 - (0.7 - final_loss) * step / total:.4f}, 'epoch': {step / total:.2f}}}"
+        for step in range(every, total + 1, every)
+    }
+    return (
+        _train_loop(total, every, dicts)
+        + "\r"
+        + " " * 40
+        + f"\r{{'train_runtime': 10.0, 'train_loss': {final_loss}, 'epoch': 1.0}}\n\r"
+        + _bar(total, total)
+        + "\n"
+    )
+
+
+def test_two_console_runs_in_one_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "Loading...\n" + _hf_run(20, 5, 0.5) + "Loading again...\n" + _hf_run(40, 10, 0.3))
+    runs = READER.read_runs([path])
+    assert [r.label for r in runs] == ["run1", "run2"]
+    assert sorted(_series(runs[0], "loss")) == [5, 10, 15, 20]
+    assert sorted(_series(runs[1], "loss")) == [10, 20, 30, 40]
+    assert [r.ended for r in runs] == [Ended.FINISHED, Ended.FINISHED]
+    assert [r.summary["train_loss"] for r in runs] == [0.5, 0.3]
+    assert all("tqdm progress bar" in " ".join(r.notes) for r in runs)
+    assert "end-of-training summary" in " ".join(runs[1].notes)
+
+    first = READER.read([path])
+    assert _series(first, "loss") == _series(runs[0], "loss")
+    assert any("holds 2 runs" in n for n in first.notes)
+
+    [one] = READER.read_runs([_write(tmp_path, _hf_run(20, 5, 0.5), "single.log")])
+    assert one.label is None
+
+
+def test_a_crashed_run_then_a_restart(tmp_path: Path) -> None:
+    crashed = _hf_run(40, 10, 0.3).split("{'loss': 0.4000")[0] + "\nTraceback (most recent call last):\n  ...\n"
+    runs = READER.read_runs([_write(tmp_path, crashed + _hf_run(40, 10, 0.3))])
+    assert [r.ended for r in runs] == [Ended.CRASHED, Ended.FINISHED]
+    assert sorted(_series(runs[0], "loss")) == [10, 20]
+    assert any("the epoch goes back from 0.5 to 0.25" in n for n in runs[1].notes)
+
+
+def test_an_evaluation_after_the_summary_is_not_a_new_run(tmp_path: Path) -> None:
+    text = _hf_run(20, 5, 0.5) + "{'eval_loss': 0.55, 'eval_runtime': 0.1, 'epoch': 1.0}\n"
+    [result] = READER.read_runs([_write(tmp_path, text)])
+    assert _series(result, "loss", "eval") == {20: 0.55}
+
+
+def test_two_key_value_runs_and_discovery_names(tmp_path: Path) -> None:
+    run_dir = tmp_path / "minimind"
+    run_dir.mkdir()
+    text = _minimind(1, 40, 10) + "Model Params: 12.5M\n" + _minimind(1, 40, 10, stop=20)
+    _write(run_dir, text, "dpo.log")
+    runs = READER.read_runs([run_dir / "dpo.log"])
+    assert [sorted(_series(r, "loss")) for r in runs] == [[10, 20, 30, 40], [10, 20]]
+    assert [r.ended for r in runs] == [Ended.FINISHED, Ended.UNKNOWN]
+    assert [r.name for r in load(run_dir)] == ["minimind#run1", "minimind#run2"]
+
+
+def test_two_step_tables(tmp_path: Path) -> None:
+    runs = READER.read_runs([_write(tmp_path, SEED_TABLE + "\nrestarting\n" + SEED_TABLE.replace("0.65", "0.6"))])
+    assert len(runs) == 2
+    assert _series(runs[1], "loss")[30] == 0.6
+
+
+def test_a_config_dict_of_aliases_is_not_a_metric_line(tmp_path: Path) -> None:
+    # DeepSpeed prints its optimizer config as a dict; `lr` is an alias (OpenRLHF, NeMo), but only bookkeeping.
+    text = "optimizer_params ... {'lr': 1e-05, 'weight_decay': 0.0}\n{'loss': 0.7}\n{'acc': 0.6, 'loss': 0.65}\n"
+    result = _read(tmp_path, text)
+    assert _series(result, "loss") == {1: 0.7, 2: 0.65}
+    assert _series(result, "accuracy") == {2: 0.6}
+    assert "learning_rate" not in set(result.frame["metric"])

@@ -95,4 +95,4 @@ def get_reader(name: str) -> Reader:
 
 
 # Importing the modules registers them.
-from dpodoctor.readers import stdout, swanlab, tensorboard  # noqa: E402, F401
+from dpodoctor.readers import csvlog, jsonl, llamafactory, stdout, swanlab, tensorboard, trainer_state  # noqa: E402, F401

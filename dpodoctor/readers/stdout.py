@@ -6,7 +6,13 @@ every value: ``{'loss': '0.6969'}``) buried in tqdm output: ``\\r`` redraws, ANS
 warnings, and sometimes the dict glued to the end of a bar on the same physical line. The dicts carry no step, so
 the step is derived (see :func:`_derive_steps`). A second, rarer shape is the text step table of the seed chapter
 and of transformers' notebook callback (``Step Training Loss Rewards/Margins ...`` then one row per step), which
-does carry steps.
+does carry steps. A third is the ``name: value`` line of custom loops (MiniMind's
+``Epoch:[1/1](20/4292), loss: 0.6605, ...``, torchtune's ``Step 1 | loss:0.69 ...``, verl's ``step:1 - ...``), read
+only when the file has neither dicts nor a table, because such pairs also appear in ordinary log chatter.
+
+One file can hold several runs (``python train.py >> train.log`` twice). A new run starts where a train dict follows
+the end-of-training summary, where the epoch goes back, or where the step of ``name: value`` lines goes back;
+:meth:`StdoutReader.read_runs` returns each run (labelled ``run1``, ``run2``, ...).
 
 Why a hand-written scanner instead of ``ast.literal_eval`` per line: lines can be megabytes long (tqdm redraws
 joined by ``\\r``) or hold deeply nested structures printed by user code, and a log is untrusted input. Every
@@ -24,18 +30,29 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import pairwise, repeat
+from operator import itemgetter
 from pathlib import Path
 from statistics import median
 from typing import ClassVar, Final
 
 from dpodoctor.errors import NoMetricsError, ReadError
-from dpodoctor.metrics import KEY_MAP, SUMMARY_KEYS, canonical, is_summary_key
+from dpodoctor.metrics import (
+    FRAMEWORK_KEYS,
+    KEY_MAP,
+    KNOWN_METRICS,
+    SUMMARY_KEYS,
+    canonical,
+    is_dpo_metric,
+    is_summary_key,
+    split_key,
+)
 from dpodoctor.model import Ended, empty_frame, make_frame
 from dpodoctor.readers import ReadResult, register
 
-__all__ = ["StdoutReader", "parse_metric_dict"]
+__all__ = ["StdoutReader", "StdoutTail", "parse_metric_dict"]
 
 _SUFFIXES: Final = frozenset({".log", ".out", ".txt"})
 
@@ -105,13 +122,18 @@ _TABLE_COLUMNS: Final[dict[str, str]] = {
 _MAX_COLUMN_WORDS: Final = max(len(name.split()) for name in _TABLE_COLUMNS)
 
 _NOT_METRICS, _TRAIN, _EVAL, _SUMMARY = -1, 0, 1, 2
+_TRL_KEYS: Final = frozenset(FRAMEWORK_KEYS["trl"])
 # Steps must fit the frame's int64 step column; a derived "step" beyond this comes from garbage, not a run.
 _MAX_STEP: Final = 2**53
 
 
 def _is_metric_key(key: str) -> bool:
-    """Whether a dict key shows the dict is a metrics log and not something user code printed."""
-    return key == "loss" or key.startswith("eval_") or key in KEY_MAP or is_summary_key(key)
+    """Whether a dict key shows the dict is a metrics log and not something user code printed.
+
+    Any key of transformers/TRL counts; another framework's alias only when it names a training metric, so a
+    config dict such as DeepSpeed's ``{'lr': 1e-05, 'weight_decay': 0.0}`` is not taken for a log line.
+    """
+    return key in _TRL_KEYS or key.startswith("eval_") or is_summary_key(key) or is_dpo_metric(key)
 
 
 def _to_float(text: str | bytes) -> float | None:
@@ -164,7 +186,7 @@ def _key_info(raw_keys: tuple[bytes, ...]) -> _KeyInfo:
     if not any(_is_metric_key(k) for k in keys):
         return _KeyInfo(_NOT_METRICS, keys)
     is_summary = "train_runtime" in keys
-    is_eval = not is_summary and all(k == "epoch" or k.startswith(("eval_", "eval/")) for k in keys)
+    is_eval = not is_summary and all(k == "epoch" or split_key(k)[0] == "eval" for k in keys)
     kind = _SUMMARY if is_summary else _EVAL if is_eval else _TRAIN
     info = _KeyInfo(kind, keys, keys.index("epoch") if "epoch" in keys else None)
     for i, key in enumerate(keys):
@@ -261,6 +283,169 @@ def _parse_table_header(line: str) -> list[str] | None:
     return columns
 
 
+# ---------------------------------------------------------------- `name: value` lines of custom training loops
+
+# One `name: number` pair, as custom loops print them (MiniMind's `loss: 0.6605`, torchtune's DiskLogger
+# `loss:0.6931`, verl's console `actor/dpo_loss:0.693`). The name starts a word; the number must end the value, so
+# a unit (`9.000min`), a clock time (`0:01:03`) or a fraction (`20/400`) is no number. Bounded, no nested quantifiers.
+_KV_RE: Final = re.compile(
+    rb"(?<![\w/.\-])([A-Za-z_][\w/.\-]{0,100}) {0,4}: {0,4}"
+    rb"([-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,4})?|[-+]?(?i:nan|inf(?:inity)?))"
+    rb"(?![\w.%:/])"
+)
+# A cheap first test for such a pair: a colon after a letter or space, then (after spaces) the start of a number.
+_KV_HINT_RE: Final = re.compile(rb":(?<=[A-Za-z_ ]:) {0,4}[-+.\dnNiI]")
+# Where the step of such a line comes from, first match wins: MiniMind's `(20/4292)` (step within the epoch of
+# total), or `step 20`, `Step: 20`, `Step 20/4292`, `global_step=20`, `iter 20`.
+_PAREN_STEP_RE: Final = re.compile(rb"\((\d{1,12}) {0,2}/ {0,2}(\d{1,12})\)")
+_STEP_WORD_RE: Final = re.compile(
+    rb"(?i)(?<![\w/.])(?:global[_ ]?)?(?:step|iter(?:ation)?)s? {0,4}[:=#]? {0,4}\[? {0,2}(\d{1,12})"
+    rb"(?: {0,2}/ {0,2}(\d{1,12}))?(?![\d.])"
+)
+# `Epoch:[1/3]`, `Epoch 1/3`, `epoch: [2/3]`: the epoch and the number of epochs.
+_EPOCH_RE: Final = re.compile(rb"(?i)(?<![\w/.])epoch {0,4}[:=]? {0,4}\[? {0,2}(\d{1,9}) {0,2}/ {0,2}(\d{1,9})")
+# A line that names the eval split: its metrics are eval metrics (`Validation loss: 0.52, accuracy: 0.7`).
+_EVAL_WORD_RE: Final = re.compile(rb"(?i)(?<![\w/])(?:eval|evaluation|val|valid|validation)(?![\w/])")
+# Pair names that are the step, not a metric (compared lowercased, last path component).
+_KV_STEP_NAMES: Final = frozenset({"step", "steps", "global_step", "iter", "iteration", "it", "current_step"})
+_KV_LINE_MAX: Final = 65536
+
+
+def _known(key: str) -> bool:
+    mapped = canonical(key)
+    return mapped is not None and mapped[1] in KNOWN_METRICS
+
+
+@dataclass
+class _KvLayout:
+    """What a line's pair names mean, worked out once per distinct list of names."""
+
+    keys: tuple[str, ...]  # the raw key of each metric pair (lowercased when only that spelling is known)
+    index: tuple[int, ...]  # positions of the metric pairs among all pairs
+    step_index: int | None  # position of a `step: N` pair
+    useful: bool  # at least one name is a known training metric (not only epoch or lr)
+    is_eval: bool = False  # the line names the eval split
+    splits: tuple[str, ...] = ()  # (split, metric) of each metric pair, as columns
+    metrics: tuple[str, ...] = ()
+
+
+def _kv_layout(names: tuple[bytes, ...], is_eval: bool) -> _KvLayout:
+    keys: list[str] = []
+    index: list[int] = []
+    step_index: int | None = None
+    for i, raw in enumerate(names):
+        name = raw.decode("utf-8", errors="replace")
+        lower = name.lower()
+        if lower.rsplit("/", 1)[-1] in _KV_STEP_NAMES:
+            step_index = i if step_index is None else step_index
+            continue
+        key = name if _known(name) or not _known(lower) else lower
+        if is_eval and key != "epoch" and split_key(key)[0] == "train":
+            key = "eval_" + key
+        if canonical(key) is None:
+            continue  # an end-of-run summary value (`train_loss: 0.5`) is not a point
+        keys.append(key)
+        index.append(i)
+    useful = any(is_dpo_metric(k) for k in keys)
+    mapped = [canonical(k) or ("train", k) for k in keys]
+    return _KvLayout(
+        tuple(keys),
+        tuple(index),
+        step_index,
+        useful,
+        is_eval,
+        tuple(m[0] for m in mapped),
+        tuple(m[1] for m in mapped),
+    )
+
+
+@dataclass(slots=True)
+class _KvLine:
+    """One `name: value` line: its metric values and whatever step information the line carries."""
+
+    layout: _KvLayout
+    values: list[float]
+    cur: int | None  # the step (within the epoch, when the line also shows the epoch)
+    total: int | None  # steps per epoch (or in all) from a `cur/total` form
+    epoch: int | None
+    epochs: int | None
+
+
+class _KvScan:
+    """The `name: value` lines of a file, collected only while no metric dict has been seen."""
+
+    def __init__(self, done: bool = False) -> None:
+        self.done = done
+        self.lines: list[_KvLine] = []
+        self.crash: bytes | None = None  # the crash marker after the last line
+        self.crash_after: dict[int, bytes] = {}  # line index -> the crash marker after it
+        self._layouts: dict[tuple[tuple[bytes, ...], bool], _KvLayout] = {}
+
+    def feed(self, text: bytes, end: int) -> None:
+        """Find the lines of ``text[:end]`` with two or more pairs.
+
+        Why a hint first: the pair regex cannot start with a literal, so running it over every byte is slow on
+        megabytes of progress bars. The hint (a colon right after a letter or a space, then a number) starts with
+        one, which the regex engine finds at memchr speed; only lines that hold a hint are parsed.
+        """
+        spans: list[tuple[int, int]] = []
+        pos = 0
+        while (hint := _KV_HINT_RE.search(text, pos, end)) is not None:
+            at = hint.start()
+            line_start = pos
+            lo = max(line_start, at - _KV_LINE_MAX)
+            before = max(text.rfind(b"\n", lo, at), text.rfind(b"\r", lo, at))
+            brk = _LINE_BREAK_RE.search(text, at, min(end, at + _KV_LINE_MAX))
+            stop = brk.start() if brk else min(end, at + _KV_LINE_MAX)
+            pos = stop + 1
+            if (brk is None and stop < end) or (before < 0 and lo > line_start):
+                continue  # longer than _KV_LINE_MAX: not a metric line
+            start = before + 1 if before >= 0 else line_start
+            line = text[start:stop]
+            pairs = _KV_RE.findall(line)
+            if len(pairs) >= 2 and self._add(line, pairs):
+                spans.append((start, stop))
+        if not self.lines:
+            return
+        crash = _last_crash(text, spans[-1][1] if spans else 0, end)
+        if spans or crash is not None:
+            self.crash = crash
+        if spans and _last_crash(text, 0, end) is not None:
+            first = len(self.lines) - len(spans)
+            if first > 0 and (marker := _last_crash(text, 0, spans[0][0])) is not None:
+                self.crash_after[first - 1] = marker  # after the last line of the previous chunk
+            for k, (_, stop) in enumerate(spans[:-1]):
+                if (marker := _last_crash(text, stop, spans[k + 1][0])) is not None:
+                    self.crash_after[first + k] = marker
+
+    def _add(self, line: bytes, pairs: list[tuple[bytes, bytes]]) -> bool:
+        # Plain substring tests first: they rule out most lines much faster than the case-insensitive regexes.
+        is_eval = (b"val" in line or b"VAL" in line or b"Val" in line) and _EVAL_WORD_RE.search(line) is not None
+        names = tuple(map(itemgetter(0), pairs))
+        layout = self._layouts.get((names, is_eval))
+        if layout is None:
+            layout = _kv_layout(names, is_eval)
+            if len(self._layouts) < _MAX_LAYOUTS:
+                self._layouts[(names, is_eval)] = layout
+        if not layout.useful:
+            return False
+        values = [float(pairs[i][1]) for i in layout.index]
+        cur = total = epoch = epochs = None
+        if (m := _PAREN_STEP_RE.search(line)) is not None or (
+            (b"tep" in line or b"TEP" in line or b"ter" in line or b"TER" in line)
+            and (m := _STEP_WORD_RE.search(line)) is not None
+        ):
+            cur = int(m.group(1))
+            total = int(m.group(2)) if m.group(2) else None
+        elif layout.step_index is not None:
+            value = float(pairs[layout.step_index][1])
+            cur = int(value) if value.is_integer() and 0 <= value < _MAX_STEP else None
+        if (b"poch" in line or b"POCH" in line) and (m := _EPOCH_RE.search(line)) is not None:
+            epoch, epochs = int(m.group(1)), int(m.group(2))
+        self.lines.append(_KvLine(layout, values, cur, total, epoch, epochs))
+        return True
+
+
 class _Scan:
     """Everything one pass over a file collects. Fed chunk by chunk; keeps parsed records, never the text."""
 
@@ -273,13 +458,39 @@ class _Scan:
         self.bars: list[list[tuple[bytes, bytes]]] = []
         self.bar_last: dict[bytes, bytes] = {}  # after the last record: bar total -> the last counter
         self.totals: set[bytes] = set()  # totals of the last bar before each record
+        # The same, per record: (index of the record the bar precedes, total), to split a file into runs.
+        self.totals_at: list[tuple[int, bytes]] = []
         self.crash: bytes | None = None  # the crash marker seen after the last record
+        # Record index -> the crash marker seen after it, before the next record (to end a run inside a file).
+        self.crash_after: dict[int, bytes] = {}
         self.crash_after_finish = False
         self.table = _Table()
+        self.kv = _KvScan()
         self._infos: dict[tuple[bytes, ...], _KeyInfo] = {}
         self._layouts = 0
         self._last: _KeyInfo | None = None  # the layout of the previous record: usually the next one's too
         self._open = False  # the last record still collects bars
+
+    def part(self, lo: int, hi: int, last: bool) -> _Scan:
+        """The records ``lo:hi`` as a scan of their own (one run of a file that holds several)."""
+        sub = _Scan()
+        sub.kinds = self.kinds[lo:hi]
+        sub.infos = self.infos[lo:hi]
+        sub.values = self.values[lo:hi]
+        sub.epochs = self.epochs[lo:hi]
+        sub.bars = self.bars[lo:hi]
+        first = bisect_left(self.totals_at, lo, key=itemgetter(0))
+        stop = len(self.totals_at) if last else bisect_left(self.totals_at, hi, key=itemgetter(0))
+        sub.totals = {total for _, total in self.totals_at[first:stop]}
+        if not last:
+            # The bars after a run's last record are the next run's: keep those of a total this run used.
+            own = sub.totals | {t for cands in sub.bars[:-1] for _, t in cands}
+            if own:
+                sub.bars[-1] = [c for c in sub.bars[-1] if c[1] in own]
+        sub.bar_last = self.bar_last if last else {}
+        sub.crash = self.crash if last else self.crash_after.get(hi - 1)
+        sub.crash_after_finish = self.crash_after_finish if last else sub.crash is not None and _SUMMARY in sub.kinds
+        return sub
 
     def feed(self, text: bytes, end: int, maybe_table: bool) -> None:
         """Scan ``text[:end]`` (complete lines only)."""
@@ -303,6 +514,7 @@ class _Scan:
                 continue
             if (last := _BAR_RE.match(text, j, hi)) is not None:
                 self.totals.add(last.group(2))
+                self.totals_at.append((owner + 1 if owner >= 0 else first, last.group(2)))
             if owner < 0 or len(bars[owner]) >= _BAR_CANDIDATES:
                 continue
             cands = bars[owner]
@@ -321,6 +533,18 @@ class _Scan:
             self.crash = crash
         if crash is not None and _SUMMARY in self.kinds:
             self.crash_after_finish = True
+        if self.kinds and _last_crash(text, 0, end) is not None:
+            # Rare (a marker in this chunk), so worth the search per gap: which record each marker follows.
+            for owner, lo, hi in zip(owners, [0, *ends], [*starts, end], strict=True):
+                if owner >= 0 and (marker := _last_crash(text, lo, hi)) is not None:
+                    self.crash_after[owner] = marker
+
+        # `name: value` lines are only wanted while the file has shown no metric dict.
+        if self.kinds:
+            if not self.kv.done:
+                self.kv = _KvScan(done=True)
+        else:
+            self.kv.feed(text, end)
 
         # A table is only read when the log has no metric dicts, so stop looking once one was found.
         if self.table.columns is not None or (not self.kinds and maybe_table and _TABLE_HINT_RE.search(text, 0, end)):
@@ -615,12 +839,24 @@ def _result_from_dicts(scan: _Scan) -> ReadResult:
     return ReadResult(frame=frame, steps_derived=True, summary=summary, notes=notes)
 
 
-def _result_from_table(table: _Table) -> ReadResult:
+def _table_runs(table: _Table) -> list[list[tuple[int | None, list[tuple[str, float]]]]]:
+    """The table's rows, cut where the Step column goes back (a second run printed its own table)."""
+    runs: list[list[tuple[int | None, list[tuple[str, float]]]]] = [[]]
+    last: int | None = None
+    for step, items in table.rows:
+        if step is not None and last is not None and step < last and runs[-1]:
+            runs.append([])
+        runs[-1].append((step, items))
+        last = step if step is not None else last
+    return runs
+
+
+def _result_from_table(table: _Table, rows: list[tuple[int | None, list[tuple[str, float]]]]) -> ReadResult:
     split: list[str] = []
     metric: list[str] = []
     steps: list[int] = []
     values: list[float] = []
-    for ordinal, (step, items) in enumerate(table.rows, start=1):
+    for ordinal, (step, items) in enumerate(rows, start=1):
         for key, value in items:
             mapped = canonical(key)
             if mapped is None:
@@ -636,29 +872,173 @@ def _result_from_table(table: _Table) -> ReadResult:
     return ReadResult(frame=frame, steps_derived=not table.has_step, notes=notes)
 
 
-def _read_one(path: Path) -> ReadResult:
-    scan = _scan_file(path)
-    if scan.kinds:
-        result = _result_from_dicts(scan)
-        if scan.table.rows:
-            result.notes.append("the log also holds a step table; the dict lines were read instead")
-    elif scan.table.rows:
-        result = _result_from_table(scan.table)
-    else:
-        raise NoMetricsError("no DPO metrics found (no metric dict lines or step table)", path)
-    if _SUMMARY in scan.kinds:
+def _run_bounds(scan: _Scan) -> list[tuple[int, int, str]]:
+    """Where the runs of a file start: (first record, end, why a new run starts there).
+
+    Why these signs: transformers prints a train dict only while training, and the epoch only grows within a run
+    (eval dicts repeat the current epoch). So a train dict after the end-of-training summary, or any dict whose
+    epoch is smaller than one already seen, belongs to a run started after the previous one, such as a second
+    ``python train.py >> train.log``. The bars are not used: buffering can print them out of order with the dicts.
+    """
+    starts: list[tuple[int, str]] = [(0, "")]
+    finished = False
+    top: float | None = None
+    for i, (kind, epoch) in enumerate(zip(scan.kinds, scan.epochs, strict=True)):
+        finite = epoch is not None and math.isfinite(epoch)
+        if kind != _SUMMARY and i > starts[-1][0]:
+            why = ""
+            if finished and kind == _TRAIN:
+                why = "a new training log follows the end-of-training summary (train_runtime) of the run before"
+            elif finite and top is not None and epoch is not None and epoch < top:
+                why = f"the epoch goes back from {top:g} to {epoch:g}"
+            if why:
+                starts.append((i, why))
+                finished, top = False, None
+        if kind == _SUMMARY:
+            finished = True
+        if finite and epoch is not None:
+            top = epoch if top is None else max(top, epoch)
+    ends = [lo for lo, _ in starts[1:]] + [len(scan.kinds)]
+    return [(lo, hi, why) for (lo, why), hi in zip(starts, ends, strict=True)]
+
+
+def _set_ending(result: ReadResult, kinds: list[int], crash: bytes | None, crash_after_finish: bool) -> None:
+    if _SUMMARY in kinds:
         result.ended = Ended.FINISHED
-        if scan.crash_after_finish:
+        if crash_after_finish:
             result.notes.append("the log shows an error after the end-of-training summary (training had ended)")
-    elif scan.crash is not None:
+    elif crash is not None:
         result.ended = Ended.CRASHED
-        result.notes.append(f"the log ends with {_CRASH_MARKERS[scan.crash]} after the last metric line")
-    return result
+        result.notes.append(f"the log shows {_CRASH_MARKERS[crash]} after the last metric line of this run")
+
+
+def _dict_runs(scan: _Scan) -> list[ReadResult]:
+    bounds = _run_bounds(scan)
+    if len(bounds) == 1:
+        result = _result_from_dicts(scan)
+        _set_ending(result, scan.kinds, scan.crash, scan.crash_after_finish)
+        if scan.crash is not None and _SUMMARY not in scan.kinds:
+            result.notes[-1] = f"the log ends with {_CRASH_MARKERS[scan.crash]} after the last metric line"
+        return [result]
+    results = []
+    for k, (lo, hi, why) in enumerate(bounds):
+        last = k == len(bounds) - 1
+        part = scan.part(lo, hi, last)
+        result = _result_from_dicts(part)
+        crash = part.crash
+        _set_ending(result, part.kinds, crash, crash is not None and _SUMMARY in part.kinds)
+        if why:
+            result.notes.append(f"a new run starts here in the same file: {why}")
+        if not last and result.ended is Ended.UNKNOWN:
+            result.notes.append(
+                "another run follows this one in the same file; this one has no end-of-training summary"
+            )
+        results.append(result)
+    return results
+
+
+def _kv_steps(lines: list[_KvLine]) -> tuple[list[int], str, bool]:
+    """The step of each `name: value` line, how it was found, and whether it was derived (line order).
+
+    MiniMind prints the step within the epoch, ``Epoch:[e/E](cur/total)``: when that counter restarts at each epoch
+    the global step is ``(e - first epoch) * total + cur``. A counter that keeps growing across epochs is used as
+    it is. Without a step on every line, the line order is the step.
+    """
+    # An eval line without a step of its own (`Validation loss: 0.52, ...`) belongs to the step before it.
+    previous: _KvLine | None = None
+    for line in lines:
+        if line.cur is None and line.layout.is_eval and previous is not None:
+            line.cur, line.total = previous.cur, previous.total
+            line.epoch, line.epochs = previous.epoch, previous.epochs
+        previous = line if line.cur is not None else previous
+    if any(line.cur is None for line in lines):
+        return list(range(1, len(lines) + 1)), "steps derived from the order of the `name: value` lines", True
+    raw = [line.cur for line in lines if line.cur is not None]
+
+    def drops(seq: list[int]) -> int:
+        return sum(b < a for a, b in pairwise(seq))
+
+    if all(line.epoch is not None and line.total is not None for line in lines):
+        base = 0 if min(line.epoch or 0 for line in lines) == 0 else 1
+        combined = [((line.epoch or 0) - base) * (line.total or 0) + (line.cur or 0) for line in lines]
+        if max(combined) < _MAX_STEP and drops(combined) < drops(raw):
+            return combined, "steps from the log: (epoch - 1) × steps per epoch + the step within the epoch", False
+    return raw, "steps from the log lines (their `cur/total` or `step N`)", False
+
+
+def _kv_runs(kv: _KvScan) -> list[ReadResult]:
+    """Results from `name: value` lines: one per run, a run ending where the step goes back."""
+    lines = kv.lines
+    steps, how, derived = _kv_steps(lines)
+    combined = "epoch" in how
+    starts = [0] + [i for i in range(1, len(lines)) if steps[i] < steps[i - 1]]
+    ends = [*starts[1:], len(lines)]
+    results: list[ReadResult] = []
+    for k, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
+        split: list[str] = []
+        metric: list[str] = []
+        points: list[int] = []
+        values: list[float] = []
+        for line, step in zip(lines[lo:hi], steps[lo:hi], strict=True):
+            split.extend(line.layout.splits)
+            metric.extend(line.layout.metrics)
+            points.extend(repeat(step, len(line.values)))
+            values.extend(line.values)
+        notes = [f"read {hi - lo} `name: value` line(s) (no metric dicts or step table in the log)", how]
+        if k > 0:
+            notes.append(f"a new run starts here in the same file: the step goes back to {steps[lo]}")
+        frame = make_frame(split, metric, points, values) if split else empty_frame()
+        result = ReadResult(frame=frame, steps_derived=derived, notes=notes)
+        last = lines[hi - 1]
+        total = last.total
+        if total is not None and combined and last.epochs is not None:
+            done, planned = steps[hi - 1], last.epochs * total
+        else:
+            done, planned = (last.cur or 0), total
+        epochs_done = last.epoch is None or last.epochs is None or last.epoch >= last.epochs
+        crash = kv.crash if k == len(starts) - 1 else kv.crash_after.get(hi - 1)
+        if planned is not None and done >= planned and epochs_done and not derived:
+            result.ended = Ended.FINISHED
+        elif crash is not None:
+            result.ended = Ended.CRASHED
+            result.notes.append(f"the log shows {_CRASH_MARKERS[crash]} after the last metric line of this run")
+        if planned is not None and result.ended is not Ended.FINISHED and not derived:
+            result.notes.append(f"stopped at step {done} of {planned}")
+        results.append(result)
+    return results
+
+
+def _read_file_runs(path: Path) -> list[ReadResult]:
+    """Every run in one file: dict lines first, else a step table, else `name: value` lines."""
+    return _results_from_scan(_scan_file(path), path)
+
+
+def _results_from_scan(scan: _Scan, path: Path) -> list[ReadResult]:
+    """The runs a scan of ``path`` found (see _read_file_runs); :class:`StdoutTail` feeds its scan live."""
+    if scan.kinds:
+        results = _dict_runs(scan)
+        if scan.table.rows:
+            results[0].notes.append("the log also holds a step table; the dict lines were read instead")
+    elif scan.table.rows:
+        results = [_result_from_table(scan.table, rows) for rows in _table_runs(scan.table)]
+        if scan.crash is not None:
+            results[-1].ended = Ended.CRASHED
+            results[-1].notes.append(f"the log ends with {_CRASH_MARKERS[scan.crash]} after the last metric line")
+    elif scan.kv.lines:
+        results = _kv_runs(scan.kv)
+    else:
+        raise NoMetricsError("no DPO metrics found (no metric dict lines, step table or `name: value` lines)", path)
+    if len(results) > 1:
+        for k, result in enumerate(results, start=1):
+            result.label = f"run{k}"
+            result.notes.insert(0, f"run {k} of {len(results)} appended to this file")
+    return results
 
 
 @register
 class StdoutReader:
-    """Reads captured stdout/stderr: metric dicts printed amid tqdm output, or a printed step table."""
+    """Reads captured stdout/stderr: metric dicts printed amid tqdm output, a printed step table, or the
+    `name: value` lines of a custom training loop."""
 
     name: ClassVar[str] = "stdout"
     priority: ClassVar[int] = 10
@@ -685,26 +1065,98 @@ class StdoutReader:
         return path.parent
 
     def read(self, paths: list[Path]) -> ReadResult:
-        """Read the log; given several (a train.log and its SwanLab console copy), keep the one with most rows.
+        """The first run of the richest log (see read_runs); when the file holds several runs, a note says so.
+
+        Why the first and not an error: a caller that wants one run still gets a correct one, and discovery calls
+        read_runs, which returns them all.
+        """
+        runs = self.read_runs(paths)
+        first = runs[0]
+        if len(runs) > 1:
+            first.notes.append(
+                f"the file holds {len(runs)} runs appended one after another; this is the first "
+                "(read_runs returns each)"
+            )
+        return first
+
+    def read_runs(self, paths: list[Path]) -> list[ReadResult]:
+        """Every run of the log; given several logs (a train.log and its SwanLab console copy), the one with most
+        rows, its runs labelled ``run1``, ``run2``, ... when it holds more than one.
 
         Why not concatenate: the stdout files of one run folder are copies of each other far more often than
         consecutive pieces, and merging copies would only duplicate points.
         """
         if not paths:
             raise ReadError("no files given to the stdout reader")
-        results: list[tuple[Path, ReadResult]] = []
+        found: list[tuple[Path, list[ReadResult]]] = []
         first_error: ReadError | None = None
         for path in map(Path, paths):
             try:
-                results.append((path, _read_one(path)))
+                found.append((path, _read_file_runs(path)))
             except ReadError as exc:
                 first_error = first_error or exc
-        if not results:
+        if not found:
             assert first_error is not None
             raise first_error
-        results.sort(key=lambda item: (-len(item[1].frame), "swanlog" in item[0].parts))
-        best_path, best = results[0]
-        if len(results) > 1:
-            skipped = ", ".join(str(p) for p, _ in results[1:])
-            best.notes.append(f"read {best_path}; also found {skipped} (same run, not read)")
+        found.sort(key=lambda item: (-sum(len(r.frame) for r in item[1]), "swanlog" in item[0].parts))
+        best_path, best = found[0]
+        if len(found) > 1:
+            skipped = ", ".join(str(p) for p, _ in found[1:])
+            for result in best:
+                result.notes.append(f"read {best_path}; also found {skipped} (same run, not read)")
         return best
+
+
+class StdoutTail:
+    """Follows one console log that a running trainer is still writing: each :meth:`poll` scans only the bytes
+    appended since the last one.
+
+    Why it can: the scan behind :class:`StdoutReader` is fed chunk by chunk and keeps parsed records, never text, so
+    it can simply be fed more later. Only complete lines are fed; the unfinished last line (a dict half flushed, a
+    tqdm bar mid-redraw) is carried until its line break arrives, so a record is never parsed from half a line.
+    Steps are derived again from the records (cheap: no text is re-read), since a later progress bar can settle
+    the step of an earlier dict.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reset()
+
+    def _reset(self) -> None:
+        self.offset = 0
+        self._scan = _Scan()
+        self._carry = b"\n"  # a virtual line start, as in _scan_file
+        self._hint_before = False
+
+    def poll(self) -> int:
+        """Scan the complete lines appended since the last poll; returns the number of bytes read.
+
+        A file that became shorter than what was read (rewritten, or a new run started with ``>``) is scanned again
+        from the start. Raises :class:`ReadError` when it cannot be read.
+        """
+        try:
+            if self.path.stat().st_size < self.offset:
+                self._reset()
+            read = 0
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                while raw := handle.read(_CHUNK):
+                    read += len(raw)
+                    text = self._carry + raw
+                    cut = _cut_point(text)
+                    hint = not self._scan.kinds and _table_hint(raw)
+                    if cut > 0:
+                        self._scan.feed(text, cut, hint or self._hint_before)
+                    self._carry = text[cut:]
+                    self._hint_before = hint
+        except OSError as exc:
+            raise ReadError(f"cannot read the file: {exc.strerror or exc}", self.path) from exc
+        self.offset += read
+        return read
+
+    def results(self) -> list[ReadResult]:
+        """Every run in the lines scanned so far, as ``StdoutReader.read_runs`` would give them for this file.
+
+        Raises :class:`NoMetricsError` while no metric line has arrived yet.
+        """
+        return _results_from_scan(self._scan, self.path)

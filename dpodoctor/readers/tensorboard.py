@@ -29,7 +29,15 @@ from dpodoctor.errors import ReadError
 from dpodoctor.model import Ended, FrameBuilder
 from dpodoctor.readers import ReadResult, register
 
-__all__ = ["RecordScan", "TensorBoardReader", "crc32c", "masked_crc32c", "scalar_value", "scan_records"]
+__all__ = [
+    "EventFileTail",
+    "RecordScan",
+    "TensorBoardReader",
+    "crc32c",
+    "masked_crc32c",
+    "scalar_value",
+    "scan_records",
+]
 
 _HEADER: Final = struct.Struct("<QI")  # length, masked CRC of the 8 length bytes
 _HEADER_SIZE: Final = _HEADER.size  # 12
@@ -283,34 +291,11 @@ class TensorBoardReader:
                 notes.append(f"{label}: empty file (0 bytes), no records")
                 continue
             scan = scan_records(data, path)
-            bad_records = 0
-            for record in scan.records:
-                try:
-                    event = event_pb2.Event.FromString(record)
-                except DecodeError:
-                    bad_records += 1
-                    continue
-                if not event.HasField("summary"):
-                    continue
-                step = event.step
-                wall_time = event.wall_time
-                for value in event.summary.value:
-                    tag = value.tag
-                    if value.HasField("metadata"):
-                        plugin = value.metadata.plugin_data.plugin_name
-                        if plugin:
-                            plugins[tag] = plugin
-                    if tag == ARGS_TAG:
-                        parsed = self._parse_args(value, label, notes)
-                        if parsed is not None:
-                            config = parsed
-                            found = self._beta_from(parsed, label, notes)
-                            if found is not None:
-                                beta, beta_source = found, f"{label}: args text summary"
-                        continue
-                    number = scalar_value(value, plugins.get(tag, ""))
-                    if number is not None:
-                        builder.add(tag, step, number, wall_time)
+            bad_records, parsed, found = self._decode(scan.records, builder, plugins, label, notes)
+            if parsed is not None:
+                config = parsed
+            if found is not None:
+                beta, beta_source = found, f"{label}: args text summary"
             if bad_records:
                 notes.append(f"{label}: skipped {bad_records} record(s) whose data is not a valid Event protobuf")
             if scan.stop_at is not None:
@@ -340,6 +325,47 @@ class TensorBoardReader:
             config=config,
             notes=notes,
         )
+
+    def _decode(
+        self, records: list[bytes], builder: FrameBuilder, plugins: dict[str, str], label: str, notes: list[str]
+    ) -> tuple[int, dict[str, Any] | None, float | None]:
+        """Add the scalars of some records to ``builder``: (records that are not Events, the last args config, the
+        last β found in one).
+
+        Why a method of its own: the whole-file read and the live tail (:class:`EventFileTail`) decode records
+        the same way, so a live view and a later ``check`` see the same points.
+        """
+        bad_records = 0
+        config: dict[str, Any] | None = None
+        beta: float | None = None
+        for record in records:
+            try:
+                event = event_pb2.Event.FromString(record)
+            except DecodeError:
+                bad_records += 1
+                continue
+            if not event.HasField("summary"):
+                continue
+            step = event.step
+            wall_time = event.wall_time
+            for value in event.summary.value:
+                tag = value.tag
+                if value.HasField("metadata"):
+                    plugin = value.metadata.plugin_data.plugin_name
+                    if plugin:
+                        plugins[tag] = plugin
+                if tag == ARGS_TAG:
+                    parsed = self._parse_args(value, label, notes)
+                    if parsed is not None:
+                        config = parsed
+                        found = self._beta_from(parsed, label, notes)
+                        if found is not None:
+                            beta = found
+                    continue
+                number = scalar_value(value, plugins.get(tag, ""))
+                if number is not None:
+                    builder.add(tag, step, number, wall_time)
+        return bad_records, config, beta
 
     @staticmethod
     def _parse_args(value: summary_pb2.Summary.Value, label: str, notes: list[str]) -> dict[str, Any] | None:
@@ -398,3 +424,86 @@ def read_args_config(path: Path, max_bytes: int = 4 * 1024 * 1024) -> dict[str, 
             if value.tag == ARGS_TAG:
                 return TensorBoardReader._parse_args(value, path.name, [])
     return None
+
+
+class EventFileTail:
+    """Follows one event file that a running trainer is still writing: each :meth:`poll` decodes only the records
+    appended since the last one.
+
+    Why offsets and not a re-read: a live view polls every few seconds, and re-reading a long run's file each time
+    would cost more as the run grows. TFRecord framing makes the boundary exact: ``offset`` is the end of the last
+    complete record, so a record the writer has only half flushed is simply read again, whole, next time. A cut
+    record is therefore no sign of a crash here (the writer is still busy), so nothing marks the run truncated.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reset()
+
+    def _reset(self) -> None:
+        self.offset = 0
+        self.builder = FrameBuilder()
+        self.plugins: dict[str, str] = {}
+        self.config: dict[str, Any] = {}
+        self.beta: float | None = None
+        self.notes: list[str] = []
+        self._reader = TensorBoardReader()
+        self._label = self._reader._label(self.path)
+        self._bad_records = 0
+        self._stuck_at: int | None = None  # a corrupt header the writer will never rewrite
+
+    def poll(self) -> int:
+        """Decode the complete records appended since the last poll; returns how many there were.
+
+        A file that became shorter than what was read (rewritten, or replaced by a new run) is read again from the
+        start. Raises :class:`ReadError` when the file cannot be read or is not an event file.
+        """
+        try:
+            size = self.path.stat().st_size
+            if size < self.offset:
+                self._reset()  # the file was replaced: start over
+            if size == self.offset:
+                return 0
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError as exc:
+            raise ReadError(f"cannot read file ({exc.strerror or exc})", self.path) from exc
+        try:
+            scan = scan_records(data, self.path)
+        except ReadError:
+            if self.offset == 0:
+                raise
+            # A corrupt length header right where the last poll stopped: nothing after it can be framed.
+            if self._stuck_at != self.offset:
+                self._stuck_at = self.offset
+                self.notes.append(f"{self._label}: bad record header at byte {self.offset}; later records not read")
+            return 0
+        bad, parsed, found = self._reader._decode(scan.records, self.builder, self.plugins, self._label, self.notes)
+        if parsed is not None:
+            self.config = parsed
+        if found is not None:
+            self.beta = found
+        if bad:
+            self._bad_records += bad
+        self.offset += scan.stop_at if scan.stop_at is not None else len(data)
+        return len(scan.records)
+
+    def result(self) -> ReadResult:
+        """What the records read so far say, as :meth:`TensorBoardReader.read` would put it for this one file."""
+        notes = list(self.notes)
+        if self._bad_records:
+            notes.append(
+                f"{self._label}: skipped {self._bad_records} record(s) whose data is not a valid Event protobuf"
+            )
+        if len(self.builder) == 0:
+            raise ReadError("no scalar summaries found (yet)", self.path)
+        return ReadResult(
+            frame=self.builder.build(),
+            beta=self.beta,
+            beta_source=f"{self._label}: args text summary" if self.beta is not None else None,
+            ended=Ended.FINISHED if "train_runtime" in self.builder.summary else Ended.UNKNOWN,
+            summary=dict(self.builder.summary),
+            config=self.config,
+            notes=notes,
+        )
