@@ -15,7 +15,7 @@ from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError
 from dpodoctor.metrics import KEY_MAP
 from dpodoctor.model import Run, make_frame
-from dpodoctor.readers import read_runs
+from dpodoctor.readers import READERS, read_runs
 from dpodoctor.readers.hparams import find_beta
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report
 from dpodoctor.rules import RULES, diagnose_run
@@ -153,7 +153,9 @@ def check(
     if not loaded.runs:
         where = ", ".join(str(p) for p in paths)
         raise DpoDoctorError(
-            "no training run found (looked for TensorBoard event files and stdout logs with DPO metrics)", where
+            f"no training run found (looked for logs with DPO metrics in these formats: "
+            f"{', '.join(r.name for r in READERS)})",
+            where,
         )
     reports = [
         diagnose_run(run, beta=beta, select=select, ignore=ignore, params=settings.rule_params) for run in loaded.runs
