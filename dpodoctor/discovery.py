@@ -26,6 +26,25 @@ class RunSource:
     explicit: bool = False  # the user named the file itself
 
 
+# What each kind of file would need to hold to be read, so a refusal names what is missing.
+_MISSING_BY_SUFFIX = {
+    ".json": "no per-step metrics (a trainer_state.json log_history, a raw_log_history, a SwanLab metrics export, or "
+    "JSON lines with a step); a file of end-of-training totals such as train_results.json has none",
+    ".jsonl": "no JSON lines with a step (or current_steps) and a DPO metric",
+    ".csv": "no step column next to a DPO metric column (or a SwanLab export header)",
+    ".tsv": "not a format dpodoctor reads (CSV needs commas and a step column)",
+}
+
+
+def _refusal(path: Path) -> str:
+    """One line saying why an explicitly named file is not read."""
+    known = ", ".join(r.name for r in READERS)
+    missing = _MISSING_BY_SUFFIX.get(path.suffix.lower())
+    if missing:
+        return f"not read: {missing} (formats read: {known})"
+    return f"not a log format dpodoctor reads (formats read: {known})"
+
+
 def _walk(top: Path, warnings: list[str]) -> list[Path]:
     """Every readable regular file below ``top``, sorted. Symlinked folders are followed once each (a sweep's
     ``latest -> run-7`` link is common) and a folder already seen is skipped, so a symlink loop cannot hang the
@@ -95,8 +114,7 @@ def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSo
                 raise DpoDoctorError("permission denied", arg)
             reader = reader_for(arg)
             if reader is None:
-                known = ", ".join(r.name for r in READERS)
-                raise DpoDoctorError(f"not a log format dpodoctor reads (known: {known})", arg)
+                raise DpoDoctorError(_refusal(arg), arg)
             sources.append(RunSource(_name(reader.run_root(arg), arg.parent), arg.parent, reader, [arg], explicit=True))
             continue
         groups: dict[Path, dict[str, list[Path]]] = {}
