@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -15,10 +16,11 @@ from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError
 from dpodoctor.metrics import KEY_MAP
 from dpodoctor.model import Run, make_frame
-from dpodoctor.readers import READERS, read_runs
+from dpodoctor.readers import READERS, Reader, ReadResult, read_runs
 from dpodoctor.readers.hparams import find_beta
-from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report
+from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report, RunReport
 from dpodoctor.rules import RULES, diagnose_run
+from dpodoctor.sweep import load_sources
 
 
 @dataclass
@@ -29,11 +31,17 @@ class Loaded:
     problems: list[DpoDoctorError] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # paths the walk skipped, with the reason
+    # One report per run, in order, when the runs were diagnosed as they were read (check() with workers/cache).
+    reports: list[RunReport] | None = None
 
 
-def _read(source: RunSource, metric_map: dict[str, str] | None = None) -> list[Run]:
+def _read(
+    source: RunSource,
+    metric_map: dict[str, str] | None = None,
+    read: Callable[[Reader, list[Path]], list[ReadResult]] = read_runs,
+) -> list[Run]:
     runs = []
-    for result in read_runs(source.reader, source.files):
+    for result in read(source.reader, source.files):
         frame = _rename_metrics(result.frame, metric_map) if metric_map else result.frame
         if result.beta is None:
             found = find_beta(source.root, source.others)
@@ -69,20 +77,40 @@ def _rename_metrics(frame: pd.DataFrame, metric_map: dict[str, str]) -> pd.DataF
     return make_frame(renamed["split"].astype(str), names, renamed["step"], renamed["value"], renamed["wall_time"])
 
 
-def load_all(paths: Iterable[Path | str], *, metric_map: dict[str, str] | None = None) -> Loaded:
+def load_all(
+    paths: Iterable[Path | str],
+    *,
+    metric_map: dict[str, str] | None = None,
+    jobs: int | None = 1,
+    cache: bool | Path | str = False,
+    progress: bool = False,
+    _diagnose: dict[str, Any] | None = None,
+) -> Loaded:
     """Read every run under ``paths``. Unreadable files are collected, not raised, so one bad file in a sweep
-    does not hide the other runs; a path that does not exist raises."""
+    does not hide the other runs; a path that does not exist raises.
+
+    ``jobs``: worker processes for reading runs (None: one per CPU; small inputs always use one). ``cache``: True
+    to use the on-disk cache of parsed runs (``$DPODOCTOR_CACHE_DIR`` or the user cache folder), or a folder for
+    it. ``progress``: allow a progress bar on stderr for work longer than about a second (see
+    :mod:`dpodoctor.sweep`).
+    """
     loaded = Loaded()
-    for source in discover([Path(p) for p in paths], loaded.warnings):
-        try:
-            loaded.runs.extend(_read(source, metric_map))
-        except NoMetricsError as exc:
-            if source.explicit:
-                loaded.problems.append(exc)
-            else:
-                loaded.ignored.append(str(exc))
-        except DpoDoctorError as exc:
+    sources = discover([Path(p) for p in paths], loaded.warnings)
+    outcomes = load_sources(
+        sources, metric_map=metric_map, jobs=jobs, cache=cache, progress=progress, diagnose=_diagnose
+    )
+    reports: list[RunReport] = []
+    for source, outcome in zip(sources, outcomes, strict=True):
+        exc = outcome.error
+        if exc is None:
+            loaded.runs.extend(outcome.runs)
+            reports.extend(outcome.reports or [])
+        elif isinstance(exc, NoMetricsError) and not source.explicit:
+            loaded.ignored.append(str(exc))
+        else:
             loaded.problems.append(exc)
+    if _diagnose is not None:
+        loaded.reports = reports
     return loaded
 
 
@@ -117,6 +145,9 @@ def check(
     metric_map: dict[str, str] | None = None,
     require_metrics: Iterable[str] = (),
     exit_zero: bool = False,
+    jobs: int | None = 1,
+    cache: bool | Path | str = False,
+    progress: bool = False,
 ) -> Report:
     """Load every run under ``paths``, diagnose each, and return the report (with the gate's exit code).
 
@@ -127,6 +158,9 @@ def check(
     Settings come from the arguments, else from the project config (``config`` names the file; otherwise it is
     discovered from the first path upward, then from the current directory; ``use_config=False`` skips it), else
     from the defaults (fail on errors, β from each run's own config).
+
+    ``jobs``, ``cache``, ``progress``: as for :func:`load_all`; each run is diagnosed in the process that read it,
+    and a cached run's diagnosis under the same settings is cached too.
     """
     paths = [Path(p) for p in paths]
     settings = (
@@ -144,7 +178,8 @@ def check(
         raise DpoDoctorError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {fail_on!r}")
     if beta is not None and not beta > 0:
         raise DpoDoctorError(f"--beta must be a positive number, not {beta}")
-    loaded = load_all(paths, metric_map=metric_map)
+    diagnosis = {"beta": beta, "select": select, "ignore": ignore, "params": settings.rule_params}
+    loaded = load_all(paths, metric_map=metric_map, jobs=jobs, cache=cache, progress=progress, _diagnose=diagnosis)
     if not loaded.runs and loaded.problems:
         first = loaded.problems[0]
         if len(loaded.problems) == 1:
@@ -157,9 +192,7 @@ def check(
             f"{', '.join(r.name for r in READERS)})",
             where,
         )
-    reports = [
-        diagnose_run(run, beta=beta, select=select, ignore=ignore, params=settings.rule_params) for run in loaded.runs
-    ]
+    reports = loaded.reports if loaded.reports is not None else [diagnose_run(run, **diagnosis) for run in loaded.runs]
     problems = [str(p) for p in loaded.problems]
     known = set(KEY_MAP.values())
     for run in loaded.runs:

@@ -14,14 +14,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from dpodoctor import api
+from dpodoctor.compare import compare as compare_runs
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.reporters import render
+from dpodoctor.reporters.common import clean
+from dpodoctor.reporters.comparison import ComparisonView
 from dpodoctor.reporters.github import append_step_summary
 from dpodoctor.reporters.text import ReportView, render_text
+from dpodoctor.results import Report
 from dpodoctor.rules import RULES, SECTIONS, parse_sections
+from dpodoctor.sweep import progress_wanted
 
 app = typer.Typer(
     add_completion=False,
@@ -40,6 +46,21 @@ class Format(str, Enum):
     markdown = "markdown"
     github = "github"
     junit = "junit"
+    html = "html"
+
+
+class PlotFormat(str, Enum):
+    """File formats of the figures --plot-dir writes (matplotlib)."""
+
+    png = "png"
+    svg = "svg"
+
+
+class XAxis(str, Enum):
+    """What `compare` aligns runs by."""
+
+    step = "step"
+    epoch = "epoch"
 
 
 class FailOn(str, Enum):
@@ -70,9 +91,49 @@ def _metric_map(values: list[str] | None) -> dict[str, str] | None:
     return pairs or None
 
 
+def _names(values: list[str] | None) -> list[str] | None:
+    """Names from repeated and/or comma-separated options (``--metric margins,loss --metric accuracy``)."""
+    names = [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+    return names or None
+
+
+def _write_plots(report: Report, plot_dir: Path, fmt: str, stderr: Console) -> None:
+    """--plot-dir: one figure per run; matplotlib is imported only here, so a check without it stays fast."""
+    from dpodoctor.reporters.plots import write_run_plots
+
+    try:
+        written = write_run_plots(report, plot_dir, fmt=fmt)  # type: ignore[arg-type]
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{plot_dir}: cannot write the plots ({exc})") from None
+    stderr.print(Text(f"dpodoctor: wrote {len(written)} plot(s) to {plot_dir}", style="dim"))
+
+
+def _one_line(text: object) -> str:
+    """Text for a one-line message on the terminal: it often names a log's file or key, so terminal escapes are
+    removed and line breaks folded (a name holding ``\n::error::`` must not start a line a CI runner obeys)."""
+    return " ".join(clean(text).splitlines())
+
+
+def _defuse_workflow_commands(document: str) -> str:
+    """A zero-width space before any line that starts with ``::`` (after spaces).
+
+    Why: GitHub Actions runs every stdout line of a step that starts so as a workflow command, and a report can put
+    log text at a line start (a wrapped run name, a line break inside an HTML or XML text node). No report line
+    starts with ``::`` on purpose except in the github format, which escapes its data and is left alone; the space
+    is invisible, so the report reads the same.
+    """
+    if "::" not in document:
+        return document
+    return "\n".join(
+        "\u200b" + line if line.lstrip().startswith("::") else line for line in document.split("\n")
+    )
+
+
 def _fail(message: str) -> typer.Exit:
     # soft_wrap: the error stays one line whatever the terminal width, so CI logs and grep see all of it.
-    Console(stderr=True, highlight=False, soft_wrap=True).print(Text(f"dpodoctor: error: {message}", style="bold red"))
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Text(f"dpodoctor: error: {_one_line(message)}", style="bold red")
+    )
     return typer.Exit(2)
 
 
@@ -89,7 +150,8 @@ def check(
             "-f",
             help="Report format: text (for people), json (schema: dpodoctor/schema/report-v1.schema.json), jsonl "
             "(one finding per line), markdown (PR comments, step summaries), github (workflow annotations; also "
-            "appends Markdown to $GITHUB_STEP_SUMMARY), junit (JUnit XML for GitLab, Jenkins).",
+            "appends Markdown to $GITHUB_STEP_SUMMARY), junit (JUnit XML for GitLab, Jenkins), html (one "
+            "self-contained page with every run's table, findings and figure, for CI artifacts).",
         ),
     ] = Format.text,
     output: Annotated[
@@ -141,6 +203,43 @@ def check(
             "also comma-separated.",
         ),
     ] = None,
+    plots: Annotated[
+        bool | None,
+        typer.Option(
+            "--plots/--no-plots",
+            help="Charts of loss, margins, accuracy and chosen/rejected under each run of the text report, with "
+            "each finding's steps marked. Default: on when stdout is a terminal, off when piped or with --output.",
+        ),
+    ] = None,
+    plot_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot-dir",
+            help="Also write one figure per run to this folder (created if needed), named after the run: loss, "
+            "margins, accuracy, rewards, logps and grad_norm, findings shaded.",
+        ),
+    ] = None,
+    plot_format: Annotated[
+        PlotFormat, typer.Option("--plot-format", help="File format of the --plot-dir figures.")
+    ] = PlotFormat.png,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Read and diagnose runs in up to this many processes. Default: the number of CPUs (small inputs "
+            "always use one).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Do not use the cache of parsed runs ($DPODOCTOR_CACHE_DIR, else the user cache folder); "
+            "read every log again.",
+        ),
+    ] = False,
 ) -> None:
     """Check DPO training logs and report what is healthy and what went wrong."""
     try:
@@ -155,17 +254,26 @@ def check(
             metric_map=_metric_map(metric_map),
             require_metrics=[m.strip() for m in (require_metrics or "").split(",") if m.strip()],
             exit_zero=exit_zero,
+            jobs=jobs,
+            cache=not no_cache,
+            # a progress bar only for people: text/markdown reports, stderr a terminal, not CI
+            progress=format in (Format.text, Format.markdown) and progress_wanted(),
         )
     except DpoDoctorError as exc:
         raise _fail(str(exc)) from None
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     for problem in report.problems:
-        stderr.print(Text(f"dpodoctor: error: {problem}", style="bold red"))
+        stderr.print(Text(f"dpodoctor: error: {_one_line(problem)}", style="bold red"))
+    if plot_dir is not None:
+        _write_plots(report, plot_dir, plot_format.value, stderr)
     if format is Format.text:
         color = output is None and sys.stdout.isatty()
-        document = render_text(report, width=Console().width if color else 100, color=color)
+        charts = plots if plots is not None else color
+        document = render_text(report, width=Console().width if color else 100, color=color, plots=charts)
     else:
         document = render(report, format.value)
+    if format is not Format.github:
+        document = _defuse_workflow_commands(document)
     if output is not None:
         try:
             output.write_text(document, encoding="utf-8")
@@ -185,12 +293,163 @@ def check(
     raise typer.Exit(report.exit_code)
 
 
+@app.command()
+def compare(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="The runs to compare: log files or run folders (a sweep folder adds each of its runs)."),
+    ],
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            help="Metrics to overlay (canonical names; repeatable or comma-separated). Default: loss, margins, "
+            "accuracy, chosen, rejected.",
+        ),
+    ] = None,
+    normalize_beta: Annotated[
+        bool,
+        typer.Option(
+            "--normalize-beta",
+            help="Divide rewards (margins, chosen, rejected) by each run's β, so runs trained with different β "
+            "compare as log-ratios.",
+        ),
+    ] = False,
+    x: Annotated[
+        XAxis, typer.Option("--x", help="Align the runs by step, or by epoch (from each run's logged epoch).")
+    ] = XAxis.step,
+    plot_dir: Annotated[
+        Path | None,
+        typer.Option("--plot-dir", help="Also write the overlay figure to DIR/compare.png (created if needed)."),
+    ] = None,
+    plot_format: Annotated[
+        PlotFormat, typer.Option("--plot-format", help="File format of the --plot-dir figure.")
+    ] = PlotFormat.png,
+    plots: Annotated[
+        bool | None,
+        typer.Option(
+            "--plots/--no-plots", help="Overlay charts in the terminal. Default: on when stdout is a terminal."
+        ),
+    ] = None,
+    beta: Annotated[
+        float | None, typer.Option("--beta", help="The DPO β of every run, overriding what the logs say.")
+    ] = None,
+) -> None:
+    """Compare runs side by side: where each metric ended, each run's findings, and the curves overlaid."""
+    try:
+        comparison = compare_runs(paths, metrics=_names(metric), x=x.value, normalize_beta=normalize_beta, beta=beta)
+    except DpoDoctorError as exc:
+        raise _fail(str(exc)) from None
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    for problem in comparison.problems:
+        stderr.print(Text(f"dpodoctor: error: {_one_line(problem)}", style="bold red"))
+    tty = sys.stdout.isatty()
+    console = Console(highlight=False, width=None if tty else 100)
+    console.print(ComparisonView(comparison, plots=plots if plots is not None else tty))
+    if plot_dir is not None:
+        from dpodoctor.reporters.plots import comparison_figure, plot_path, save_figure
+
+        try:
+            plot_dir.mkdir(parents=True, exist_ok=True)
+            path = plot_path(plot_dir, "compare", fmt=plot_format.value)
+            save_figure(comparison_figure(comparison), path, fmt=plot_format.value)
+        except (OSError, ValueError) as exc:
+            raise _fail(f"{plot_dir}: cannot write the plot ({exc})") from None
+        stderr.print(Text(f"dpodoctor: wrote {path}", style="dim"))
+    raise typer.Exit(2 if comparison.problems else 0)
+
+
+@app.command()
+def watch(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="The log files or run folder(s) a training run is writing. Default: ."),
+    ] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between looks at the logs.")] = 10.0,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast",
+            help="Exit 1 as soon as a finding at or above --fail-on appears (a job script can then kill the trainer).",
+        ),
+    ] = False,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option("--fail-on", help="The gate: exit 1 for findings at or above this severity. Default: error."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Stop watching after this many seconds (exit per the gate).")
+    ] = None,
+    confirm: Annotated[
+        int,
+        typer.Option(
+            "--confirm",
+            min=1,
+            help="Announce (and fail fast on) a finding only once it has held in this many consecutive looks: "
+            "early curves can look wrong and recover.",
+        ),
+    ] = 1,
+    beta: Annotated[
+        float | None, typer.Option("--beta", help="The DPO β of the run(s), overriding what the logs say.")
+    ] = None,
+    select: Annotated[
+        str | None, typer.Option("--select", help="Only these rule codes or prefixes, comma-separated.")
+    ] = None,
+    ignore: Annotated[
+        str | None, typer.Option("--ignore", help="Skip these rule codes or prefixes, comma-separated.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Read settings from this dpodoctor.toml or pyproject.toml.")
+    ] = None,
+    no_config: Annotated[bool, typer.Option("--no-config", help="Ignore configuration files.")] = False,
+    metric_map: Annotated[
+        list[str] | None,
+        typer.Option("--metric-map", help="Map a logged key onto a canonical metric, as key=canonical. Repeatable."),
+    ] = None,
+) -> None:
+    """Follow a run while it trains: a live view of its curves and findings, each new finding printed once.
+
+    Only what is new is read on each look (appended event records, new stdout lines). Ctrl-C stops with the last
+    report and the usual exit code (0, or 1 for findings at or above --fail-on).
+    """
+    from dpodoctor import live  # the live view is only imported by this command
+
+    try:
+        result = live.watch(
+            paths or [Path(".")],
+            interval=interval,
+            fail_fast=fail_fast,
+            fail_on=fail_on.value if fail_on is not None else None,
+            beta=beta,
+            select=_codes(select),
+            ignore=_codes(ignore),
+            config=config,
+            use_config=not no_config,
+            metric_map=_metric_map(metric_map),
+            timeout=timeout,
+            confirm=confirm,
+        )
+    except DpoDoctorError as exc:
+        raise _fail(str(exc)) from None
+    if not result.report.runs and not result.report.problems:
+        where = ", ".join(str(p) for p in paths or [Path(".")])
+        raise _fail(f"{where}: no training run found while watching (no DPO metrics were logged)")
+    color = sys.stdout.isatty()
+    sys.stdout.write(live.final_text(result, width=Console().width if color else 100, color=color))
+    sys.stdout.flush()
+    raise typer.Exit(result.report.exit_code)
+
+
 @app.command("rules")
 def list_rules() -> None:
     """List every rule: code, name, default severity and what it checks."""
-    console = Console(highlight=False)
+    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
+    for column in ("code", "name", "severity", "what it checks"):
+        table.add_column(column, no_wrap=column != "what it checks")
     for r in RULES.values():
-        console.print(Text(f"{r.code}  {r.name:<22} {r.severity.value:<8} {r.summary}"))
+        table.add_row(r.code, r.name, r.severity.value, r.summary)
+    Console(highlight=False, width=max(Console().width, 120)).print(table)
 
 
 @app.command()
@@ -207,23 +466,33 @@ def explain(code: Annotated[str, typer.Argument(help="A rule code such as DPO101
         if heading in sections:
             console.print(Text(f"\n{heading}", style="bold"))
             console.print(Text(sections[heading]))
+    if r.params:
+        console.print(Text("\nThresholds", style="bold"))
+        for name, default in r.params.items():
+            console.print(Text(f"{name} = {default:g}"))
+        where = f"[tool.dpodoctor.rules.{r.code}] (pyproject.toml) or [rules.{r.code}] (dpodoctor.toml)"
+        console.print(Text(f"Set them in {where}."))
 
 
 def main() -> None:
-    """Entry point: any error that is not a DpoDoctorError is a bug; say so in one line, exit 2."""
-    debug = "--debug" in sys.argv
+    """Entry point of the ``dpodoctor`` command.
+
+    Why a catch-all here: anything but a DpoDoctorError reaching this point is a bug in dpodoctor, and a crashed
+    training run (with odd, half-written logs) is exactly when the tool is run, so a bug must not bury the output
+    under a traceback. It prints one line naming the error and exits 2, like unreadable input, so a CI gate fails
+    rather than passes. ``--debug`` (anywhere on the command line) prints the traceback as well.
+    """
+    debug = "--debug" in sys.argv[1:]
     if debug:
         sys.argv.remove("--debug")
     try:
         app()
-    except SystemExit:
-        raise
-    except Exception as exc:  # the top-level catch the brief asks for: no traceback unless --debug
+    except Exception as exc:
         if debug:
             traceback.print_exc()
-        else:
-            print(
-                f"dpodoctor: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                file=sys.stderr,
-            )
+        # One line whatever the exception says: its text can hold log data (a key, a path) with line breaks.
+        detail = _one_line(f"{type(exc).__name__}: {exc}")
+        detail = detail if len(detail) <= 500 else detail[:500] + "…"
+        hint = "" if debug else " (run with --debug for the traceback)"
+        print(f"dpodoctor: internal error: {detail}{hint}", file=sys.stderr)
         sys.exit(2)

@@ -7,6 +7,7 @@ Why a separate step: readers only know formats. Deciding that ``out/runs/<date>/
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,7 +79,36 @@ def _walk(top: Path, warnings: list[str]) -> list[Path]:
                     found.append(path)
                 else:
                     warnings.append(f"{path}: skipped, permission denied")
+            elif (kind := _special(path)) is not None:
+                # Never opened: reading a FIFO blocks until a writer comes, a device may never end.
+                warnings.append(f"{path}: skipped, not a regular file ({kind})")
     return found
+
+
+def _special(path: Path) -> str | None:
+    """What kind of non-regular, non-folder file ``path`` is (a FIFO, a device, a socket), or None (a folder, a
+    regular file, or a path that vanished meanwhile). ``os.stat`` never opens the file, so it cannot block."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return None
+
+
+def _size(path: Path) -> int:
+    """The file's size; -1 when it vanished (or became unreadable) since the walk listed it."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def _name(root: Path, arg: Path) -> str:
@@ -94,7 +124,7 @@ def _primary(reader: Reader, files: list[Path]) -> tuple[list[Path], list[Path]]
     single-file formats read the one outside tool folders such as swanlog/, then the largest."""
     if getattr(reader, "multi_file", False):
         return files, []
-    ranked = sorted(files, key=lambda p: ("swanlog" in p.parts, -p.stat().st_size, str(p)))
+    ranked = sorted(files, key=lambda p: ("swanlog" in p.parts, -_size(p), str(p)))
     return ranked[:1], ranked[1:]
 
 
@@ -109,6 +139,8 @@ def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSo
         if not arg.exists():
             reason = "broken symlink" if arg.is_symlink() else "no such file or directory"
             raise DpoDoctorError(reason, arg)
+        if not arg.is_dir() and (kind := _special(arg)) is not None:
+            raise DpoDoctorError(f"not a regular file ({kind}): dpodoctor reads log files and folders", arg)
         if arg.is_file():
             if not os.access(arg, os.R_OK):
                 raise DpoDoctorError("permission denied", arg)

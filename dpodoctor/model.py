@@ -48,13 +48,64 @@ class Run:
 
     def series(self, metric: str, split: Split = "train") -> pd.Series:
         """Values of one metric in one split, indexed by step, sorted, NaN/inf kept (rules decide about them)."""
+        groups = self._groups()
+        if groups is not None:
+            start, stop = groups.get((split, metric), (0, 0))
+            f = self.frame
+            values = f["value"].to_numpy()[start:stop].copy()
+            steps = f["step"].to_numpy()[start:stop].copy()
+            return pd.Series(values, index=steps, name=metric).sort_index()
         f = self.frame
         sel = f[(f["split"] == split) & (f["metric"] == metric)]
         return pd.Series(sel["value"].to_numpy(), index=sel["step"].to_numpy(), name=metric).sort_index()
 
     def has(self, metric: str, split: Split = "train") -> bool:
+        groups = self._groups()
+        if groups is not None:
+            return (split, metric) in groups
         f = self.frame
         return bool(((f["split"] == split) & (f["metric"] == metric)).any())
+
+    def _groups(self) -> dict[tuple[str, str], tuple[int, int]] | None:
+        """Row range of each (split, metric) of a frame sorted as :func:`make_frame` leaves it, built once.
+
+        Why: rules ask for a series or its presence about a hundred times per run, and filtering a frame of
+        hundreds of thousands of rows each time costs more than the rules themselves. A frame that is not in
+        make_frame's order (built by hand) gets None, and the filters above are used.
+        """
+        frame = self.frame
+        cached = self.__dict__.get("_group_cache")
+        if cached is not None and cached[0] is frame:
+            return cached[1]
+        groups: dict[tuple[str, str], tuple[int, int]] | None = None
+        split_col, metric_col = frame.get("split"), frame.get("metric")
+        if (
+            isinstance(split_col, pd.Series)
+            and isinstance(metric_col, pd.Series)
+            and isinstance(split_col.dtype, pd.CategoricalDtype)
+            and isinstance(metric_col.dtype, pd.CategoricalDtype)
+        ):
+            s = split_col.cat.codes.to_numpy().astype(np.int64)
+            m = metric_col.cat.codes.to_numpy().astype(np.int64)
+            t = frame["step"].to_numpy()
+            n = len(s)
+            ordered = bool(split_col.cat.categories.is_monotonic_increasing) and bool(
+                metric_col.cat.categories.is_monotonic_increasing
+            )
+            if ordered and n and (s >= 0).all() and (m >= 0).all():
+                ds, dm, dt = np.diff(s), np.diff(m), np.diff(t)
+                # strictly increasing by (split, metric, step): sorted, and no repeated point
+                ordered = bool(((ds > 0) | ((ds == 0) & ((dm > 0) | ((dm == 0) & (dt > 0))))).all())
+            if ordered:
+                starts = np.flatnonzero(np.r_[True, (np.diff(s) != 0) | (np.diff(m) != 0)]) if n else np.zeros(0, int)
+                stops = np.r_[starts[1:], n].astype(int) if n else starts
+                s_names, m_names = split_col.cat.categories, metric_col.cat.categories
+                groups = {
+                    (str(s_names[s[a]]), str(m_names[m[a]])): (int(a), int(b))
+                    for a, b in zip(starts, stops, strict=True)
+                }
+        self.__dict__["_group_cache"] = (frame, groups)
+        return groups
 
     @property
     def metrics(self) -> list[tuple[str, str]]:
@@ -133,6 +184,43 @@ def make_frame(
         if wall_time is None
         else np.asarray(wall_time if isinstance(wall_time, list | np.ndarray) else list(wall_time), dtype=np.float64)
     )
+    return _frame(split_cat, metric_cat, steps, values, walls)
+
+
+def frame_from_codes(
+    split_codes: np.ndarray,
+    split_labels: list[str],
+    metric_codes: np.ndarray,
+    metric_labels: list[str],
+    step: np.ndarray,
+    value: np.ndarray,
+    wall_time: np.ndarray,
+) -> pd.DataFrame:
+    """:func:`make_frame` for a reader that already holds integer codes into label lists (one entry per distinct
+    key, not per point). The result is identical to ``make_frame`` on the spelled-out strings: the categories are
+    the labels present, sorted, exactly as ``pd.Categorical`` would infer them."""
+    cats = []
+    for codes, labels in ((split_codes, split_labels), (metric_codes, metric_labels)):
+        codes = np.asarray(codes, dtype=np.int64)
+        present = np.unique(codes) if len(codes) else np.zeros(0, dtype=np.int64)
+        names = sorted({labels[i] for i in present})
+        remap = np.full(max(len(labels), 1), -1, dtype=np.int64)
+        for i in present:
+            remap[i] = names.index(labels[i])
+        cats.append(pd.Categorical.from_codes(remap[codes], categories=pd.Index(names)))
+    return _frame(
+        cats[0],
+        cats[1],
+        np.asarray(step, dtype=np.int64),
+        np.asarray(value, dtype=np.float64),
+        np.asarray(wall_time, dtype=np.float64),
+    )
+
+
+def _frame(
+    split_cat: pd.Categorical, metric_cat: pd.Categorical, steps: np.ndarray, values: np.ndarray, walls: np.ndarray
+) -> pd.DataFrame:
+    n = len(values)
     if not (len(split_cat) == len(metric_cat) == len(steps) == n == len(walls)):
         raise ValueError("make_frame: columns of different lengths")
     # keep="last" in arrival order: a resumed run that re-logs a step overwrites the earlier value.

@@ -25,7 +25,7 @@ from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.metrics import is_dpo_metric
 from dpodoctor.model import Ended, FrameBuilder
 from dpodoctor.readers import ReadResult, register
-from dpodoctor.readers.jsonl import SNIFF_BYTES, cell_number, step_number
+from dpodoctor.readers.jsonl import SNIFF_BYTES, cell_number, content_hint, step_number
 
 __all__ = ["CsvReader"]
 
@@ -140,7 +140,9 @@ class CsvReader:
         header = _header(path)
         layout = _layout(header) if header is not None else None
         if layout is None:
-            raise NoMetricsError("no step column with metric columns (or tag and value) in the header", path)
+            raise NoMetricsError(
+                "no step column with metric columns (or tag and value) in the header" + content_hint(path), path
+            )
         runs: dict[str, _Collected] = {}
         skipped_cells = bad_rows = 0
         stop_note: str | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -49,7 +50,9 @@ def beta_in(config: dict[str, Any]) -> float | None:
 
 def _read_text(path: Path) -> str | None:
     try:
-        if path.stat().st_size > _MAX_CONFIG_BYTES:
+        info = path.stat()
+        # A FIFO or device named like a config (``*.yaml`` matched by a glob) would block the read or never end.
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_CONFIG_BYTES:
             return None
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:

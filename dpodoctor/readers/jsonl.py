@@ -24,8 +24,9 @@ from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.metrics import is_dpo_metric
 from dpodoctor.model import Ended, FrameBuilder
 from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers.textio import Utf8Reader, detect_wide_encoding
 
-__all__ = ["STEP_KEYS", "JsonlReader", "Line", "cell_number", "flatten", "iter_lines", "step_number"]
+__all__ = ["STEP_KEYS", "JsonlReader", "Line", "cell_number", "content_hint", "flatten", "iter_lines", "step_number"]
 
 _SUFFIXES: Final = frozenset({".jsonl", ".ndjson", ".json"})
 # Bytes looked at by sniff.
@@ -36,6 +37,8 @@ MAX_LINE: Final = 1024 * 1024
 _MAX_NUMBER_TEXT: Final = 64
 _MAX_STEP: Final = 2**53
 _MAX_DEPTH: Final = 4
+# Bytes read per chunk by iter_lines.
+_CHUNK: Final = 1024 * 1024
 
 # Columns that hold the training step, most specific first: wandb's own `_step` counts its log calls, so the
 # trainer's global step wins when both are present.
@@ -93,32 +96,40 @@ class Line:
     too_long: bool = False
 
 
-def iter_lines(path: Path, max_line: int = MAX_LINE) -> Iterator[Line]:
-    """The lines of a file, each cut at ``max_line`` bytes (the rest of an over-long line is skipped)."""
+def iter_lines(path: Path, max_line: int = MAX_LINE, chunk: int = _CHUNK) -> Iterator[Line]:
+    """The lines of a file, each cut at ``max_line`` bytes (the rest of an over-long line is skipped).
+
+    ``\n``, ``\r\n`` and a lone ``\r`` (old Mac tools, some loggers) each end a line. The file is read in chunks
+    of ``chunk`` bytes, so memory stays bounded by ``max_line + chunk`` whatever the file holds; a UTF-16/32 file is
+    transcoded to UTF-8 on the way (see :mod:`.textio`).
+    """
     try:
         with path.open("rb") as handle:
+            stream = Utf8Reader(handle)
             number = 0
+            buf = b""
+            skipping = False  # inside an over-long line: drop bytes up to its line break
             while True:
-                data = handle.readline(max_line)
-                if not data:
+                data = stream.read(chunk)
+                final = not data
+                pieces = (buf + data).splitlines(keepends=True)  # splits at \n, \r\n and \r, in C
+                # The last piece is unfinished unless a \n ends it: no break yet, or a \r whose \n may come next.
+                buf = pieces.pop() if pieces and not final and not pieces[-1].endswith(b"\n") else b""
+                for piece in pieces:
+                    number += 1
+                    line = piece.rstrip(b"\r\n")
+                    complete = len(line) < len(piece)
+                    if skipping or len(line) > max_line:
+                        skipping = False
+                        yield Line(number, b"", complete, too_long=True)
+                    else:
+                        yield Line(number, line, complete)
+                if final:
+                    if skipping:  # the file ends inside an over-long line
+                        yield Line(number + 1, b"", False, too_long=True)
                     return
-                number += 1
-                if data.endswith(b"\n"):
-                    yield Line(number, data.rstrip(b"\r\n"), True)
-                    continue
-                if len(data) < max_line:  # the last line, without a line break
-                    yield Line(number, data.rstrip(b"\r"), False)
-                    return
-                # An over-long line: skip to its end.
-                complete = False
-                while True:
-                    rest = handle.readline(max_line)
-                    if not rest:
-                        break
-                    if rest.endswith(b"\n"):
-                        complete = True
-                        break
-                yield Line(number, b"", complete, too_long=True)
+                if len(buf) > max_line:  # no line break within max_line bytes: an over-long line
+                    skipping, buf = True, b""
     except OSError as exc:
         raise ReadError(f"cannot read the file: {exc.strerror or exc}", path) from exc
 
@@ -136,13 +147,27 @@ def first_object(path: Path) -> dict[str, Any] | None:
     """The first non-blank line of a file, parsed as a JSON object (sniffing: the first 64 KB only)."""
     try:
         with path.open("rb") as handle:
-            head = handle.read(SNIFF_BYTES)
+            head = Utf8Reader(handle).read(SNIFF_BYTES)  # a UTF-16 file is sniffed as the text it holds
     except OSError:
         return None
     for raw in head.splitlines():
         if raw.strip():
             return parse_object(raw) if len(raw) < SNIFF_BYTES else None
     return None
+
+
+def content_hint(path: Path) -> str:
+    """`` (empty file: 0 bytes)`` or `` (binary data: a NUL byte at byte N)`` for a file that is no text at all, else
+    "". Why: "no step on the first line" says little about a file a crash left empty or filled with NULs."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except OSError:
+        return ""
+    if not head:
+        return " (empty file: 0 bytes)"
+    nul = head.find(b"\x00")
+    return f" (binary data: a NUL byte at byte {nul})" if nul >= 0 and detect_wide_encoding(head) is None else ""
 
 
 def _step_key(obj: dict[str, Any]) -> str | None:
@@ -181,7 +206,7 @@ class JsonlReader:
         first = first_object(path)
         step_key = _step_key(first) if first is not None else None
         if step_key is None:
-            raise NoMetricsError("the first line is not a JSON object with a step", path)
+            raise NoMetricsError("the first line is not a JSON object with a step" + content_hint(path), path)
         ignored = {*STEP_KEYS, *WALL_KEYS}
         builder = FrameBuilder()
         notes: list[str] = []

@@ -22,7 +22,15 @@ from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.metrics import canonical
 from dpodoctor.model import Ended, FrameBuilder
 from dpodoctor.readers import ReadResult, register
-from dpodoctor.readers.jsonl import MAX_LINE, cell_number, first_object, iter_lines, parse_object, step_number
+from dpodoctor.readers.jsonl import (
+    MAX_LINE,
+    cell_number,
+    content_hint,
+    first_object,
+    iter_lines,
+    parse_object,
+    step_number,
+)
 from dpodoctor.readers.trainer_state import beta_beside
 
 __all__ = ["LlamaFactoryReader"]
@@ -91,7 +99,7 @@ class LlamaFactoryReader:
                 continue
             builder.add_many(items, step)
         if len(builder) == 0:
-            raise NoMetricsError("no metric values found (not a LLaMA-Factory trainer log?)", path)
+            raise NoMetricsError("no metric values found (not a LLaMA-Factory trainer log?)" + content_hint(path), path)
 
         if bad:
             notes.append(f"skipped {bad} line(s) that are not JSON objects")

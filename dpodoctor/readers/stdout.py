@@ -51,6 +51,7 @@ from dpodoctor.metrics import (
 )
 from dpodoctor.model import Ended, empty_frame, make_frame
 from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers.textio import Utf8Reader
 
 __all__ = ["StdoutReader", "StdoutTail", "parse_metric_dict"]
 
@@ -466,6 +467,12 @@ class _Scan:
         self.crash_after_finish = False
         self.table = _Table()
         self.kv = _KvScan()
+        # What the whole-file read saw of the file itself (a live tail leaves them unset: its file is still growing).
+        self.complete = False  # the whole file was scanned (StdoutReader), not a live tail
+        self.size = 0  # bytes of text scanned
+        self.encoding: str | None = None  # the UTF-16/32 codec the file was decoded from, if any
+        self.nul_at: int | None = None  # offset of the first NUL byte: binary data, not console text
+        self.torn_at: int | None = None  # offset of a last line that has no line break (the file was cut there)
         self._infos: dict[tuple[bytes, ...], _KeyInfo] = {}
         self._layouts = 0
         self._last: _KeyInfo | None = None  # the layout of the previous record: usually the next one's too
@@ -659,11 +666,20 @@ def _scan_file(path: Path) -> _Scan:
     hint_before = False  # the carried-over text came from a chunk that may hold a table header
     try:
         with path.open("rb") as handle:
+            stream = Utf8Reader(handle)  # UTF-16/32 captures (PowerShell's `>`) are transcoded, chunk by chunk
             while True:
-                raw = handle.read(_CHUNK)
+                raw = stream.read(_CHUNK)
                 final = not raw
+                if scan.nul_at is None and (nul := raw.find(b"\x00")) >= 0:
+                    scan.nul_at = scan.size + nul
+                scan.size += len(raw)
                 text = carry + raw
                 cut = len(text) if final else _cut_point(text)
+                if final:
+                    # A last line without a line break: the writer was stopped mid-line (or the copy was cut).
+                    last_break = max(text.rfind(b"\n"), text.rfind(b"\r"))
+                    if text[last_break + 1 :].strip():
+                        scan.torn_at = scan.size - (len(text) - last_break - 1)
                 hint = not scan.kinds and _table_hint(raw)
                 if cut > 0:
                     scan.feed(text, cut, hint or hint_before)
@@ -671,6 +687,8 @@ def _scan_file(path: Path) -> _Scan:
                 hint_before = hint
                 if final:
                     break
+            scan.encoding = stream.encoding
+            scan.complete = True
     except OSError as exc:
         raise ReadError(f"cannot read the file: {exc.strerror or exc}", path) from exc
     return scan
@@ -1026,8 +1044,21 @@ def _results_from_scan(scan: _Scan, path: Path) -> list[ReadResult]:
             results[-1].notes.append(f"the log ends with {_CRASH_MARKERS[scan.crash]} after the last metric line")
     elif scan.kv.lines:
         results = _kv_runs(scan.kv)
+    elif scan.complete and scan.size == 0:
+        raise NoMetricsError("empty file (0 bytes): no DPO metrics", path)
     else:
-        raise NoMetricsError("no DPO metrics found (no metric dict lines, step table or `name: value` lines)", path)
+        binary = "" if scan.nul_at is None else f"; it holds binary data (a NUL byte at byte {scan.nul_at}), not text"
+        raise NoMetricsError(
+            f"no DPO metrics found (no metric dict lines, step table or `name: value` lines){binary}", path
+        )
+    if scan.encoding is not None:
+        results[0].notes.append(f"decoded from {scan.encoding.upper()} (the capture was not UTF-8)")
+    if scan.torn_at is not None and results[-1].ended is Ended.UNKNOWN:
+        where = "" if scan.encoding else f" at byte {scan.torn_at}"
+        results[-1].ended = Ended.TRUNCATED
+        results[-1].notes.append(
+            f"the log ends mid-line{where} (its last line has no line break): truncated, cut while it was written"
+        )
     if len(results) > 1:
         for k, result in enumerate(results, start=1):
             result.label = f"run{k}"

@@ -17,6 +17,7 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -28,6 +29,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_p
 from dpodoctor.errors import ReadError
 from dpodoctor.model import Ended, FrameBuilder
 from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers.tbfast import FileDecode, decode_file, merge
 
 __all__ = [
     "EventFileTail",
@@ -35,6 +37,7 @@ __all__ = [
     "TensorBoardReader",
     "crc32c",
     "masked_crc32c",
+    "next_header",
     "scalar_value",
     "scan_records",
 ]
@@ -88,13 +91,17 @@ class RecordScan:
     """The complete records of one file, and where (if anywhere) the framing stopped making sense.
 
     ``stop_at`` is the byte offset of the first record that could not be read; ``stop_reason`` says why
-    (``"incomplete record"`` for a file cut short, ``"bad record header"`` for a corrupt length CRC).
+    (``"incomplete record"`` for a file cut short, ``"bad record header"`` for a corrupt length CRC with no valid
+    header anywhere after it). ``skipped`` lists the corrupt stretches the scan resynchronised past: (offset of the
+    bad header, bytes skipped to the next valid one). ``offsets`` holds the byte offset of each record.
     """
 
     records: list[bytes] = field(default_factory=list)
     size: int = 0
     stop_at: int | None = None
     stop_reason: str | None = None
+    skipped: list[tuple[int, int]] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
 
 
 def scan_records(data: bytes, path: Path) -> RecordScan:
@@ -118,16 +125,54 @@ def scan_records(data: bytes, path: Path) -> RecordScan:
         if masked_crc32c(data[offset : offset + 8]) != length_crc:
             if offset == 0:
                 raise ReadError("not a TensorBoard event file (bad record header at byte 0)", path)
-            scan.stop_at, scan.stop_reason = offset, "bad record header"
-            break
+            # Garbage in the middle (a torn write, a bad sector): the records after it are still whole.
+            resume = next_header(data, offset + 1)
+            if resume is None:
+                scan.stop_at, scan.stop_reason = offset, "bad record header"
+                break
+            scan.skipped.append((offset, resume - offset))
+            offset = resume
+            continue
         start = offset + _HEADER_SIZE
         stop = start + length
         if stop + _FOOTER_SIZE > end:
             scan.stop_at, scan.stop_reason = offset, "incomplete record"
             break
         scan.records.append(data[start:stop])
+        scan.offsets.append(offset)
         offset = stop + _FOOTER_SIZE
     return scan
+
+
+_CRC32C_NP: Final = np.array(_CRC32C_TABLE, dtype=np.uint32)
+_RESYNC_WINDOW: Final = 1 << 20
+
+
+def next_header(data: bytes, start: int) -> int | None:
+    """The first offset at or after ``start`` where 12 bytes form a valid record header (8 length bytes, then the
+    masked CRC-32C of them), or None.
+
+    Why a header is a safe place to resume: a random 12-byte window passes the CRC with odds of 1 in 2**32, so a
+    match is a real record boundary. Why numpy: garbage can be megabytes long, and the pure-Python CRC would take
+    seconds per megabyte; here every candidate offset of a 1 MB window is checked at once.
+    """
+    last = len(data) - _HEADER_SIZE  # the last offset where a whole header fits
+    pos = start
+    while pos <= last:
+        stop = min(last + 1, pos + _RESYNC_WINDOW)
+        u8 = np.frombuffer(data, dtype=np.uint8, count=stop - pos + _HEADER_SIZE - 1, offset=pos)
+        window = np.lib.stride_tricks.sliding_window_view(u8, _HEADER_SIZE)
+        crc = np.full(len(window), 0xFFFFFFFF, dtype=np.uint32)
+        for k in range(8):
+            crc = _CRC32C_NP[(crc ^ window[:, k]) & np.uint32(0xFF)] ^ (crc >> np.uint32(8))
+        crc ^= np.uint32(0xFFFFFFFF)
+        masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(_CRC_MASK_DELTA)
+        stored = window[:, 8:12].astype(np.uint32) << np.array([0, 8, 16, 24], dtype=np.uint32)
+        hits = np.flatnonzero(masked == np.bitwise_or.reduce(stored, axis=1))
+        if len(hits):
+            return pos + int(hits[0])
+        pos = stop
+    return None
 
 
 # dtype -> numpy dtype of its packed ``tensor_content`` bytes (always little endian in event files).
@@ -220,6 +265,16 @@ def scalar_value(value: summary_pb2.Summary.Value, plugin_name: str) -> float | 
     return None
 
 
+_EMPTY: Final = "no scalar summaries found (empty file: 0 bytes, the writer never flushed a record)"
+
+
+def _places(offsets: list[int], sizes: list[int] | None = None, shown: int = 5) -> str:
+    """``at byte 120, 4400 and 3 more`` (with ``(n bytes)`` after each when sizes are given): where damage is."""
+    parts = [f"{o}" + (f" ({sizes[i]} bytes)" if sizes else "") for i, o in enumerate(offsets[:shown])]
+    more = f" and {len(offsets) - shown} more" if len(offsets) > shown else ""
+    return "at byte " + ", ".join(parts) + more
+
+
 def _natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
     """Digits compare as numbers: ``...0.9`` sorts before ``...0.10``, timestamps of any width order right."""
     return tuple(
@@ -263,12 +318,30 @@ class TensorBoardReader:
         except ValueError:  # pragma: no cover - run_root is always an ancestor
             return path.name
 
-    def read(self, paths: list[Path]) -> ReadResult:
+    def read(self, paths: list[Path], decoded: Callable[[Path], FileDecode] | None = None) -> ReadResult:
         """Read all event files of one run, oldest name first, into one frame.
 
-        A (metric, step) logged again by a later file keeps the later value: FrameBuilder keeps the last point
-        in arrival order, and arrival order is file order.
+        A (metric, step) logged again by a later file keeps the later value: the last point in arrival order is
+        kept, and arrival order is file order. The records are decoded by :mod:`.tbfast` (numpy for the usual
+        scalar record, protobuf for the rest); the result is exactly :meth:`read_reference`'s. ``decoded`` maps a
+        file to its :class:`~.tbfast.FileDecode` (the cache passes one that reuses earlier reads).
         """
+        if not paths:
+            raise ReadError("no event files given")
+        files = sorted(paths, key=_order_key)
+        decode = decoded or decode_file
+        decodes = [decode(path) for path in files]
+        if any(d.bad_records or d.stop_reason == "bad record header" for d in decodes):
+            # A damaged file: the reference scan resynchronises past corrupt headers and names the byte offset of
+            # every bad record. Damage is rare, so its speed does not matter.
+            return self.read_reference(files)
+        if all(d.size == 0 for d in decodes):
+            raise ReadError(_EMPTY, files[0] if len(files) == 1 else files[0].parent)
+        return merge(self, files, decodes)
+
+    def read_reference(self, paths: list[Path]) -> ReadResult:
+        """:meth:`read` with protobuf parsing every record, point by point: the definition the fast path is tested
+        against (``tests/test_speed_paths.py``)."""
         if not paths:
             raise ReadError("no event files given")
         files = sorted(paths, key=_order_key)
@@ -291,13 +364,23 @@ class TensorBoardReader:
                 notes.append(f"{label}: empty file (0 bytes), no records")
                 continue
             scan = scan_records(data, path)
-            bad_records, parsed, found = self._decode(scan.records, builder, plugins, label, notes)
+            bad_at: list[int] = []
+            bad_records, parsed, found = self._decode(scan.records, builder, plugins, label, notes, bad_at)
             if parsed is not None:
                 config = parsed
             if found is not None:
                 beta, beta_source = found, f"{label}: args text summary"
             if bad_records:
-                notes.append(f"{label}: skipped {bad_records} record(s) whose data is not a valid Event protobuf")
+                where = _places([scan.offsets[i] for i in bad_at])
+                notes.append(
+                    f"{label}: skipped {bad_records} record(s) whose data is not a valid Event protobuf ({where})"
+                )
+            if scan.skipped:
+                where = _places([offset for offset, _ in scan.skipped], [n for _, n in scan.skipped])
+                notes.append(
+                    f"{label}: corrupt data: skipped {sum(n for _, n in scan.skipped)} byte(s) to the next valid "
+                    f"record header ({where}); the records after it were read"
+                )
             if scan.stop_at is not None:
                 cut = True
                 notes.append(
@@ -306,7 +389,10 @@ class TensorBoardReader:
                 )
 
         if len(builder) == 0:
-            raise ReadError("no scalar summaries found", files[0] if len(files) == 1 else files[0].parent)
+            where = files[0] if len(files) == 1 else files[0].parent
+            if all(note.endswith(": empty file (0 bytes), no records") for note in notes) and notes:
+                raise ReadError(_EMPTY, where)
+            raise ReadError("no scalar summaries found", where)
 
         if "train_runtime" in builder.summary:
             # Written only once training is over, so the run finished even if the file was cut after it.
@@ -327,10 +413,16 @@ class TensorBoardReader:
         )
 
     def _decode(
-        self, records: list[bytes], builder: FrameBuilder, plugins: dict[str, str], label: str, notes: list[str]
+        self,
+        records: list[bytes],
+        builder: FrameBuilder,
+        plugins: dict[str, str],
+        label: str,
+        notes: list[str],
+        bad_at: list[int] | None = None,
     ) -> tuple[int, dict[str, Any] | None, float | None]:
         """Add the scalars of some records to ``builder``: (records that are not Events, the last args config, the
-        last β found in one).
+        last β found in one). ``bad_at`` collects the indices of the records that are not Events.
 
         Why a method of its own: the whole-file read and the live tail (:class:`EventFileTail`) decode records
         the same way, so a live view and a later ``check`` see the same points.
@@ -338,11 +430,13 @@ class TensorBoardReader:
         bad_records = 0
         config: dict[str, Any] | None = None
         beta: float | None = None
-        for record in records:
+        for index, record in enumerate(records):
             try:
                 event = event_pb2.Event.FromString(record)
             except DecodeError:
                 bad_records += 1
+                if bad_at is not None:
+                    bad_at.append(index)
                 continue
             if not event.HasField("summary"):
                 continue
@@ -374,10 +468,15 @@ class TensorBoardReader:
         Why json.loads and nothing smarter: the log is untrusted input, and transformers writes strict JSON.
         """
         strings = value.tensor.string_val
-        if not strings:
+        text = strings[0].decode("utf-8", errors="replace") if strings else None
+        return TensorBoardReader._parse_args_text(text, label, notes)
+
+    @staticmethod
+    def _parse_args_text(text: str | None, label: str, notes: list[str]) -> dict[str, Any] | None:
+        """:meth:`_parse_args` once the text is out of the summary (None: the summary holds no text)."""
+        if text is None:
             notes.append(f"{label}: args text summary holds no text")
             return None
-        text = strings[0].decode("utf-8", errors="replace")
         try:
             parsed = json.loads(text)
         except (ValueError, RecursionError) as exc:
@@ -396,7 +495,7 @@ class TensorBoardReader:
         raw = config["beta"]
         if isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw):
             return float(raw)
-        notes.append(f"{label}: args text summary has a non-numeric beta ({raw!r}); ignored")
+        notes.append(f"{label}: args text summary has a non-numeric beta ({raw!r:.80}); ignored")
         return None
 
 

@@ -161,12 +161,19 @@ def _load(path: Path) -> _State:
         raw = path.read_bytes()
     except OSError as exc:
         raise ReadError(f"cannot read the file: {exc.strerror or exc}", path) from exc
+    if not raw:
+        raise ReadError("empty file (0 bytes): killed before the trainer state was written", path)
     try:
         data = json.loads(raw)
     except RecursionError as exc:
         raise ReadError("JSON nested too deeply to read", path) from exc
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        reason = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        if isinstance(exc, json.JSONDecodeError):  # exc.pos counts characters; the file's reader wants bytes
+            reason = f"at byte {len(exc.doc[: exc.pos].encode('utf-8', 'surrogatepass'))}, line {exc.lineno}"
+        elif isinstance(exc, UnicodeDecodeError):
+            reason = f"not UTF-8 at byte {exc.start}"
+        else:  # pragma: no cover - json.loads raises only the two above as ValueError
+            reason = str(exc)
         raise ReadError(f"not valid JSON ({reason}): a file cut short, or not a trainer state", path) from exc
     history = history_of(data)
     if history is None:

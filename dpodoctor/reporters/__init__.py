@@ -15,6 +15,7 @@ from json import loads
 from typing import Any
 
 from dpodoctor.reporters.github import render_github
+from dpodoctor.reporters.html import render_html
 from dpodoctor.reporters.json import render_json
 from dpodoctor.reporters.jsonl import render_json_clean, render_jsonl
 from dpodoctor.reporters.junit import render_junit
@@ -29,6 +30,7 @@ RENDERERS: dict[str, Callable[[Report], str]] = {
     "markdown": render_markdown,
     "github": render_github,
     "junit": render_junit,
+    "html": render_html,
 }
 FORMATS = tuple(RENDERERS)
 
@@ -57,6 +59,7 @@ __all__ = [
     "load_schema",
     "render",
     "render_github",
+    "render_html",
     "render_json",
     "render_jsonl",
     "render_junit",

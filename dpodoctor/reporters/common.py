@@ -35,8 +35,10 @@ NOT_LOGGED_MARK = "–"
 # Terminal escape sequences, longest forms first: OSC/DCS/SOS/PM/APC strings (ESC ] ... BEL or ESC \, e.g. the OSC 8
 # hyperlink), CSI (ESC [ ... final byte, and its 8-bit form 0x9B), then any other two-byte escape such as ESC ( B.
 # An unterminated string keeps its text: only its ESC is dropped below, so a stray ESC cannot swallow a message.
+# A string's body stops at the next introducer too: otherwise a log line of many unterminated introducers would make
+# every one of them scan to the end of the text (quadratic time, minutes for a 1 MB key).
 _ANSI = re.compile(
-    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\x90\x98\x9d\x9e\x9f]*(?:\x07|\x1b\\|\x9c)"
     r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
     r"|\x1b[ -/]*[0-~]"
 )

@@ -47,17 +47,35 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _top_entries(paths: Sequence[Path], root: Path, limit: int = 5) -> str:
+    """The other sources by their top-level entry in the run folder (``swanlog/``, ``train.log``): a SwanLab folder
+    holds dozens of files, and naming each would bury the header."""
+    entries: dict[str, None] = {}
+    for path in paths:
+        rel = Path(_relative(path, root))
+        entries[f"{rel.parts[0]}/" if len(rel.parts) > 1 else rel.name] = None
+    names = list(entries)
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def _log_text(text: object, style: str = "") -> Text:
-    """Text that came from a log, cleaned of terminal escapes."""
-    return Text(clean(text), style=style)
+    """Text that came from a log, cleaned of terminal escapes, on one line.
+
+    Why one line: every such field (a name, a path, a note, a message) is one line of the report, and a line break
+    inside one (a run folder or CSV cell named ``x\n::error::...``) would start a line of the log's choosing, which a
+    CI runner reading the report from stdout takes for a workflow command; a ``\r`` would overwrite the line shown.
+    """
+    return Text(" ".join(clean(text).splitlines()), style=style)
 
 
 class RunView:
-    """One run: header, metric table, what was checked, and the findings."""
+    """One run: header, metric table, what was checked, the findings, and with ``plots`` the curves as charts."""
 
-    def __init__(self, report: RunReport, *, spark_width: int = 20) -> None:
+    def __init__(self, report: RunReport, *, spark_width: int = 20, plots: bool = False) -> None:
         self.report = report
         self.spark_width = spark_width
+        self.plots = plots
 
     def header(self) -> Text:
         run = self.report.run
@@ -74,9 +92,8 @@ class RunView:
             text.append("\n  note: ", style="dim")
             text.append_text(_log_text(note, "dim"))
         if run.other_sources:
-            names = ", ".join(_relative(p, run.path) for p in run.other_sources[:4])
-            more = f" (+{len(run.other_sources) - 4} more)" if len(run.other_sources) > 4 else ""
-            text.append_text(_log_text(f"\n  also found, not read: {names}{more}", "dim"))
+            text.append("\n")
+            text.append_text(_log_text(f"  also found, not read: {_top_entries(run.other_sources, run.path)}", "dim"))
         return text
 
     def table(self) -> Table:
@@ -129,15 +146,21 @@ class RunView:
         yield self.header()
         yield self.table()
         yield from self.findings()
+        if self.plots:
+            from dpodoctor.reporters.terminal_plots import run_chart_grid  # plotext loads only when charts are drawn
+
+            yield Text("")
+            yield run_chart_grid(self.report)
         yield Text("")
 
 
 class ReportView:
     """The whole report: every run, problems with inputs, and one summary line."""
 
-    def __init__(self, report: Report, *, spark_width: int = 20) -> None:
+    def __init__(self, report: Report, *, spark_width: int = 20, plots: bool = False) -> None:
         self.report = report
         self.spark_width = spark_width
+        self.plots = plots
 
     def summary(self) -> Text:
         r = self.report
@@ -147,20 +170,20 @@ class ReportView:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for run in self.report.runs:
-            yield RunView(run, spark_width=self.spark_width)
+            yield RunView(run, spark_width=self.spark_width, plots=self.plots)
         for problem in self.report.problems:
-            yield Text(f"error: {clean(problem)}", style="bold red", no_wrap=True, overflow="ignore")
+            yield Text(f"error: {_log_text(problem)}", style="bold red", no_wrap=True, overflow="ignore")
         for warning in self.report.warnings:
-            yield Text(f"warning: {clean(warning)}", style="yellow", no_wrap=True, overflow="ignore")
+            yield Text(f"warning: {_log_text(warning)}", style="yellow", no_wrap=True, overflow="ignore")
         for ignored in self.report.ignored:
-            yield Text(f"ignored: {clean(ignored)}", style="dim", no_wrap=True, overflow="ignore")
+            yield Text(f"ignored: {_log_text(ignored)}", style="dim", no_wrap=True, overflow="ignore")
         yield self.summary()
 
 
-def render_text(report: Report, *, width: int = 100, color: bool = False) -> str:
-    """The report as plain (or ANSI-coloured) text, for files and tests."""
+def render_text(report: Report, *, width: int = 100, color: bool = False, plots: bool = False) -> str:
+    """The report as plain (or ANSI-coloured) text, for files and tests; ``plots`` adds each run's charts."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, color_system="standard" if color else None, highlight=False)
-    console.print(Group(ReportView(report)))
+    console.print(Group(ReportView(report, plots=plots)))
     # rich pads wrapped, indented lines to the full width; a file or a pipe should not carry that padding
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"

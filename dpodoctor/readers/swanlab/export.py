@@ -198,6 +198,8 @@ class SwanLabExportReader:
         """By header: a CSV whose first row is one of SwanLab's export layouts, or a JSON object that starts like
         the metrics API's answer. Other CSV and JSON files are left alone."""
         suffix = path.suffix.lower()
+        if suffix not in (".csv", ".json") or not path.is_file():  # a FIFO or device would block the read below
+            return False
         if suffix == ".csv":
             line = _first_line(path)
             if line is None:

@@ -13,6 +13,11 @@ a block are zero padding. A record too big for the rest of its block is split FI
 Why a scan that stops instead of raising: SwanLab's writer buffers and flushes only on close, so a killed run
 leaves a file that ends anywhere, often with a chunk header whose payload never reached the disk. Everything
 before the first chunk that is short or fails its CRC is intact, and that is what a crash diagnosis needs.
+
+Why a corrupt chunk in the middle does not end the scan: chunks never cross a 32 KiB block boundary, so the next
+block starts with a chunk header again (LevelDB's own reader recovers the same way). A bad CRC, type, length or
+padding with more of the file behind it skips to the next block and reads on; only damage in the last block (a torn
+tail) stops the scan.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class FrameScan:
     stop_reason: str | None = None
     # Records whose chunks were out of order (a MIDDLE/LAST without FIRST, a FIRST not followed through).
     dropped: int = 0
+    # Corrupt stretches skipped to the next block: (offset of the bad chunk, bytes skipped, why).
+    skipped: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def scan_frames(data: bytes, path: Path) -> FrameScan:
@@ -85,7 +92,7 @@ def scan_frames(data: bytes, path: Path) -> FrameScan:
         raise ReadError(f"only {size} bytes: the file header (7 bytes) was cut, no record was written", path)
     ident, magic, version = _FILE_HEADER.unpack_from(data, 0)
     if ident != HEADER_IDENT or magic != FILE_MAGIC:
-        raise ReadError("not a SwanLab run file (bad file header)", path)
+        raise ReadError("not a SwanLab run file (bad file header at byte 0)", path)
     if version not in (VERSION_JSON, VERSION_PROTOBUF):
         raise ReadError(
             f"SwanLab run file version {version}: dpodoctor reads version 1 (swanlab 0.6-0.7) and 2 (0.8-0.10)",
@@ -98,50 +105,63 @@ def scan_frames(data: bytes, path: Path) -> FrameScan:
     offset = FILE_HEADER_SIZE
     unpack = _CHUNK_HEADER.unpack_from
     crc32 = zlib.crc32
+    resynced = False  # just skipped to a block start: the continuation chunks of a record cut by the damage follow
     while offset < size:
         left = BLOCK_SIZE - offset % BLOCK_SIZE
+        bad: str | None = None
         if left < CHUNK_HEADER_SIZE:
             # Block trailer: zero padding (the file may also end inside it).
             pad = data[offset : min(offset + left, size)]
-            if pad.count(0) != len(pad):
-                scan.stop_at, scan.stop_reason = offset, "bad block padding"
-                break
-            offset += left
-            continue
-        if size - offset < CHUNK_HEADER_SIZE:
+            if pad.count(0) == len(pad):
+                offset += left
+                continue
+            bad = "bad block padding"
+        elif size - offset < CHUNK_HEADER_SIZE:
             scan.stop_at, scan.stop_reason = offset, "incomplete chunk header"
             break
-        checksum, length, chunk_type = unpack(data, offset)
-        if chunk_type == 0 and length == 0 and checksum == 0:
-            scan.stop_at, scan.stop_reason = offset, "zero-filled tail"
-            break
-        seed = _TYPE_CRC.get(chunk_type)
-        if seed is None:
-            scan.stop_at, scan.stop_reason = offset, f"unknown chunk type {chunk_type}"
-            break
-        start = offset + CHUNK_HEADER_SIZE
-        stop = start + length
-        if length > left - CHUNK_HEADER_SIZE:
-            scan.stop_at, scan.stop_reason = offset, "chunk crosses a block boundary"
-            break
-        if stop > size:
-            scan.stop_at, scan.stop_reason = offset, "incomplete chunk (its payload never reached the disk)"
-            break
+        else:
+            checksum, length, chunk_type = unpack(data, offset)
+            seed = _TYPE_CRC.get(chunk_type)
+            start = offset + CHUNK_HEADER_SIZE
+            stop = start + length
+            if chunk_type == 0 and length == 0 and checksum == 0:
+                bad = "zero-filled tail"
+            elif seed is None:
+                bad = f"unknown chunk type {chunk_type}"
+            elif length > left - CHUNK_HEADER_SIZE:
+                bad = "chunk crosses a block boundary"
+            elif stop > size:
+                scan.stop_at, scan.stop_reason = offset, "incomplete chunk (its payload never reached the disk)"
+                break
+            elif crc32(data[start:stop], seed) != checksum:
+                bad = "chunk checksum mismatch"
+        if bad is not None:
+            resume = offset + left  # the next block
+            if resume >= size or (bad == "zero-filled tail" and data.count(0, offset) == size - offset):
+                scan.stop_at, scan.stop_reason = offset, bad  # damage in the last block: a torn tail
+                break
+            scan.skipped.append((offset, resume - offset, bad))
+            if pending is not None:
+                scan.dropped += 1
+                pending = None
+            offset, resynced = resume, True
+            continue
         payload = data[start:stop]
-        if crc32(payload, seed) != checksum:
-            scan.stop_at, scan.stop_reason = offset, "chunk checksum mismatch"
-            break
         if chunk_type == FULL:
             if pending is not None:
                 scan.dropped += 1
                 pending = None
             records.append(payload)
+            resynced = False
         elif chunk_type == FIRST:
             if pending is not None:
                 scan.dropped += 1
             pending, pending_at = [payload], offset
+            resynced = False
         elif pending is None:  # MIDDLE or LAST without its FIRST
-            scan.dropped += 1
+            if not resynced:  # after a skip, the rest of the record the damage cut is already counted
+                scan.dropped += 1
+            resynced = resynced and chunk_type == MIDDLE
         elif chunk_type == MIDDLE:
             pending.append(payload)
         else:

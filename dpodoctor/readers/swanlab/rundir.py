@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,7 +56,8 @@ RECORD_SUFFIX: Final = ".swanlab"
 BACKUP_NAME: Final = "backup.swanlab"  # layout B
 INDEX_NAME: Final = "runs.swanlab"  # the local-mode SQLite index, one per log folder (never a run's record file)
 DEFAULT_LOGDIR: Final = "swanlog"
-_RECORD_NAME_RE: Final = re.compile(r"run-[A-Za-z0-9_-]+\.swanlab")  # layout A
+# Bounded (file names are short): an unbounded run would make a search over hostile text quadratic.
+_RECORD_NAME_RE: Final = re.compile(r"run-[A-Za-z0-9_-]{1,200}\.swanlab")  # layout A
 _SLICE_NAME_RE: Final = re.compile(r"[0-9]{1,12}\.log")  # logs/<kid>/<ceil(n/1000)*1000>.log
 SYSTEM_PREFIX: Final = "__swanlab__"  # system metrics (CPU, memory, disk, network)
 SUMMARY_PREFIX: Final = "single_value/"  # swanlab's transformers callback logs the end-of-run summary so
@@ -89,7 +91,10 @@ def json_number(raw: Any) -> float | None:
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int | float):
-        return float(raw)
+        try:
+            return float(raw)
+        except OverflowError:  # a JSON integer beyond float range (1e309 written out) is no metric value
+            return None
     if isinstance(raw, str):
         try:
             return float(raw.strip())
@@ -250,7 +255,7 @@ class SwanLabReader:
         """
         name = path.name
         if name.endswith(RECORD_SUFFIX):
-            if name == INDEX_NAME:
+            if name == INDEX_NAME or not path.is_file():  # a FIFO or device would block the read below
                 return False
             try:
                 with path.open("rb") as fh:
@@ -417,6 +422,13 @@ class SwanLabReader:
             read.notes.append(f"{label}: skipped {bad} record(s) that could not be decoded")
         if scan.dropped:
             read.notes.append(f"{label}: skipped {scan.dropped} record(s) whose chunks were out of order")
+        for offset, skipped, why in scan.skipped[:5]:
+            read.notes.append(
+                f"{label}: corrupt data at byte {offset} ({why}): skipped {skipped} bytes to the next 32 KiB block "
+                f"at byte {offset + skipped}; the records after it were read"
+            )
+        if len(scan.skipped) > 5:
+            read.notes.append(f"{label}: {len(scan.skipped) - 5} more corrupt stretch(es) skipped the same way")
         if scan.stop_at is not None:
             read.notes.append(
                 f"{label}: torn tail (truncated) at byte {scan.stop_at} of {scan.size}: {scan.stop_reason}; "
@@ -558,7 +570,10 @@ class SwanLabReader:
         if status == _STATUS_ERROR:
             detail = ""
             try:
-                text = (run_dir / "console" / "error.log").read_text(encoding="utf-8", errors="replace")
+                error_log = run_dir / "console" / "error.log"
+                if not error_log.is_file():  # absent, or a FIFO/device that would block the read
+                    raise FileNotFoundError(error_log)
+                text = error_log.read_text(encoding="utf-8", errors="replace")
                 detail = ": " + _first_last_lines("\n".join(text.splitlines()[1:]) or text)
             except OSError:
                 pass
@@ -690,7 +705,11 @@ class SwanLabReader:
         path = run_dir / "files" / "config.yaml"
         label = f"{prefix}files/config.yaml"
         try:
-            if path.stat().st_size > _MAX_CONFIG_BYTES:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block (or never end) the read below
+                notes.append(f"{label}: not a regular file; config not read")
+                return {}, None, None
+            if info.st_size > _MAX_CONFIG_BYTES:
                 notes.append(f"{label}: larger than {_MAX_CONFIG_BYTES // 2**20} MB; config not read")
                 return {}, None, None
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -709,5 +728,5 @@ class SwanLabReader:
             return config, None, None
         if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
             return config, float(raw), label
-        notes.append(f"{label}: beta is not a finite number ({raw!r}); ignored")
+        notes.append(f"{label}: beta is not a finite number ({raw!r:.80}); ignored")
         return config, None, None

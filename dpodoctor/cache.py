@@ -1,0 +1,663 @@
+"""An on-disk cache of parsed runs, so a gate that re-checks an unchanged sweep after every job skips the parsing.
+
+What is stored: for each run source (reader + files), what its reader returned (every :class:`ReadResult`: the frame's
+columns, notes, ended, β, config, summary, label); and, for TensorBoard, each event file's decoded columns
+(:class:`~dpodoctor.readers.tbfast.FileDecode`), so a file that grew (a run still training) is decoded only from the
+end of the last complete record read before.
+
+When an entry is used: the entry's key names the dpodoctor version, :data:`CACHE_FORMAT` and a fingerprint of the
+package's own source files (an edited reader in a development checkout must not serve stale results); its metadata
+lists every file the read depended on with its size and modification time (``st_mtime_ns``): the inputs, every
+other file the reader opened while reading (recorded through an audit hook, so a reader needs no cache code of its
+own), and the folders around them (a file that appears beside a run, such as a config, changes its folder's time).
+Anything that differs is a miss, and the source is read again.
+
+Why not pickle: the logs are untrusted and so is a cache folder that another process could write. Entries are
+``.npz`` files read with ``allow_pickle=False``: numeric arrays, plus the metadata as JSON in a byte array (one file
+per entry, replaced atomically, so a reader never sees half an entry). Everything read back is checked (dtypes,
+lengths, code ranges, JSON types); an entry that fails a check is a miss. A result whose metadata JSON cannot carry
+exactly (a tuple, a numpy scalar, a non-string key in a config) is simply not cached, so a cached result is always
+exactly the fresh one.
+
+Where: ``$DPODOCTOR_CACHE_DIR`` if set, else the user cache folder (``platformdirs.user_cache_dir("dpodoctor")``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from dpodoctor.model import COLUMNS, Ended
+
+__all__ = ["CACHE_FORMAT", "ENV_DIR", "RunCache", "cache_dir", "code_fingerprint"]
+
+CACHE_FORMAT: Final = 1
+ENV_DIR: Final = "DPODOCTOR_CACHE_DIR"
+_WINDOW: Final = 65536  # bytes hashed at the start of an event file and before its resume offset
+_MAX_META: Final = 64 * 1024 * 1024
+_PACKAGE_DIR: Final = Path(__file__).resolve().parent
+# Readers that read nothing but their input files (checked in their code), so no folder times are needed: a sweep
+# folder's time changes whenever a run is added, and must not invalidate every other run of the sweep.
+_INPUTS_ONLY: Final = frozenset({"tensorboard"})
+_CATEGORY_DTYPES: Final = frozenset({"object", "str"})  # what pandas 2 / 3 infer for string categories
+
+
+def cache_dir() -> Path:
+    """``$DPODOCTOR_CACHE_DIR``, else the user cache folder for dpodoctor."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("dpodoctor", appauthor=False))
+
+
+_FINGERPRINT: str | None = None
+
+
+def code_fingerprint() -> str:
+    """The dpodoctor version, the cache format and the name, size and time of every module of the package."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        from dpodoctor import __version__
+
+        h = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}".encode())
+        for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            h.update(f"\0{path.relative_to(_PACKAGE_DIR).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        _FINGERPRINT = f"{__version__}-{CACHE_FORMAT}-{h.hexdigest()[:16]}"
+    return _FINGERPRINT
+
+
+# ---------------------------------------------------------------------------------------------- file dependencies
+
+_RECORDING: list[set[str]] = []
+_HOOKED = False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _RECORDING and event == "open" and args and isinstance(args[0], str | bytes | os.PathLike):
+        _RECORDING[-1].add(os.fsdecode(args[0]))
+
+
+@contextlib.contextmanager
+def _record_opens() -> Iterator[set[str]]:
+    """The paths of every file opened inside the block (the interpreter's ``open`` audit event)."""
+    global _HOOKED
+    if not _HOOKED:
+        sys.addaudithook(_audit)  # cannot be removed; it does nothing while no recording is active
+        _HOOKED = True
+    opened: set[str] = set()
+    _RECORDING.append(opened)
+    try:
+        yield opened
+    finally:
+        _RECORDING.pop()
+
+
+def _stat(path: Path) -> list[Any] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [str(path), int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _ignored_dependency(path: Path, root: Path) -> bool:
+    """Files a read opens that are not input: the cache itself and Python's own modules. (Temporary copies, such as
+    SwanLab's private copy of its SQLite index, are gone after the read and are dropped as missing.)"""
+    text = str(path)
+    return (
+        path.suffix in (".py", ".pyc", ".so")
+        or text.startswith(str(root))
+        or text.startswith(sys.prefix)
+        or text.startswith(sys.base_prefix)
+    )
+
+
+# ---------------------------------------------------------------------------------------------- JSON exactness
+
+
+def _exact_json(value: Any, depth: int = 0) -> bool:
+    """True when ``json.loads(json.dumps(value))`` gives back the same value with the same types."""
+    if depth > 200:
+        return False
+    if value is None or type(value) in (bool, int, str):
+        return True
+    if type(value) is float:
+        return True  # repr round-trips every float, NaN and ±inf included (json allows them in Python)
+    if type(value) is list:
+        return all(_exact_json(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _exact_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Deep equality where NaN equals NaN (what a round trip through JSON must preserve)."""
+    if type(a) is float and type(b) is float:
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if type(a) is not type(b):
+        return False
+    if type(a) is list:
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict:
+        return list(a) == list(b) and all(_same_json(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+# ---------------------------------------------------------------------------------------------- npz entries
+
+
+def _write_entry(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """One .npz file holding the arrays and the metadata JSON, written beside its place and renamed into it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(meta, allow_nan=True, separators=(",", ":")).encode()
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, __meta__=np.frombuffer(payload, dtype=np.uint8), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_entry(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """The metadata and arrays of an entry, or None when it is missing or not a well-formed entry."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            if "__meta__" not in names:
+                return None
+            raw = npz["__meta__"]
+            if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > _MAX_META:
+                return None
+            meta = json.loads(raw.tobytes())
+            arrays = {name: npz[name] for name in names if name != "__meta__"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    return meta, arrays
+
+
+def _array(arrays: dict[str, np.ndarray], name: str, kind: str, n: int | None = None) -> np.ndarray:
+    arr = arrays.get(name)
+    if arr is None or arr.ndim != 1 or arr.dtype.kind != kind or (n is not None and len(arr) != n):
+        raise ValueError(name)
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------- the cache
+
+_FINDING_FIELDS: Final = frozenset(
+    {
+        "code",
+        "name",
+        "severity",
+        "split",
+        "metric",
+        "first_step",
+        "last_step",
+        "message",
+        "evidence",
+        "cause",
+        "fix",
+        "corroborating",
+    }
+)
+_RUN_REPORT_FIELDS: Final = frozenset({"run", "findings", "skipped", "checked", "beta_used", "beta_note", "health"})
+
+
+def _strs(value: Any) -> bool:
+    return type(value) is list and all(type(v) is str for v in value)
+
+
+def _diagnosis_types_ok(data: dict[str, Any]) -> bool:
+    """The stored diagnosis has the types the report code expects (the cache folder is not trusted)."""
+    findings = data.get("findings")
+    if type(findings) is not list:
+        return False
+    for f in findings:
+        if type(f) is not dict or set(f) != _FINDING_FIELDS:
+            return False
+        if not all(
+            type(f[k]) is str for k in ("code", "name", "severity", "split", "metric", "message", "cause", "fix")
+        ):
+            return False
+        if not all(f[k] is None or type(f[k]) is int for k in ("first_step", "last_step")):
+            return False
+        if type(f["evidence"]) is not dict or not _strs(f["corroborating"]):
+            return False
+    skipped, health = data.get("skipped"), data.get("health")
+    return (
+        type(skipped) is dict
+        and all(_strs(v) for v in skipped.values())
+        and _strs(data.get("checked"))
+        and type(data.get("beta_used")) in (int, float)
+        and type(data.get("beta_note")) is str
+        and type(health) is dict
+        and all(type(v) is str for v in health.values())
+    )
+
+
+def _report_shape_known() -> bool:
+    """Diagnoses are cached only while Finding and RunReport have exactly the fields this module stores."""
+    import dataclasses
+
+    from dpodoctor.results import Finding, RunReport
+
+    return {f.name for f in dataclasses.fields(Finding)} == _FINDING_FIELDS and {
+        f.name for f in dataclasses.fields(RunReport)
+    } == _RUN_REPORT_FIELDS
+
+
+@dataclass
+class _Pending:
+    """Event-file decodes made during one read, stored once the read has succeeded."""
+
+    path: Path
+    stat: list[Any]
+    decode: Any
+    head: str
+    tail: str
+
+
+class RunCache:
+    """Reads and writes cache entries under ``root`` (default: :func:`cache_dir`)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or cache_dir()).resolve()
+        self.prefix = code_fingerprint()
+        self.hits = 0
+        self.misses = 0
+
+    def _entry(self, kind: str, identity: Any) -> Path:
+        digest = hashlib.sha256(json.dumps([self.prefix, identity]).encode()).hexdigest()
+        return self.root / kind / digest[:2] / f"{digest}.npz"
+
+    # ------------------------------------------------------------------ whole read results
+
+    def read_runs(self, reader: Any, files: list[Path]) -> list[Any]:
+        """``readers.read_runs(reader, files)``, from the cache when nothing it depended on changed."""
+        return self.read_runs_keyed(reader, files)[0]
+
+    def lookup(self, reader: Any, files: list[Path]) -> tuple[list[Any], str] | None:
+        """The cached results of a source and their data key, or None (a miss reads nothing but the entry)."""
+        files = [Path(os.path.abspath(f)) for f in files]
+        entry = self._entry("runs", [reader.name, [str(f) for f in files]])
+        return self._load_results(entry, reader.name, files)
+
+    def read_runs_keyed(self, reader: Any, files: list[Path]) -> tuple[list[Any], str | None]:
+        """:meth:`read_runs`, plus a key naming exactly the data read (None when the read could not be cached):
+        the same key means the same results, which is what lets a diagnosis be cached too."""
+        from dpodoctor.readers import read_runs
+
+        files = [Path(os.path.abspath(f)) for f in files]
+        entry = self._entry("runs", [reader.name, [str(f) for f in files]])
+        cached = self._load_results(entry, reader.name, files)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        before = [_stat(f) for f in files]
+        pending: list[_Pending] = []
+        with _record_opens() as opened:
+            if getattr(reader, "name", None) == "tensorboard":
+                results = [reader.read(files, decoded=lambda p: self._decoded(p, pending))]
+            else:
+                results = read_runs(reader, files)
+        if any(s is None for s in before) or [_stat(f) for f in files] != before:
+            return results, None  # an input changed while it was read: not a state worth remembering
+        deps = self._dependencies(reader.name, files, opened)
+        key = None
+        with contextlib.suppress(OSError, ValueError):
+            key = self._store_results(entry, reader.name, files, before, deps, results)
+            finished = all(getattr(r, "ended", None) == Ended.FINISHED for r in results)
+            for item in pending:
+                if not finished:  # a finished run's files do not grow: the whole result above is enough
+                    self._store_decode(item)
+        return results, key
+
+    def _dependencies(self, reader_name: str, files: list[Path], opened: set[str]) -> list[list[Any]]:
+        inputs = {str(f) for f in files}
+        paths: set[Path] = set()
+        for name in opened:
+            path = Path(os.path.abspath(name))
+            if str(path) not in inputs and not _ignored_dependency(path, self.root):
+                paths.add(path)
+        if reader_name not in _INPUTS_ONLY:
+            paths |= {p.parent for p in [*files, *paths]}
+        deps = [_stat(p) for p in sorted(paths)]
+        return [d for d in deps if d is not None]  # a temporary file gone since: not a dependency
+
+    @staticmethod
+    def _data_key(meta: dict[str, Any]) -> str:
+        return hashlib.sha256(
+            json.dumps([meta["prefix"], meta["reader"], meta["files"], meta["deps"]]).encode()
+        ).hexdigest()
+
+    def _load_results(self, entry: Path, reader_name: str, files: list[Path]) -> tuple[list[Any], str] | None:
+        got = _read_entry(entry)
+        if got is None:
+            return None
+        meta, arrays = got
+        try:
+            if meta.get("prefix") != self.prefix or meta.get("reader") != reader_name:
+                return None
+            if meta.get("files") != [_stat(f) for f in files]:
+                return None
+            deps = meta.get("deps")
+            if not isinstance(deps, list) or any(
+                not (isinstance(d, list) and len(d) == 3 and isinstance(d[0], str)) or _stat(Path(d[0])) != d
+                for d in deps
+            ):
+                return None
+            return [self._result(i, item, arrays) for i, item in enumerate(meta["results"])], self._data_key(meta)
+        except (ValueError, TypeError, KeyError, IndexError):
+            return None
+
+    @staticmethod
+    def _result(i: int, item: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        from dpodoctor.readers import ReadResult
+
+        n = int(item["rows"])
+        columns = {}
+        for col, cats_key in (("split", "split_categories"), ("metric", "metric_categories")):
+            cats = item[cats_key]
+            if not isinstance(cats, list) or not all(type(c) is str for c in cats) or len(set(cats)) != len(cats):
+                raise ValueError(cats_key)
+            codes = _array(arrays, f"{i}.{col}", "i", n)
+            if n and (codes.min() < 0 or codes.max() >= len(cats)):
+                raise ValueError(col)
+            dtype = item[f"{col}_dtype"]
+            if dtype not in _CATEGORY_DTYPES:
+                raise ValueError(dtype)
+            columns[col] = pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=dtype))
+        columns["step"] = _array(arrays, f"{i}.step", "i", n).astype(np.int64, copy=False)
+        columns["value"] = _array(arrays, f"{i}.value", "f", n).astype(np.float64, copy=False)
+        columns["wall_time"] = _array(arrays, f"{i}.wall_time", "f", n).astype(np.float64, copy=False)
+        fields = {k: item[k] for k in ("beta", "beta_source", "steps_derived", "summary", "config", "notes", "label")}
+        if not (
+            (fields["beta"] is None or type(fields["beta"]) in (int, float))
+            and (fields["beta_source"] is None or type(fields["beta_source"]) is str)
+            and type(fields["steps_derived"]) is bool
+            and type(fields["summary"]) is dict
+            and type(fields["config"]) is dict
+            and type(fields["notes"]) is list
+            and all(type(x) is str for x in fields["notes"])
+            and (fields["label"] is None or type(fields["label"]) is str)
+        ):
+            raise ValueError("fields")
+        return ReadResult(frame=pd.DataFrame(columns), ended=Ended(item["ended"]), **fields)
+
+    def _store_results(
+        self,
+        entry: Path,
+        reader_name: str,
+        files: list[Path],
+        stats: list[Any],
+        deps: list[list[Any]],
+        results: list[Any],
+    ) -> str | None:
+        items: list[dict[str, Any]] = []
+        arrays: dict[str, np.ndarray] = {}
+        for i, r in enumerate(results):
+            frame = r.frame
+            if (
+                tuple(frame.columns) != COLUMNS
+                or not isinstance(frame.index, pd.RangeIndex)
+                or frame.index.start != 0
+                or frame.index.step != 1
+                or not all(isinstance(frame[c].dtype, pd.CategoricalDtype) for c in ("split", "metric"))
+                or frame["step"].dtype != np.int64
+                or frame["value"].dtype != np.float64
+                or frame["wall_time"].dtype != np.float64
+            ):
+                return None  # not the canonical frame: not cached
+            item: dict[str, Any] = {"rows": len(frame), "ended": Ended(r.ended).value}
+            for col in ("split", "metric"):
+                cats = frame[col].cat.categories
+                if not all(type(c) is str for c in cats):
+                    return None
+                item[f"{col}_categories"] = list(cats)
+                item[f"{col}_dtype"] = str(cats.dtype)
+                arrays[f"{i}.{col}"] = frame[col].cat.codes.to_numpy()
+            arrays[f"{i}.step"] = frame["step"].to_numpy()
+            arrays[f"{i}.value"] = frame["value"].to_numpy()
+            arrays[f"{i}.wall_time"] = frame["wall_time"].to_numpy()
+            fields = {
+                "beta": r.beta,
+                "beta_source": r.beta_source,
+                "steps_derived": r.steps_derived,
+                "summary": r.summary,
+                "config": r.config,
+                "notes": r.notes,
+                "label": r.label,
+            }
+            if not _exact_json(fields) or not _same_json(json.loads(json.dumps(fields)), fields):
+                return None
+            item.update(fields)
+            items.append(item)
+        meta = {"prefix": self.prefix, "reader": reader_name, "files": stats, "deps": deps, "results": items}
+        _write_entry(entry, meta, arrays)
+        return self._data_key(meta)
+
+    # ------------------------------------------------------------------ diagnoses
+
+    def diagnosis_key(self, data_key: str | None, index: int, run: Any, settings: dict[str, Any]) -> str | None:
+        """A key for the diagnosis of ``run`` (result ``index`` of the data ``data_key``) under ``settings``, or
+        None when something that the rules read cannot be named exactly."""
+        if data_key is None:
+            return None
+        described = {
+            "data": data_key,
+            "index": index,
+            "name": run.name,
+            "path": str(run.path),
+            "source": run.source,
+            "beta": run.beta,
+            "beta_source": run.beta_source,
+            "ended": Ended(run.ended).value,
+            "steps_derived": run.steps_derived,
+            "summary": run.summary,
+            "config": run.config,
+            "notes": run.notes,
+            "other_sources": [str(p) for p in run.other_sources],
+            "settings": settings,
+        }
+        if not _exact_json(described):
+            return None
+        return hashlib.sha256(json.dumps([self.prefix, described], sort_keys=True).encode()).hexdigest()
+
+    def load_diagnosis(self, key: str | None, run: Any) -> Any:
+        """The cached RunReport for ``run`` under ``key``, or None."""
+        if key is None or not _report_shape_known():
+            return None
+        from dpodoctor.results import Finding, RunReport, Severity
+
+        path = self.root / "diag" / key[:2] / f"{key}.json"
+        try:
+            if path.stat().st_size > _MAX_META:
+                return None
+            data = json.loads(path.read_bytes())
+            if data.get("prefix") != self.prefix or data.get("key") != key:
+                return None
+            if not _diagnosis_types_ok(data):
+                return None
+            findings = []
+            for f in data["findings"]:
+                findings.append(Finding(**{**f, "severity": Severity(f["severity"])}))
+            report = RunReport(
+                run=run,
+                findings=findings,
+                skipped=data["skipped"],
+                checked=data["checked"],
+                beta_used=data["beta_used"],
+                beta_note=data["beta_note"],
+                health=data["health"],
+            )
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            return None
+        self.hits += 1
+        return report
+
+    def store_diagnosis(self, key: str | None, report: Any) -> None:
+        """Remember a diagnosis, when every part of it survives JSON exactly."""
+        if key is None or not _report_shape_known():
+            return
+        data = {
+            "prefix": self.prefix,
+            "key": key,
+            "findings": [f.to_dict() for f in report.findings],
+            "skipped": report.skipped,
+            "checked": report.checked,
+            "beta_used": report.beta_used,
+            "beta_note": report.beta_note,
+            "health": report.health,
+        }
+        if not _exact_json(data) or not _same_json(json.loads(json.dumps(data)), data):
+            return
+        if any(set(f) != _FINDING_FIELDS for f in data["findings"]):
+            return
+        path = self.root / "diag" / key[:2] / f"{key}.json"
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(data, handle, allow_nan=True)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+
+    # ------------------------------------------------------------------ TensorBoard event files
+
+    def _decoded(self, path: Path, pending: list[_Pending]) -> Any:
+        """The decode of one event file: cached, extended by what it gained since, or read whole."""
+        from dpodoctor.readers import tbfast
+
+        stat = _stat(path)
+        got = _read_entry(self._entry("tbfile", str(path))) if stat is not None else None
+        decode = None
+        if got is not None and stat is not None:
+            with contextlib.suppress(ValueError, TypeError, KeyError, IndexError, OSError):
+                meta, arrays = got
+                if meta.get("prefix") == self.prefix and meta.get("path") == str(path):
+                    old = self._file_decode(meta, arrays)
+                    if meta["stat"] == stat:
+                        self.hits += 1
+                        return old
+                    consumed = old.consumed
+                    if stat[1] >= consumed and self._digests(path, consumed) == (meta["head"], meta["tail"]):
+                        decode = old.extend(tbfast.decode_file(path, start=consumed))
+        if decode is None:
+            decode = tbfast.decode_file(path)
+        after = _stat(path)
+        if after is not None and after[1] == decode.size:
+            with contextlib.suppress(OSError):
+                head, tail = self._digests(path, decode.consumed)
+                pending.append(_Pending(path, after, decode, head, tail))
+        return decode
+
+    @staticmethod
+    def _digests(path: Path, consumed: int) -> tuple[str, str]:
+        """Hashes of the first bytes of the file and of the bytes just before ``consumed``: a file that grew keeps
+        both; a file rewritten in place (a new run under the same name) does not."""
+        with path.open("rb") as handle:
+            head = handle.read(min(consumed, _WINDOW))
+            start = max(0, consumed - _WINDOW)
+            handle.seek(start)
+            tail = handle.read(consumed - start)
+        return hashlib.blake2b(head).hexdigest(), hashlib.blake2b(tail).hexdigest()
+
+    def _store_decode(self, item: _Pending) -> None:
+        d = item.decode
+        meta = {
+            "prefix": self.prefix,
+            "path": str(item.path),
+            "stat": item.stat,
+            "head": item.head,
+            "tail": item.tail,
+            "size": d.size,
+            "consumed": d.consumed,
+            "records": d.records,
+            "bad_records": d.bad_records,
+            "stop_at": d.stop_at,
+            "stop_reason": d.stop_reason,
+            "tags": d.tags,
+            "plugin_events": [list(e) for e in d.plugin_events],
+            "args": d.args,
+        }
+        if not _exact_json(meta):
+            return
+        arrays = {"tag": d.tag, "step": d.step, "value": d.value, "wall": d.wall, "cond": d.cond}
+        _write_entry(self._entry("tbfile", str(item.path)), meta, arrays)
+
+    @staticmethod
+    def _file_decode(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        from dpodoctor.readers.tbfast import FileDecode
+
+        tags = meta["tags"]
+        if not isinstance(tags, list) or not all(type(t) is str for t in tags):
+            raise ValueError("tags")
+        tag = _array(arrays, "tag", "i")
+        n = len(tag)
+        if n and (tag.min() < 0 or tag.max() >= len(tags)):
+            raise ValueError("tag")
+        events = [(int(k), str(t), str(p)) for k, t, p in meta["plugin_events"]]
+        args = meta["args"]
+        if not all(a is None or type(a) is str for a in args):
+            raise ValueError("args")
+        ints = [meta[k] for k in ("size", "consumed", "records", "bad_records")]
+        if not all(type(v) is int and v >= 0 for v in ints) or meta["consumed"] > meta["size"]:
+            raise ValueError("counts")
+        if not (meta["stop_at"] is None or type(meta["stop_at"]) is int) or not (
+            meta["stop_reason"] is None or type(meta["stop_reason"]) is str
+        ):
+            raise ValueError("stop")
+        return FileDecode(
+            size=meta["size"],
+            consumed=meta["consumed"],
+            records=meta["records"],
+            bad_records=meta["bad_records"],
+            stop_at=meta["stop_at"],
+            stop_reason=meta["stop_reason"],
+            tags=list(tags),
+            tag=tag.astype(np.int32, copy=False),
+            step=_array(arrays, "step", "i", n).astype(np.int64, copy=False),
+            value=_array(arrays, "value", "f", n).astype(np.float64, copy=False),
+            wall=_array(arrays, "wall", "f", n).astype(np.float64, copy=False),
+            cond=_array(arrays, "cond", "b", n),
+            plugin_events=events,
+            args=list(args),
+        )
+
+
+def cached_reader(cache: RunCache | None) -> Callable[[Any, list[Path]], list[Any]]:
+    """``read_runs`` through ``cache``, or the plain one when there is none."""
+    if cache is None:
+        from dpodoctor.readers import read_runs
+
+        return read_runs
+    return cache.read_runs

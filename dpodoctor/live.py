@@ -1,0 +1,639 @@
+"""Live diagnosis: follow a run while it trains, and say what goes wrong as soon as the logs show it.
+
+Why: catching a failing DPO run at step 200 instead of after 10 GPU-hours is the biggest saving the tool can give.
+Two ways in, one engine:
+
+* ``dpodoctor watch PATH`` (:func:`watch`) follows the log files a trainer writes. :class:`Tailer` re-reads only
+  what is new: TensorBoard event files and stdout logs are followed from a byte offset (records and lines appended
+  since the last poll); any other format is read again whole, and only when its files changed size or time.
+* :class:`dpodoctor.integrations.transformers.DPODoctorCallback` gets each logged dict inside the trainer and keeps
+  it in a :class:`MetricBuffer`.
+
+Either way the run becomes the same :class:`~dpodoctor.model.Run` the CLI builds and goes through the same
+:func:`~dpodoctor.rules.diagnose_run`, so a live verdict and a later ``dpodoctor check`` of the same log agree.
+:class:`LiveDiagnosis` remembers which findings were already announced, so each is said once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from dpodoctor.api import _rename_metrics
+from dpodoctor.config import Config
+from dpodoctor.config import discover as discover_config
+from dpodoctor.config import load_file as load_config_file
+from dpodoctor.discovery import RunSource, discover
+from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
+from dpodoctor.metrics import canonical, is_summary_key
+from dpodoctor.model import Ended, Run, make_frame
+from dpodoctor.readers import ReadResult, read_runs
+from dpodoctor.readers.hparams import find_beta
+from dpodoctor.readers.stdout import StdoutTail
+from dpodoctor.readers.tensorboard import EventFileTail, _order_key
+from dpodoctor.reporters.common import clean
+from dpodoctor.reporters.text import STYLE, RunView, render_text
+from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report, RunReport, Severity
+from dpodoctor.rules import RULES, diagnose_run
+
+__all__ = [
+    "QUIET_WHILE_LIVE",
+    "LiveDiagnosis",
+    "MetricBuffer",
+    "Tailer",
+    "WatchSettings",
+    "announce",
+    "watch",
+]
+
+# Findings about the log being incomplete rather than about training: a run in progress starts with too few points
+# (DPO003), and a TensorBoard writer flushes one tag at a time, so the newest step often shows the loss before its
+# margins (DPO002). Announcing or stopping on them while the run goes on would be noise; the final report keeps them.
+QUIET_WHILE_LIVE = frozenset({"DPO002", "DPO003"})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The run table, fed one logged dict at a time (the trainer callback)
+# --------------------------------------------------------------------------------------------------------------
+
+
+class MetricBuffer:
+    """The run table as growable numpy columns, fed one logged dict at a time.
+
+    Why not a list of dicts or a DataFrame per log: a trainer may log every step for 100k steps; appending to
+    preallocated arrays (doubled when full) costs a few microseconds per value and keeps one float64 per point,
+    and the tidy frame the rules read is built only when a diagnosis asks for it (:meth:`frame`, cached until the
+    next point). Each raw key is mapped through :func:`~dpodoctor.metrics.canonical` once, not once per log.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._pair = np.empty(capacity, dtype=np.int32)  # index into self._pairs
+        self._step = np.empty(capacity, dtype=np.int64)
+        self._value = np.empty(capacity, dtype=np.float64)
+        self._wall = np.empty(capacity, dtype=np.float64)
+        self._n = 0
+        self._pairs: list[tuple[str, str]] = []  # (split, metric) per code
+        self._codes: dict[str, int | None] = {}  # raw key -> pair code; None for end-of-run summary keys
+        self.summary: dict[str, float] = {}
+        self.logs = 0  # dicts fed (each log step is one, whatever it holds)
+        self._frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _code(self, key: str) -> int | None:
+        if is_summary_key(key):
+            return None
+        mapped = canonical(key)
+        if mapped is None:  # pragma: no cover - summary keys are caught above
+            return None
+        self._pairs.append(mapped)
+        return len(self._pairs) - 1
+
+    def _grow(self) -> None:
+        size = max(2 * len(self._value), 16)
+        for name in ("_pair", "_step", "_value", "_wall"):
+            old = getattr(self, name)
+            new = np.empty(size, dtype=old.dtype)
+            new[: self._n] = old[: self._n]
+            setattr(self, name, new)
+
+    def add_logs(self, logs: Mapping[str, Any], step: int, wall_time: float | None = None) -> int:
+        """Append the numeric values of one logged dict at ``step``; returns how many became points.
+
+        Strings that hold a number count (some loggers format values); booleans, text and nested values do not.
+        """
+        self.logs += 1
+        wall = math.nan if wall_time is None else float(wall_time)
+        added = 0
+        for key, raw in logs.items():
+            value = _number(raw)
+            if value is None:
+                continue
+            code = self._codes.get(key, -1)
+            if code == -1:
+                code = self._codes[key] = self._code(key)
+            if code is None:
+                self.summary[key.split("/", 1)[1] if key.startswith("train/") else key] = value
+                continue
+            if self._n == len(self._value):
+                self._grow()
+            i = self._n
+            self._pair[i], self._step[i], self._value[i], self._wall[i] = code, step, value, wall
+            self._n += 1
+            added += 1
+        if added:
+            self._frame = None
+        return added
+
+    def frame(self) -> pd.DataFrame:
+        """The canonical tidy frame of every point so far (built once per change)."""
+        if self._frame is None:
+            n = self._n
+            codes = self._pair[:n]
+            splits = np.array([s for s, _ in self._pairs] or [""], dtype=object)[codes]
+            metrics = np.array([m for _, m in self._pairs] or [""], dtype=object)[codes]
+            self._frame = make_frame(splits, metrics, self._step[:n], self._value[:n], self._wall[:n])
+        return self._frame
+
+
+def _number(raw: Any) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float | np.integer | np.floating):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            return None
+    item = getattr(raw, "item", None)  # a 0-d tensor or array
+    if callable(item) and getattr(raw, "ndim", 1) == 0:
+        try:
+            return _number(item())
+        except (TypeError, ValueError, RuntimeError):
+            return None
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The diagnosis of a run in progress, and what is new in it
+# --------------------------------------------------------------------------------------------------------------
+
+
+def gate_threshold(fail_on: str) -> int | None:
+    """The severity rank a finding must reach to fail the gate (None for ``never``)."""
+    return None if fail_on == "never" else Severity(fail_on).rank
+
+
+@dataclass
+class LiveDiagnosis:
+    """Diagnoses runs as they grow and tells which findings are new since the last time.
+
+    Why a class: "each finding is announced once" needs memory across diagnoses. A finding that disappears (the
+    curve recovered) and comes back is not announced again; the final report still lists what holds at the end.
+
+    Why ``confirm``: a run in progress is judged on a prefix of its curves, and a prefix can look wrong for a while
+    and then recover (a DPO+SFT run's accuracy sits at chance before the SFT term settles). A finding is announced,
+    and can stop a run, only once it has held in ``confirm`` consecutive diagnoses; a poll that brings no new data
+    counts as holding, because the verdict on unchanged data stands.
+    """
+
+    beta: float | None = None
+    select: list[str] | None = None
+    ignore: list[str] | None = None
+    params: dict[str, dict[str, float]] = field(default_factory=dict)
+    confirm: int = 1
+    announced: set[tuple[str, str]] = field(default_factory=set)  # (run name, code)
+    streaks: dict[tuple[str, str], int] = field(default_factory=dict)  # (run name, code) -> consecutive diagnoses
+
+    def diagnose(self, run: Run) -> tuple[RunReport, list[Finding]]:
+        """The run's report and its confirmed findings not announced before (QUIET_WHILE_LIVE ones never are)."""
+        report = diagnose_run(run, beta=self.beta, select=self.select, ignore=self.ignore, params=self.params)
+        present = {(run.name, f.code) for f in report.findings}
+        for key in [k for k in self.streaks if k[0] == run.name and k not in present]:
+            del self.streaks[key]
+        for key in present:
+            self.streaks[key] = self.streaks.get(key, 0) + 1
+        return report, self._new(run.name, report)
+
+    def hold(self, name: str, report: RunReport) -> list[Finding]:
+        """No new data for this run: its findings hold one more time. Returns those newly confirmed."""
+        for f in report.findings:
+            key = (name, f.code)
+            self.streaks[key] = self.streaks.get(key, 0) + 1
+        return self._new(name, report)
+
+    def confirmed(self, name: str, report: RunReport) -> list[Finding]:
+        """The findings of this report that have held long enough to act on."""
+        return [f for f in report.findings if self.streaks.get((name, f.code), 0) >= self.confirm]
+
+    def _new(self, name: str, report: RunReport) -> list[Finding]:
+        new = []
+        for finding in self.confirmed(name, report):
+            key = (name, finding.code)
+            if finding.code in QUIET_WHILE_LIVE or key in self.announced:
+                continue
+            self.announced.add(key)
+            new.append(finding)
+        return new
+
+
+def fails_gate(findings: Iterable[Finding], fail_on: str) -> Finding | None:
+    """The most severe finding at or above ``fail_on`` (ignoring QUIET_WHILE_LIVE), or None."""
+    threshold = gate_threshold(fail_on)
+    if threshold is None:
+        return None
+    hits = [f for f in findings if f.severity.rank >= threshold and f.code not in QUIET_WHILE_LIVE]
+    return max(hits, key=lambda f: f.severity.rank, default=None)
+
+
+def announce(finding: Finding, step: int, run: str | None = None) -> str:
+    """The one line that announces a new finding: where it was seen, the code, and the message."""
+    where = f" in {run}" if run else ""
+    return f"step {step}: {finding.code} {finding.name} [{finding.severity.value}]{where}: {finding.message}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Following log files
+# --------------------------------------------------------------------------------------------------------------
+
+
+class _TensorBoardSource:
+    """The event files of one run folder, each followed from its offset (a resumed run adds a file)."""
+
+    def __init__(self) -> None:
+        self.tails: dict[Path, EventFileTail] = {}
+
+    def update(self, source: RunSource) -> bool:
+        changed = False
+        for path in source.files:
+            tail = self.tails.get(path)
+            if tail is None:
+                tail = self.tails[path] = EventFileTail(path)
+            changed |= tail.poll() > 0
+        return changed
+
+    def results(self) -> list[ReadResult]:
+        parts: list[ReadResult] = []
+        for path in sorted(self.tails, key=_order_key):
+            try:
+                parts.append(self.tails[path].result())
+            except ReadError:
+                continue  # no scalars in this file yet (only its header, or the args summary)
+        if not parts:
+            raise NoMetricsError("no scalar summaries yet", next(iter(self.tails), None))
+        if len(parts) == 1:
+            return parts
+        # Later files first lose to earlier ones in make_frame's "last arrival wins": concatenate in file order.
+        frame = pd.concat([p.frame for p in parts], ignore_index=True)
+        merged = ReadResult(
+            frame=make_frame(
+                frame["split"].astype(str).to_numpy(),
+                frame["metric"].astype(str).to_numpy(),
+                frame["step"].to_numpy(),
+                frame["value"].to_numpy(),
+                frame["wall_time"].to_numpy(),
+            )
+        )
+        for part in parts:
+            merged.summary.update(part.summary)
+            merged.notes.extend(part.notes)
+            if part.config:
+                merged.config = part.config
+            if part.beta is not None:
+                merged.beta, merged.beta_source = part.beta, part.beta_source
+        merged.ended = Ended.FINISHED if "train_runtime" in merged.summary else Ended.UNKNOWN
+        return [merged]
+
+
+class _StdoutSource:
+    """One console log followed from its offset (discovery may pick a different, larger copy later)."""
+
+    def __init__(self) -> None:
+        self.tails: dict[Path, StdoutTail] = {}
+        self.current: Path | None = None
+
+    def update(self, source: RunSource) -> bool:
+        path = source.files[0]
+        tail = self.tails.get(path)
+        if tail is None:
+            tail = self.tails[path] = StdoutTail(path)
+        switched = path != self.current
+        self.current = path
+        return tail.poll() > 0 or switched
+
+    def results(self) -> list[ReadResult]:
+        assert self.current is not None
+        return self.tails[self.current].results()
+
+
+class _WholeSource:
+    """Any other format: read again whole, only when one of its files changed size or modification time."""
+
+    def __init__(self) -> None:
+        self.signature: tuple[tuple[str, int, int], ...] = ()
+        self.cached: list[ReadResult] = []
+        self.error: ReadError | None = None
+
+    def update(self, source: RunSource) -> bool:
+        signature = []
+        for path in source.files:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            signature.append((str(path), st.st_size, st.st_mtime_ns))
+        if tuple(signature) == self.signature:
+            return False
+        self.signature = tuple(signature)
+        try:
+            self.cached, self.error = read_runs(source.reader, source.files), None
+        except ReadError as exc:
+            self.cached, self.error = [], exc
+        return True
+
+    def results(self) -> list[ReadResult]:
+        if self.error is not None:
+            raise self.error
+        return self.cached
+
+
+_Follower = _TensorBoardSource | _StdoutSource | _WholeSource
+
+
+def _follower(reader_name: str) -> _Follower:
+    if reader_name == "tensorboard":
+        return _TensorBoardSource()
+    if reader_name == "stdout":
+        return _StdoutSource()
+    return _WholeSource()
+
+
+@dataclass
+class Poll:
+    """What one look at the files found: the runs so far, the names of those that changed, and what failed."""
+
+    runs: list[Run]
+    changed: set[str]
+    problems: list[str]
+    warnings: list[str]
+    waiting: list[str]  # paths that do not exist yet, or hold no metrics yet
+
+
+class Tailer:
+    """Follows every run under some paths and keeps their :class:`Run` up to date, reading only what is new.
+
+    Discovery runs on every poll (cheap: names and sizes), so a log that appears after the watch started (the
+    trainer creates its output folder late, a resumed run adds an event file) is picked up.
+    """
+
+    def __init__(self, paths: Iterable[Path | str], metric_map: dict[str, str] | None = None) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.metric_map = metric_map
+        self._followers: dict[tuple[Path, str], _Follower] = {}
+        self._runs: dict[tuple[Path, str], list[Run]] = {}
+        self._beta: dict[Path, tuple[float, str] | None] = {}
+
+    def poll(self) -> Poll:
+        warnings: list[str] = []
+        problems: list[str] = []
+        waiting = [str(p) for p in self.paths if not p.exists()]
+        sources: list[RunSource] = []
+        present = [p for p in self.paths if p.exists()]
+        if present:
+            try:
+                sources = discover(present, warnings)
+            except DpoDoctorError as exc:  # a path vanished between the check and the walk, or is unreadable
+                problems.append(str(exc))
+        changed: set[str] = set()
+        seen: set[tuple[Path, str]] = set()
+        for source in sources:
+            key = (source.root, source.reader.name)
+            seen.add(key)
+            follower = self._followers.get(key)
+            if follower is None:
+                follower = self._followers[key] = _follower(source.reader.name)
+            try:
+                if not follower.update(source) and key in self._runs:
+                    continue
+                results = follower.results()
+            except NoMetricsError:
+                waiting.append(str(source.root))
+                self._runs.pop(key, None)
+                continue
+            except ReadError as exc:
+                problems.append(str(exc))
+                self._runs.pop(key, None)
+                continue
+            runs = [self._run(source, result) for result in results]
+            self._runs[key] = runs
+            changed.update(run.name for run in runs)
+        for key in list(self._runs):
+            if key not in seen:  # its files are gone
+                del self._runs[key]
+        runs = [run for key in sorted(self._runs, key=lambda k: (str(k[0]), k[1])) for run in self._runs[key]]
+        return Poll(runs, changed, problems, warnings, waiting)
+
+    def _run(self, source: RunSource, result: ReadResult) -> Run:
+        """The Run that ``dpodoctor check`` would build from this result (see api._read)."""
+        frame = _rename_metrics(result.frame, self.metric_map) if self.metric_map else result.frame
+        beta, beta_source = result.beta, result.beta_source
+        if beta is None:
+            # Looked up again until found: the file that states β may be written after the first metrics.
+            found = self._beta.get(source.root)
+            if found is None:
+                found = self._beta[source.root] = find_beta(source.root, source.others)
+            if found is not None:
+                beta, beta_source = found
+        return Run(
+            name=f"{source.name}#{result.label}" if result.label else source.name,
+            path=source.files[0] if source.explicit else source.root,
+            source=source.reader.name,
+            frame=frame,
+            beta=beta,
+            beta_source=beta_source,
+            ended=result.ended,
+            steps_derived=result.steps_derived,
+            summary=result.summary,
+            config=result.config,
+            notes=result.notes,
+            other_sources=source.others,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# dpodoctor watch
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WatchSettings:
+    """The resolved settings of a watch (arguments over the project config over the defaults), as for check."""
+
+    fail_on: str = "error"
+    beta: float | None = None
+    select: list[str] | None = None
+    ignore: list[str] | None = None
+    params: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(
+        cls,
+        paths: list[Path],
+        *,
+        fail_on: str | None = None,
+        beta: float | None = None,
+        select: Iterable[str] | None = None,
+        ignore: Iterable[str] | None = None,
+        config: Path | str | None = None,
+        use_config: bool = True,
+    ) -> WatchSettings:
+        """Same precedence and the same errors as :func:`dpodoctor.api.check`, so a watch gates like a check."""
+        file = (
+            load_config_file(Path(config))
+            if config is not None
+            else (discover_config(paths) if use_config else Config())
+        )
+        settings = cls(
+            fail_on=fail_on or file.fail_on or "error",
+            beta=beta if beta is not None else file.beta,
+            select=list(select) if select is not None else file.select,
+            ignore=list(ignore) if ignore is not None else file.ignore,
+            params=file.rule_params,
+        )
+        for option, codes in (("--select", settings.select), ("--ignore", settings.ignore)):
+            for code in codes or ():
+                if not any(c.startswith(code) for c in RULES):
+                    raise DpoDoctorError(f"{option}: unknown rule code or prefix {code!r} (see `dpodoctor rules`)")
+        if settings.fail_on not in FAIL_ON_CHOICES:
+            raise DpoDoctorError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {settings.fail_on!r}")
+        if settings.beta is not None and not settings.beta > 0:
+            raise DpoDoctorError(f"--beta must be a positive number, not {settings.beta}")
+        return settings
+
+
+@dataclass
+class WatchResult:
+    """How a watch ended: the last report, and why it stopped."""
+
+    report: Report
+    reason: str  # "fail-fast", "interrupted", "timeout"
+    stopped_by: Finding | None = None
+
+
+def _status(poll: Poll | None, paths: list[Path], interval: float, ticks: int) -> Text:
+    text = Text(style="dim")
+    where = ", ".join(str(p) for p in paths)
+    text.append(f"watching {where} every {interval:g}s · update {ticks} at {time.strftime('%H:%M:%S')}")
+    if poll is not None:
+        for path in poll.waiting:
+            text.append(f"\nwaiting for metrics under {path}")
+    text.append(" · Ctrl-C stops with the report")
+    return text
+
+
+def _view(reports: list[RunReport], poll: Poll | None, status: Text) -> RenderableType:
+    parts: list[RenderableType] = [RunView(r) for r in reports]
+    for problem in poll.problems if poll is not None else ():
+        parts.append(Text(f"error: {clean(problem)}", style="bold red"))
+    parts.append(status)
+    return Group(*parts)
+
+
+def watch(
+    paths: Iterable[Path | str],
+    *,
+    interval: float = 10.0,
+    fail_fast: bool = False,
+    fail_on: str | None = None,
+    beta: float | None = None,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    config: Path | str | None = None,
+    use_config: bool = True,
+    metric_map: dict[str, str] | None = None,
+    timeout: float | None = None,
+    confirm: int = 1,
+    console: Console | None = None,
+    live: bool | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WatchResult:
+    """Follow the runs under ``paths`` until Ctrl-C, ``timeout`` seconds, or (with ``fail_fast``) the first finding
+    at or above ``fail_on``; print each new finding once with its step, and return the last report.
+
+    ``live``: draw the refreshing rich view (default: when ``console`` is a terminal). Without it only the finding
+    lines are printed, which is what a CI log or a job script's output wants.
+    """
+    paths = [Path(p) for p in paths]
+    if not interval > 0:
+        raise DpoDoctorError(f"--interval must be a positive number of seconds, not {interval}")
+    settings = WatchSettings.resolve(
+        paths, fail_on=fail_on, beta=beta, select=select, ignore=ignore, config=config, use_config=use_config
+    )
+    console = console or Console(highlight=False)
+    use_live = console.is_terminal if live is None else live
+    tailer = Tailer(paths, metric_map)
+    engine = LiveDiagnosis(settings.beta, settings.select, settings.ignore, settings.params, confirm=confirm)
+    reports: dict[str, RunReport] = {}
+    poll: Poll | None = None
+    ticks = 0
+    started = time.monotonic()
+    reason = "interrupted"
+    stopped_by: Finding | None = None
+    display = Live(console=console, auto_refresh=False, transient=True) if use_live else None
+
+    def emit(line: Text) -> None:
+        # soft_wrap: a finding stays one line whatever the width, so a job log and grep see all of it
+        (display.console if display is not None else console).print(line, soft_wrap=True)
+
+    try:
+        if display is not None:
+            display.start()
+        while True:
+            poll = tailer.poll()
+            ticks += 1
+            for run in poll.runs:
+                if run.name not in poll.changed and run.name in reports:
+                    report, new = reports[run.name], engine.hold(run.name, reports[run.name])
+                else:
+                    report, new = engine.diagnose(run)
+                reports[run.name] = report
+                for finding in new:
+                    line = Text(announce(finding, run.steps, run.name if len(poll.runs) > 1 else None))
+                    line.stylize(STYLE[finding.severity], 0, len(line.plain.split(":", 1)[0]) + 1)
+                    emit(line)
+            names = {run.name for run in poll.runs}
+            for name in list(reports):
+                if name not in names:
+                    del reports[name]
+            current = [reports[run.name] for run in poll.runs]
+            if display is not None:
+                display.update(_view(current, poll, _status(poll, paths, interval, ticks)), refresh=True)
+            if fail_fast:
+                stopped_by = fails_gate(
+                    (f for run, r in zip(poll.runs, current, strict=True) for f in engine.confirmed(run.name, r)),
+                    settings.fail_on,
+                )
+                if stopped_by is not None:
+                    reason = "fail-fast"
+                    break
+            left = None if timeout is None else timeout - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                reason = "timeout"
+                break
+            sleep(interval if left is None else min(interval, left))
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        if display is not None:
+            display.stop()
+    final = Report(
+        runs=[reports[run.name] for run in poll.runs if run.name in reports] if poll is not None else [],
+        fail_on=settings.fail_on,
+        problems=list(poll.problems) if poll is not None else [],
+        warnings=list(poll.warnings) if poll is not None else [],
+    )
+    return WatchResult(final, reason, stopped_by)
+
+
+def final_text(result: WatchResult, *, width: int = 100, color: bool = False) -> str:
+    """The report a watch ends with (the text report of ``check``), and why it stopped."""
+    why = {
+        "fail-fast": "stopped: --fail-fast",
+        "interrupted": "stopped: interrupted",
+        "timeout": "stopped: --timeout reached",
+    }[result.reason]
+    if result.stopped_by is not None:
+        why += f" ({result.stopped_by.code} {result.stopped_by.name} is at or above --fail-on {result.report.fail_on})"
+    return render_text(result.report, width=width, color=color) + why + "\n"

@@ -1,0 +1,263 @@
+"""DPODoctorCallback: unit behaviour on synthetic logs, its per-log cost, and two real ``trl.DPOTrainer`` runs on a
+tiny random Llama on the CPU (no download: the tokenizer and the data are built here).
+
+Skipped without the ``[trl]`` extra (``pip install -e '.[test,trl]'``); CI installs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+from transformers import TrainerControl
+
+from dpodoctor.integrations.transformers import REPORT_JSON, REPORT_MARKDOWN, DPODoctorCallback
+
+LN2 = math.log(2)
+
+
+def dpo_logs(step: int, rng: np.random.Generator, *, learning: bool) -> dict[str, Any]:
+    """One train log as TRL's DPOTrainer writes it (the keys and their rough sizes)."""
+    r = (1 - math.exp(-step / 100)) if learning else 0.0
+    chosen, rejected = 0.2 * r + rng.normal(0, 0.05), -0.4 * r + rng.normal(0, 0.05)
+    if not learning:
+        chosen, rejected = rng.normal(0, 1e-7), rng.normal(0, 1e-7)
+    return {
+        "loss": LN2 - 0.2 * r + (rng.normal(0, 0.1) if learning else rng.normal(0, 1e-6)),
+        "grad_norm": 1.0 + rng.normal(0, 0.1),
+        "learning_rate": 5e-7,
+        "rewards/chosen": chosen,
+        "rewards/rejected": rejected,
+        "rewards/accuracies": float(np.clip(0.5 + 0.33 * r + rng.normal(0, 0.1), 0, 1)),
+        "rewards/margins": chosen - rejected,
+        "logps/chosen": -50.0 + rng.normal(),
+        "logps/rejected": -60.0 + rng.normal(),
+        "logits/chosen": 0.1,
+        "logits/rejected": 0.2,
+        "epoch": step / 1000,
+    }
+
+
+def fake_trainer(tmp_path: Path, max_steps: int = 10_000, **args: Any) -> tuple[Any, Any, TrainerControl]:
+    options = {"output_dir": str(tmp_path / "out"), "beta": 0.1, "run_name": None, **args}
+    state = SimpleNamespace(global_step=0, is_world_process_zero=True, max_steps=max_steps)
+    return SimpleNamespace(**options), state, TrainerControl()
+
+
+def test_a_stuck_run_is_stopped_once_with_the_reason_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    args, state, control = fake_trainer(tmp_path, max_steps=200)
+    callback = DPODoctorCallback(stop_on="error", check_every=1)
+    rng = np.random.default_rng(0)
+    callback.on_train_begin(args, state, control)
+    with caplog.at_level(logging.INFO, logger="dpodoctor"):
+        for step in range(1, 201):
+            state.global_step = step
+            callback.on_log(args, state, control, logs=dpo_logs(step, rng, learning=False))
+            if control.should_training_stop:
+                break
+        callback.on_log(args, state, control, logs={"train_runtime": 3.0, "train_loss": LN2, "epoch": 0.1})
+        callback.on_train_end(args, state, control)
+    assert control.should_training_stop and state.global_step < 200
+    assert callback.stopped_by == "DPO101 loss-stuck-ln2"
+    messages = [r.getMessage() for r in caplog.records if r.name == "dpodoctor"]
+    assert sum(m.startswith(f"dpodoctor: step {state.global_step}: DPO101 loss-stuck-ln2 [error]") for m in messages)
+    stop = [m for m in messages if "stopping training" in m]
+    assert len(stop) == 1 and stop[0].startswith(f"dpodoctor: stopping training at step {state.global_step}: DPO101")
+    doc = json.loads((tmp_path / "out" / REPORT_JSON).read_text())
+    [run] = doc["runs"]
+    assert run["beta"] == 0.1 and run["ended"] == "finished" and run["name"] == "out"
+    assert [f["code"] for f in run["findings"]][:1] == ["DPO101"]
+    assert "DPO101" in (tmp_path / "out" / REPORT_MARKDOWN).read_text()
+
+
+def test_without_stop_on_the_callback_only_reports(tmp_path: Path) -> None:
+    args, state, control = fake_trainer(tmp_path)
+    callback = DPODoctorCallback(check_every=5, write_reports=False)
+    rng = np.random.default_rng(1)
+    for step in range(1, 101):
+        state.global_step = step
+        callback.on_log(args, state, control, logs=dpo_logs(step, rng, learning=False))
+    assert not control.should_training_stop
+    assert callback.evaluations == 20
+    assert "DPO101" in {f.code for f in callback.report.runs[0].findings}
+    callback.on_train_end(args, state, control)
+    assert not (tmp_path / "out").exists()
+
+
+def test_stopping_waits_for_the_warmup(tmp_path: Path) -> None:
+    class Args(SimpleNamespace):
+        def get_warmup_steps(self, max_steps: int) -> int:
+            return 40
+
+    args = Args(output_dir=str(tmp_path), beta=0.1, run_name="warm")
+    state = SimpleNamespace(global_step=0, is_world_process_zero=True, max_steps=200)
+    control = TrainerControl()
+    callback = DPODoctorCallback(stop_on="error", check_every=1, write_reports=False)
+    rng = np.random.default_rng(2)
+    for step in range(1, 201):
+        state.global_step = step
+        callback.on_log(args, state, control, logs=dpo_logs(step, rng, learning=False))
+        if control.should_training_stop:
+            break
+    assert state.global_step == 80  # 2 × warmup: the first diagnosis allowed to stop
+
+
+def test_beta_comes_from_args_and_a_user_beta_wins(tmp_path: Path) -> None:
+    args, state, control = fake_trainer(tmp_path, beta=0.5)
+    callback = DPODoctorCallback(check_every=1)
+    state.global_step = 1
+    callback.on_log(args, state, control, logs={"loss": LN2})
+    assert callback.report.runs[0].beta_used == 0.5
+    mine = DPODoctorCallback(beta=0.05, check_every=1)
+    mine.on_log(args, state, control, logs={"loss": LN2})
+    assert mine.report.runs[0].beta_used == 0.05
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="stop_on"):
+        DPODoctorCallback(stop_on="fatal")
+    with pytest.raises(ValueError, match="check_every"):
+        DPODoctorCallback(check_every=0)
+
+
+def test_a_log_step_costs_under_5_ms_with_10k_logged_steps(tmp_path: Path) -> None:
+    """The issue's budget: 10,000 on_log calls back to back; the mean of the last 1000 stays under 5 ms."""
+    args, state, control = fake_trainer(tmp_path)
+    callback = DPODoctorCallback(stop_on="error")
+    rng = np.random.default_rng(3)
+    logs = [dpo_logs(step, rng, learning=True) for step in range(1, 10_001)]
+    durations = np.empty(len(logs))
+    for i, entry in enumerate(logs):
+        state.global_step = i + 1
+        started = time.perf_counter()
+        callback.on_log(args, state, control, logs=entry)
+        durations[i] = time.perf_counter() - started
+    assert len(callback.buffer) == 10_000 * 12
+    assert callback.evaluations >= 5  # it kept diagnosing, only less often as the run grew
+    mean_ms = durations[-1000:].mean() * 1000
+    assert mean_ms < 5, f"mean on_log cost of the last 1000 calls: {mean_ms:.2f} ms"
+
+
+# ------------------------------------------------------------------------------------------ a real DPOTrainer
+
+# Number words 0-18: every sum of two digits has its word.
+NUMBERS = [
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+    *("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen"),
+]
+
+
+def _tokenizer() -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<unk>", "<bos>", "<eos>", "what", "is", "plus", "?", *NUMBERS]
+    tokenizer = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", bos_token="<bos>"
+    )
+
+
+def _pairs(n: int, seed: int = 0) -> Any:
+    """Preference pairs: 'what is three plus four ?' → chosen ' seven', rejected a wrong sum."""
+    from datasets import Dataset
+
+    rng = random.Random(seed)
+    rows: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
+    for _ in range(n):
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        wrong = rng.choice([x for x in range(len(NUMBERS)) if x != a + b])
+        rows["prompt"].append(f"what is {NUMBERS[a]} plus {NUMBERS[b]} ?")
+        rows["chosen"].append(f" {NUMBERS[a + b]}")
+        rows["rejected"].append(f" {NUMBERS[wrong]}")
+    return Dataset.from_dict(rows)
+
+
+def _train(tmp_path: Path, learning_rate: float, max_steps: int, callback: DPODoctorCallback) -> Any:
+    """A real trl.DPOTrainer run: a 2-layer, 64-wide random Llama, 200 pairs, batch 8, logging every step."""
+    torch = pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    torch.manual_seed(0)
+    tokenizer = _tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    args = DPOConfig(
+        output_dir=str(tmp_path / f"lr{learning_rate:g}"),
+        learning_rate=learning_rate,
+        per_device_train_batch_size=8,
+        max_steps=max_steps,
+        logging_steps=1,
+        report_to=[],
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=copy.deepcopy(model),  # a model built in memory has no hub id to load the reference from
+        args=args,
+        train_dataset=_pairs(200),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers 5 renames TRL's defaults
+def test_dpo_trainer_healthy_run_reports_no_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("trl")
+    callback = DPODoctorCallback(stop_on="error", check_every=1)  # judged at every log, not only at the end
+    with caplog.at_level(logging.INFO, logger="dpodoctor"):
+        trainer = _train(tmp_path, 3e-3, 40, callback)
+    assert trainer.state.global_step == 40 and callback.stopped_by is None
+    assert callback.evaluations >= 40
+    assert not [r for r in caplog.records if r.name == "dpodoctor" and r.levelno >= logging.ERROR]
+    doc = json.loads((tmp_path / "lr0.003" / REPORT_JSON).read_text())
+    assert doc["runs"][0]["beta"] == 0.1 and doc["summary"]["errors"] == 0
+    assert doc["runs"][0]["steps"] == 40
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers 5 renames TRL's defaults
+def test_dpo_trainer_with_lr_1e_9_is_stopped_with_dpo101(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("trl")
+    callback = DPODoctorCallback(stop_on="error")  # the default, adaptive schedule
+    max_steps = 100
+    with caplog.at_level(logging.INFO, logger="dpodoctor"):
+        trainer = _train(tmp_path, 1e-9, max_steps, callback)
+    assert trainer.state.global_step < max_steps
+    assert callback.stopped_by == "DPO101 loss-stuck-ln2"
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "dpodoctor")
+    assert f"dpodoctor: stopping training at step {trainer.state.global_step}: DPO101 loss-stuck-ln2" in text
+    doc = json.loads((tmp_path / "lr1e-09" / REPORT_JSON).read_text())
+    assert "DPO101" in [f["code"] for f in doc["runs"][0]["findings"]]
+    assert (tmp_path / "lr1e-09" / REPORT_MARKDOWN).is_file()
