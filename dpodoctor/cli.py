@@ -124,9 +124,7 @@ def _defuse_workflow_commands(document: str) -> str:
     """
     if "::" not in document:
         return document
-    return "\n".join(
-        "\u200b" + line if line.lstrip().startswith("::") else line for line in document.split("\n")
-    )
+    return "\n".join("\u200b" + line if line.lstrip().startswith("::") else line for line in document.split("\n"))
 
 
 def _fail(message: str) -> typer.Exit:

@@ -101,7 +101,8 @@ def find_beta(root: Path, siblings: Iterable[Path] = ()) -> tuple[float, str] | 
 
     candidates = [p for p in siblings if p.is_file()]
     if root.is_dir():
-        candidates += sorted(root.glob("events.out.tfevents.*")) + sorted(root.glob("runs/*/events.out.tfevents.*"))
+        found = sorted(root.glob("events.out.tfevents.*")) + sorted(root.glob("runs/*/events.out.tfevents.*"))
+        candidates += [p for p in found if p.is_file()]  # never open a FIFO or device: the read would block
     for path in dict.fromkeys(candidates):
         if "tfevents" in path.name:
             config = read_args_config(path)
