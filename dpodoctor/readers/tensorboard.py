@@ -277,8 +277,9 @@ def _places(offsets: list[int], sizes: list[int] | None = None, shown: int = 5) 
 
 def _natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
     """Digits compare as numbers: ``...0.9`` sorts before ``...0.10``, timestamps of any width order right."""
+    # isdecimal, not isdigit: "²" is a digit that int() refuses (a file name is whatever the disk holds).
     return tuple(
-        (0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk) for chunk in re.split(r"(\d+)", name) if chunk
+        (0, int(chunk), "") if chunk.isdecimal() else (1, 0, chunk) for chunk in re.split(r"(\d+)", name) if chunk
     )
 
 

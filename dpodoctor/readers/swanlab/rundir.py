@@ -115,13 +115,19 @@ def _as_step(raw: Any) -> int | None:
     return None
 
 
+def _is_number(name: str) -> bool:
+    """An ASCII number: SwanLab names its logs/ folders 0, 1, 2...; str.isdigit() also accepts "²", which int()
+    refuses, so a stray folder of that name crashed the read."""
+    return name.isascii() and name.isdigit()
+
+
 def is_metric_slice(path: Path) -> bool:
     """``<run dir>/logs/<kid>/<n>.log``: a local-mode metric file (by name only)."""
     parents = path.parents
     return (
         len(parents) >= 3
         and _SLICE_NAME_RE.fullmatch(path.name) is not None
-        and parents[0].name.isdigit()
+        and _is_number(parents[0].name)
         and parents[1].name == "logs"
         and parents[2].name.startswith("run-")
     )
@@ -590,7 +596,7 @@ class SwanLabReader:
         by_kid: dict[str, list[_Point]] = {}
         bad = 0
         for kid_dir in SwanLabReader._list(logs_dir):
-            if not kid_dir.name.isdigit() or not kid_dir.is_dir():
+            if not _is_number(kid_dir.name) or not kid_dir.is_dir():
                 continue
             slices = [p for p in SwanLabReader._list(kid_dir) if _SLICE_NAME_RE.fullmatch(p.name) and p.is_file()]
             points: list[_Point] = []

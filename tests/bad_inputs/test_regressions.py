@@ -1,0 +1,151 @@
+"""Regression tests: the minimised inputs of bugs the fuzzing and the bad-input tests found, one test per bug.
+
+Each input is inline, so the test replays exactly what broke, whatever happens to the fixtures. The docstring
+says what the bug was; the reader module named there holds the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from dpodoctor.errors import DpoDoctorError
+from dpodoctor.readers import get_reader
+from dpodoctor.readers.hparams import find_beta
+from dpodoctor.readers.swanlab.rundir import _RECORD_NAME_RE
+from dpodoctor.reporters.common import clean
+from tests.bad_inputs.builders import event_file, swanlab_file
+from tests.bad_inputs.targets import replay
+
+# An integer beyond float range, as json.loads returns it (10**309): float() of it raises OverflowError.
+BIG_INT = b"1" + b"0" * 309
+
+
+def test_swanlab_logs_slice_with_an_integer_beyond_float_range() -> None:
+    """swanlab/rundir.py json_number: ``float(10**309)`` raised OverflowError out of the reader (fuzz, swanlab_logs).
+    Now the value is not a number, like a media entry, and the slice's other points are read."""
+    outcome = replay("swanlab_logs", b'{"index": 1, "data": ' + BIG_INT + b'}\n{"index": 2, "data": 0.5}\n')
+    assert isinstance(outcome, DpoDoctorError | list)  # no OverflowError: the slice has no names, so no run
+
+
+def test_swanlab_export_json_with_an_integer_beyond_float_range() -> None:
+    """swanlab/rundir.py json_number, reached from the export reader: the same OverflowError."""
+    data = b'{"metricType": "SCALAR", "list": [{"key": "train/loss", "metrics": [{"step": 1, "value": '
+    outcome = replay("swanlab_export_json", data + BIG_INT + b'}, {"step": 2, "value": 0.5}]}]}')
+    assert isinstance(outcome, list)
+    (result,) = outcome
+    assert result.frame["step"].tolist() == [2]
+    assert any("malformed" in n for n in result.notes)
+
+
+def test_swanlab_backup_record_with_an_integer_beyond_float_range() -> None:
+    """swanlab/rundir.py json_number, reached from a layout-B (0.6/0.7) JSON record: the same OverflowError."""
+    scalar = b'{"model_type": "Scalar", "data": {"key": "train/loss", "step": %d, "metric": {"data": %s}}}'
+    payloads = [
+        (scalar % (1, BIG_INT), None),
+        (scalar % (2, b"0.5"), None),
+        (b'{"model_type": "Footer", "data": {"success": true}}', None),
+    ]
+    data = bytearray(swanlab_file(payloads).data)
+    data[6] = 1  # version 1: JSON payloads
+    outcome = replay("swanlab_backup", bytes(data))
+    assert isinstance(outcome, list)
+    assert outcome[0].frame["step"].tolist() == [2]
+
+
+# ---------------------------------------------------------------- reads that blocked on a FIFO
+
+
+class _Blocked(Exception):
+    pass
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    def alarm(_signum: int, _frame: FrameType | None) -> None:
+        raise _Blocked("blocked: a FIFO was opened")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_find_beta_skips_a_fifo_named_like_an_event_file(tmp_path: Path) -> None:
+    """readers/hparams.py find_beta: its glob for ``events.out.tfevents.*`` beside a stdout log opened whatever it
+    matched, so a FIFO of that name blocked the whole check forever (found by test_filesystem)."""
+    os.mkfifo(tmp_path / "events.out.tfevents.1700000000.host.1.0")
+    os.mkfifo(tmp_path / "config.yaml")
+    with _deadline(10):
+        assert find_beta(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("reader", "name"),
+    [("swanlab", "run-abcdefgh.swanlab"), ("swanlab-export", "export.csv"), ("swanlab-export", "export.json")],
+)
+def test_sniff_never_opens_a_fifo(tmp_path: Path, reader: str, name: str) -> None:
+    """swanlab/rundir.py and swanlab/export.py sniff: they opened any file of the right name to read its first
+    bytes, and open() of a FIFO waits for a writer."""
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    with _deadline(10):
+        assert not get_reader(reader).sniff(fifo)
+
+
+# ---------------------------------------------------------------- regexes that were quadratic on hostile text
+
+
+def test_record_name_regex_is_linear() -> None:
+    """swanlab/rundir.py _RECORD_NAME_RE: ``run-[A-Za-z0-9_-]+\\.swanlab`` searched over ``run-run-run-...`` tried
+    every ``run-`` and ran each to the end of the text (hours for 1 MB); the run is now bounded."""
+    started = time.perf_counter()
+    assert _RECORD_NAME_RE.search("run-" * 250_000) is None
+    assert time.perf_counter() - started < 2
+
+
+def test_clean_is_linear_on_unterminated_c1_strings() -> None:
+    """reporters/common.py _ANSI: a key of many 8-bit string introducers (``\\x90`` ...) without a terminator made
+    every introducer scan to the end of the text: ``clean`` of 1 MB took minutes, in every output format."""
+    started = time.perf_counter()
+    assert clean("\x90" * 1_000_000 + "tail") == "tail"
+    assert clean("\x9d8;;http://x\x90y\x9cz") == "8;;http://xz"  # still stripped, still safe
+    assert time.perf_counter() - started < 2
+
+
+# ---------------------------------------------------------------- file names are whatever the disk holds
+
+
+def test_event_file_name_with_a_superscript_digit(tmp_path: Path) -> None:
+    """tensorboard.py _natural_key: a name chunk ``²`` passed str.isdigit(), then int("²") raised ValueError while
+    ordering a run's event files (found probing odd names)."""
+    (tmp_path / "events.out.tfevents.1²").write_bytes(event_file(4).data)
+    (tmp_path / "events.out.tfevents.2").write_bytes(event_file(4, runtime=False).data)
+    result = get_reader("tensorboard").read(sorted(tmp_path.iterdir()))
+    assert len(result.frame) == 8
+
+
+def test_swanlab_logs_folder_named_with_a_superscript_digit(tmp_path: Path) -> None:
+    """swanlab/rundir.py: a ``logs/²`` folder passed str.isdigit() as a key folder, then int("²") raised ValueError
+    while listing the folders no key names (found probing odd names)."""
+    column = b'{"model_type": "Column", "data": {"key": "train/loss", "kid": "1", "cls": "CUSTOM"}}'
+    scalar = b'{"model_type": "Scalar", "data": {"key": "train/loss", "step": 1, "metric": {"data": 0.5}}}'
+    data = bytearray(swanlab_file([(column, None), (scalar, None)]).data)
+    data[6] = 1  # version 1 (swanlab 0.6/0.7): JSON payloads; no Footer, so logs/ is consulted
+    run = tmp_path / "swanlog" / "run-20260101_000000-abcdefgh"
+    for kid in ("1", "²"):
+        (run / "logs" / kid).mkdir(parents=True)
+        (run / "logs" / kid / "1000.log").write_bytes(b'{"index": 2, "data": 0.4}\n')
+    (run / "backup.swanlab").write_bytes(bytes(data))
+    result = get_reader("swanlab").read([run / "backup.swanlab"])
+    assert sorted(result.frame["step"].tolist()) == [1, 2]
