@@ -38,6 +38,8 @@ def beta_in(config: dict[str, Any]) -> float | None:
     """A positive finite β under one of the usual keys, at the top level or one level down."""
     for key in BETA_KEYS:
         value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**1023) < value < 2**1023:
+            continue  # beyond float range: math.isfinite would raise OverflowError
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
             return float(value)
     for value in config.values():

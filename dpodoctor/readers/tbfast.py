@@ -64,15 +64,24 @@ _TABLE: Final = _crc_table()
 
 def header_crcs_ok(lengths: np.ndarray, crcs: np.ndarray) -> np.ndarray:
     """Whether each record's stored masked CRC-32C matches its 8 little-endian length bytes, for all records at once
-    (the table-driven CRC of :func:`dpodoctor.readers.tensorboard.crc32c`, one byte position per numpy step)."""
+    (the table-driven CRC of :func:`dpodoctor.readers.tensorboard.crc32c`, one byte position per numpy step). A file
+    has few distinct lengths, so each is checksummed once."""
     lengths = np.asarray(lengths, dtype=np.uint64)
+    if len(lengths) > 64:
+        import pandas as pd
+
+        codes, distinct = pd.factorize(lengths)
+        return _masked_crcs(np.asarray(distinct, dtype=np.uint64))[codes] == np.asarray(crcs, dtype=np.uint32)
+    return _masked_crcs(lengths) == np.asarray(crcs, dtype=np.uint32)
+
+
+def _masked_crcs(lengths: np.ndarray) -> np.ndarray:
     crc = np.full(len(lengths), 0xFFFFFFFF, dtype=np.uint32)
     for k in range(8):
         byte = ((lengths >> np.uint64(8 * k)) & np.uint64(0xFF)).astype(np.uint32)
         crc = _TABLE[(crc ^ byte) & np.uint32(0xFF)] ^ (crc >> np.uint32(8))
     crc ^= np.uint32(0xFFFFFFFF)
-    masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + _MASK_DELTA  # uint32: wraps as the C code does
-    return masked == np.asarray(crcs, dtype=np.uint32)
+    return ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + _MASK_DELTA  # uint32: wraps as the C code does
 
 
 def _empty(dtype: Any) -> np.ndarray:
@@ -136,13 +145,47 @@ class FileDecode:
         )
 
 
+def _chain(u8: np.ndarray) -> np.ndarray | None:
+    """The offsets of the records that start a file, found without a loop, or None to use the loop.
+
+    Candidates are the offsets whose 8 length bytes are below 2**24 and whose payload starts like an Event (0x09, the
+    wall_time key). If they chain from byte 0 (each one's end is the next one's start) they are exactly the records
+    the sequential walk visits; anything else (a record of another shape, a spurious candidate) returns None. The
+    walk then continues after the last one, and every header CRC is checked afterwards either way.
+    """
+    n = len(u8) - 13  # candidates need 12 header bytes and the first payload byte
+    if n < 1:
+        return None
+    zero = u8[3 : n + 3] == 0
+    for k in (4, 5, 6, 7):
+        zero &= u8[k : n + k] == 0
+    zero &= u8[12 : n + 12] == 0x09
+    cand = np.flatnonzero(zero)
+    if not len(cand) or cand[0] != 0:
+        return None
+    lens = u8[cand[:, None] + _AR8].view("<u8").ravel().astype(np.int64)
+    ends = cand + _RECORD_OVERHEAD + lens
+    inside = ends <= len(u8)
+    if not inside.all():  # the last one may be cut: the walk decides what it is
+        k = int(np.argmin(inside))
+        cand, ends = cand[:k], ends[:k]
+    if not len(cand) or not np.array_equal(cand[1:], ends[:-1]):
+        return None
+    return cand
+
+
 def _frame_records(buf: bytes, base: int, path: Path) -> tuple[np.ndarray, np.ndarray, int | None, str | None]:
     """Offsets and lengths of the complete records in ``buf`` (its first byte is byte ``base`` of the file), and where
     and why the framing stopped, exactly as :func:`dpodoctor.readers.tensorboard.scan_records` decides it."""
-    offsets: list[int] = []
+    u8 = np.frombuffer(buf, dtype=np.uint8)
+    chain = _chain(u8)
+    offsets: list[int] = []  # what the walk adds after the chain
     add = offsets.append
     end = len(buf)
     off = 0
+    if chain is not None and len(chain):
+        last = int(chain[-1])
+        off = last + _RECORD_OVERHEAD + int(u8[last : last + 8].view("<u8")[0])  # the loop goes on from here
     pending = False
     short = False
     unpack = _LENGTH.unpack_from
@@ -159,7 +202,8 @@ def _frame_records(buf: bytes, base: int, path: Path) -> tuple[np.ndarray, np.nd
     if pending:
         offsets.append(off)  # its header is whole: its CRC decides between a cut record and a bad header
     offs = np.array(offsets, dtype=np.int64)
-    u8 = np.frombuffer(buf, dtype=np.uint8)
+    if chain is not None:
+        offs = np.concatenate([chain.astype(np.int64), offs])
     lens = u8[offs[:, None] + _AR8].view("<u8").ravel()
     good = header_crcs_ok(lens, u8[offs[:, None] + 8 + _AR4].view("<u4").ravel())
     stop_at: int | None = None
@@ -183,22 +227,32 @@ _PAD: Final = 160  # > the longest fixed window read past a record start (tag ro
 _MIX: Final = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the first row of each distinct row, each row's distinct-row number) for a uint8 matrix whose
-    width is a multiple of 8. A 64-bit hash of each row is sorted (fast), then every row is compared with its
-    group's first row; a collision (never seen, but possible) falls back to an exact unique over the raw rows."""
-    words = rows.view("<u8")
-    h = np.zeros(len(rows), dtype=np.uint64)
+def _unique_rows(rows: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first row of each distinct row, each row's distinct-row number), comparing only the first
+    ``used[i]`` bytes of row ``i`` (the rest is whatever follows the tag). ``rows`` is a uint8 matrix whose width is a
+    multiple of 8, read as little-endian 64-bit words: each word is masked to the row's bytes, the words are hashed
+    and factorised (hash table, no sort), then every row is compared with its group's first row; a collision (never
+    seen, but possible) falls back to an exact unique over the masked rows."""
+    import pandas as pd
+
+    words = np.ascontiguousarray(rows).view("<u8").copy()
+    for k in range(words.shape[1]):
+        valid = np.clip(used - 8 * k, 0, 8).astype(np.uint64)  # bytes of this word that belong to the row
+        mask = np.where(valid >= 8, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << (np.uint64(8) * valid)) - 1)
+        words[:, k] &= mask
+    h = np.zeros(len(words), dtype=np.uint64)
     for k in range(words.shape[1]):
         h = (h ^ words[:, k]) * _MIX
         h ^= h >> np.uint64(29)
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    if not (rows == rows[first[inverse]]).all():
-        keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1]))).ravel()
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
-    return first, inverse
+    codes, _ = pd.factorize(h)
+    codes = np.asarray(codes, dtype=np.int64)
+    # factorize numbers groups in order of first appearance: a group starts where the running maximum grows.
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    if (words == words[first[codes]]).all():
+        return first, codes
+    keys = words.view(np.dtype((np.void, words.shape[1] * 8))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
 
 
 def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
@@ -257,9 +311,8 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
         t_fast = t_len[fast]
         width = int(t_fast.max())
         span = (width + 1 + 7) // 8 * 8  # length byte + tag, in whole 8-byte words
-        rows = np.lib.stride_tricks.sliding_window_view(u8, span)[r2[fast] + 3].copy()
-        rows[np.arange(span)[None, :] > t_fast[:, None]] = 0  # keep the length byte and the tag only
-        uniq_first, inverse = _unique_rows(rows)
+        rows = np.lib.stride_tricks.sliding_window_view(u8, span)[r2[fast] + 3]
+        uniq_first, inverse = _unique_rows(rows, t_fast + 1)
         codes = np.empty(len(uniq_first), dtype=np.int32)
         usable = np.ones(len(uniq_first), dtype=bool)
         from dpodoctor.readers.tensorboard import ARGS_TAG
@@ -286,10 +339,13 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
     # The numbers of the fast records, gathered straight from the bytes.
     pf = p[fast]
     wall = np.ascontiguousarray(windows[pf + 1][:, :8]).view("<f8").ravel().astype(np.float64)
-    fast_vlen = vlen[fast]
-    groups = (varint[fast] & 0x7F).astype(np.uint64) << _SHIFTS
-    groups[_AR10[None, :] >= fast_vlen[:, None]] = 0
-    step = np.where(has_step[fast], groups.sum(axis=1, dtype=np.uint64), 0).astype(np.int64)
+    fast_vlen = np.where(has_step[fast], vlen[fast], 0)  # no step field: 0 bytes, step 0
+    fast_varint = varint[fast]
+    step_u = np.zeros(len(fast), dtype=np.uint64)
+    for k in range(int(fast_vlen.max()) if len(fast) else 0):  # 7 bits a byte, only as many bytes as the longest
+        group = (fast_varint[:, k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        step_u |= np.where(fast_vlen > k, group, np.uint64(0))
+    step = step_u.astype(np.int64)
     value_at = r2[fast] + 5 + t_len[fast]
     value = np.ascontiguousarray(windows[value_at][:, :4]).view("<f4").ravel().astype(np.float64)
 

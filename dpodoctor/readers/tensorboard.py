@@ -265,6 +265,14 @@ def scalar_value(value: summary_pb2.Summary.Value, plugin_name: str) -> float | 
     return None
 
 
+def _finite(number: float) -> bool:
+    """math.isfinite, false for a JSON integer beyond float range (for which math.isfinite raises OverflowError)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
 _EMPTY: Final = "no scalar summaries found (empty file: 0 bytes, the writer never flushed a record)"
 
 
@@ -494,7 +502,7 @@ class TensorBoardReader:
         if "beta" not in config:
             return None
         raw = config["beta"]
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw):
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and _finite(raw):
             return float(raw)
         notes.append(f"{label}: args text summary has a non-numeric beta ({raw!r:.80}); ignored")
         return None

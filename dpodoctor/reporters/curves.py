@@ -136,9 +136,16 @@ def span(f: Finding) -> tuple[float, float] | None:
     return float(f.first_step), float(last)
 
 
+# Values beyond this are not drawn: no DPO metric is meaningfully that large, and axis arithmetic near the float range
+# overflows (matplotlib's transforms turn singular, plotext converts NaN ticks to int). The table and findings still
+# show them; DPO001 reports NaN/inf.
+PLOTTABLE = 1e100
+
+
 def points(run: Run, metric: str, split: str) -> pd.Series:
-    """The finite values of one metric in one split, indexed by step (NaN/inf are DPO001's finding, not a point)."""
-    return stats.finite(run.series(metric, split))  # type: ignore[arg-type]
+    """The plottable values of one metric in one split, indexed by step: finite and below :data:`PLOTTABLE`."""
+    s = stats.finite(run.series(metric, split))  # type: ignore[arg-type]
+    return s[s.abs() < PLOTTABLE]
 
 
 def smoothed(series: pd.Series) -> pd.Series:

@@ -217,10 +217,6 @@ _EXTREME = b"".join(
     json.dumps({"step": s, "loss": v, "rewards/margins": 1e308, "rewards/accuracies": 0.5}).encode() + b"\n"
     for s, v in [(0, float("inf")), (1, -1e308), (2, float("nan")), (3, 1e308), (2**53 - 1, 1e-320)]
 )
-_PLOTS_BUG = (
-    "reporters/plots.py and terminal_plots.py fail on values near the float range (matplotlib: LinAlgError "
-    "'Singular matrix'; plotext: 'cannot convert float NaN to integer'): outside the readers, reported"
-)
 
 
 @pytest.mark.parametrize(
@@ -231,8 +227,8 @@ _PLOTS_BUG = (
         ["-f", "github"],
         ["-f", "junit"],
         ["-f", "markdown"],
-        pytest.param(["-f", "html"], marks=pytest.mark.xfail(reason=_PLOTS_BUG)),
-        pytest.param(["-f", "text", "--plots"], marks=pytest.mark.xfail(reason=_PLOTS_BUG)),
+        pytest.param(["-f", "html"]),
+        pytest.param(["-f", "text", "--plots"]),
     ],
     ids=lambda a: " ".join(a),
 )

@@ -149,3 +149,45 @@ def test_swanlab_logs_folder_named_with_a_superscript_digit(tmp_path: Path) -> N
     (run / "backup.swanlab").write_bytes(bytes(data))
     result = get_reader("swanlab").read([run / "backup.swanlab"])
     assert sorted(result.frame["step"].tolist()) == [1, 2]
+
+
+# ---------------------------------------------------------------- numbers beyond Python's limits (found by the fuzzer)
+
+
+def test_swanlab_config_integer_beyond_the_int_digit_limit() -> None:
+    """swanlab/config.py _scalar: int() of a plain scalar of more than 4300 digits raises ValueError (CPython's
+    limit on int(str)), which escaped parse_config_yaml (fuzz: mutated config.yaml, a run of 9s spliced in). The
+    value now keeps its text, as other scalars outside the subset do."""
+    outcome = replay("swanlab_config", b"beta: " + b"9" * 4301 + b"\nlr: 0.1\n")
+    assert isinstance(outcome, list)
+    assert any("beta is not a finite number" in n for n in outcome[0].notes)
+
+
+def test_swanlab_export_json_timestamp_and_step_beyond_float_range() -> None:
+    """swanlab/export.py _wall and _step: float() of a JSON integer beyond float range raised OverflowError
+    (fuzz: mutated api-run-metrics JSON, 296 nines spliced into a timestamp)."""
+    big = b"1" + b"0" * 400
+    data = b'{"metricType": "SCALAR", "list": [{"key": "train/loss", "metrics": [{"step": %s, "value": 0.5}, '
+    data += b'{"step": 1, "value": 0.5, "timestamp": %s}]}]}'
+    outcome = replay("swanlab_export_json", data % (big, big))
+    assert isinstance(outcome, list)
+    assert outcome[0].frame["step"].tolist() == [1]
+
+
+@pytest.mark.parametrize("where", ["training_args.json", "tensorboard args", "swanlab config.yaml"])
+def test_beta_integer_beyond_float_range(tmp_path: Path, where: str) -> None:
+    """hparams.py beta_in, tensorboard.py _beta_from, swanlab/rundir.py _read_config: math.isfinite() of an integer
+    beyond float range raises OverflowError (found reviewing every float conversion after the fuzz finds above)."""
+    big = "9" * 400
+    if where == "training_args.json":
+        (tmp_path / "training_args.json").write_text('{"beta": ' + big + "}", encoding="utf-8")
+        assert find_beta(tmp_path) is None
+    elif where == "tensorboard args":
+        from dpodoctor.readers.tensorboard import TensorBoardReader
+
+        notes: list[str] = []
+        assert TensorBoardReader._beta_from({"beta": int(big)}, "events", notes) is None
+        assert notes and len(notes[0]) < 200
+    else:
+        outcome = replay("swanlab_config", b"beta:\n  desc: ''\n  sort: 1\n  value: " + big.encode() + b"\n")
+        assert isinstance(outcome, list) and outcome[0].beta is None

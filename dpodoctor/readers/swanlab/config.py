@@ -174,7 +174,10 @@ def _scalar(text: str) -> Any:
     if text in _SPECIAL_FLOATS:
         return _SPECIAL_FLOATS[text]
     if _INT_RE.fullmatch(text):
-        return int(text.replace("_", ""))
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:  # beyond Python's 4300-digit limit for int(str): no config value, keep the text
+            return text
     if _FLOAT_RE.fullmatch(text):
         try:
             return float(text.replace("_", ""))

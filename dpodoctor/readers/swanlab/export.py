@@ -137,7 +137,10 @@ def _wall(raw: Any) -> float | None:
         except ValueError:
             return parse_time(text)
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # a JSON integer beyond float range is no time
+            return None
     else:
         return None
     if not math.isfinite(number):
@@ -160,7 +163,7 @@ def _step(cell: Any) -> int | None:
         return None
     try:
         number = float(cell)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond float range
         return None
     if not math.isfinite(number) or not number.is_integer() or abs(number) > 2**62:
         return None

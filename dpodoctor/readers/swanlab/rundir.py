@@ -732,7 +732,8 @@ class SwanLabReader:
         raw = config.get("beta")
         if raw is None:
             return config, None, None
-        if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
-            return config, float(raw), label
+        number = json_number(raw) if isinstance(raw, int | float) else None  # None beyond float range, or a bool
+        if number is not None and math.isfinite(number):
+            return config, number, label
         notes.append(f"{label}: beta is not a finite number ({raw!r:.80}); ignored")
         return config, None, None
