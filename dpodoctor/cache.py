@@ -13,11 +13,11 @@ own), and the folders around them (a file that appears beside a run, such as a c
 Anything that differs is a miss, and the source is read again.
 
 Why not pickle: the logs are untrusted and so is a cache folder that another process could write. Entries are
-``.npz`` files read with ``allow_pickle=False``: numeric arrays, plus the metadata as JSON in a byte array (one file
-per entry, replaced atomically, so a reader never sees half an entry). Everything read back is checked (dtypes,
-lengths, code ranges, JSON types); an entry that fails a check is a miss. A result whose metadata JSON cannot carry
-exactly (a tuple, a numpy scalar, a non-string key in a config) is simply not cached, so a cached result is always
-exactly the fresh one.
+``.bin`` files of our own plain layout (see :func:`_write_entry`): a JSON header, then raw little-endian numeric
+arrays, never objects (one file per entry, replaced atomically, so a reader never sees half an entry). Everything
+read back is checked (dtypes, lengths, code ranges, JSON types); an entry that fails a check is a miss. A result
+whose metadata JSON cannot carry exactly (a tuple, a numpy scalar, a non-string key in a config) is simply not
+cached, so a cached result is always exactly the fresh one.
 
 Where: ``$DPODOCTOR_CACHE_DIR`` if set, else the user cache folder (``platformdirs.user_cache_dir("dpodoctor")``).
 """
@@ -29,9 +29,9 @@ import hashlib
 import json
 import math
 import os
+import struct
 import sys
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,7 @@ from dpodoctor.model import COLUMNS, Ended
 
 __all__ = ["CACHE_FORMAT", "ENV_DIR", "RunCache", "cache_dir", "code_fingerprint"]
 
-CACHE_FORMAT: Final = 1
+CACHE_FORMAT: Final = 2  # 2: own .bin entries instead of .npz
 ENV_DIR: Final = "DPODOCTOR_CACHE_DIR"
 _WINDOW: Final = 65536  # bytes hashed at the start of an event file and before its resume offset
 _MAX_META: Final = 64 * 1024 * 1024
@@ -165,14 +165,42 @@ def _same_json(a: Any, b: Any) -> bool:
 # ---------------------------------------------------------------------------------------------- npz entries
 
 
+_MAGIC: Final = b"DPODOCTOR-CACHE\x00"
+_HEAD: Final = struct.Struct("<16sQ")  # magic, length of the header JSON
+_ALIGN: Final = 64
+# The only array types an entry may hold (little-endian numbers and booleans): never objects, so never a pickle.
+_DTYPES: Final = frozenset({"|b1", "|i1", "<i2", "<i4", "<i8", "|u1", "<u2", "<u4", "<u8", "<f4", "<f8"})
+
+
 def _write_entry(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """One .npz file holding the arrays and the metadata JSON, written beside its place and renamed into it."""
+    """One entry file: the magic, the header JSON (the metadata, and each array's name, type, length and offset),
+    then the arrays' raw bytes; written beside its place and renamed into it, so a reader never sees half of it.
+
+    Why not .npz: a zip archive costs a CRC over every byte on both write and read, which was most of a warm
+    re-check; these files are read with one read() and wrapped by numpy without a copy.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps(meta, allow_nan=True, separators=(",", ":")).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    table: list[list[Any]] = []
+    blobs: list[bytes | memoryview] = []
+    offset = 0
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        if array.ndim != 1 or array.dtype.str not in _DTYPES:
+            raise ValueError(f"cache entry: unsupported array {name} ({array.dtype.str}, {array.ndim}-d)")
+        table.append([name, array.dtype.str, len(array), offset])
+        data = memoryview(array).cast("B") if array.nbytes else b""
+        pad = -len(data) % _ALIGN
+        blobs.extend((data, b"\0" * pad))
+        offset += len(data) + pad
+    header = json.dumps({"meta": meta, "arrays": table}, allow_nan=True, separators=(",", ":")).encode()
+    header += b" " * (-(len(header) + _HEAD.size) % _ALIGN)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".bin", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, __meta__=np.frombuffer(payload, dtype=np.uint8), **arrays)
+            handle.write(_HEAD.pack(_MAGIC, len(header)))
+            handle.write(header)
+            for blob in blobs:
+                handle.write(blob)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -181,22 +209,50 @@ def _write_entry(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]
 
 
 def _read_entry(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    """The metadata and arrays of an entry, or None when it is missing or not a well-formed entry."""
+    """The metadata and arrays of an entry, or None when it is missing or not a well-formed entry.
+
+    Everything is checked before use: the magic, the header's size and JSON types, every array's type against
+    :data:`_DTYPES` and its bytes against the file's length. The arrays are views of one buffer (no copy).
+    """
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if "__meta__" not in names:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < _HEAD.size:
                 return None
-            raw = npz["__meta__"]
-            if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > _MAX_META:
+            buffer = bytearray(size)
+            if handle.readinto(buffer) != size:
                 return None
-            meta = json.loads(raw.tobytes())
-            arrays = {name: npz[name] for name in names if name != "__meta__"}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RecursionError, UnicodeDecodeError):
+    except OSError:
         return None
-    if not isinstance(meta, dict):
+    magic, header_len = _HEAD.unpack_from(buffer)
+    if magic != _MAGIC or header_len > min(_MAX_META, size - _HEAD.size):
         return None
-    return meta, arrays
+    start = _HEAD.size + header_len
+    try:
+        header = json.loads(bytes(buffer[_HEAD.size : start]))
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(header, dict) or not isinstance(header.get("meta"), dict):
+        return None
+    table = header.get("arrays")
+    if not isinstance(table, list):
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    for item in table:
+        if not (
+            isinstance(item, list)
+            and len(item) == 4
+            and type(item[0]) is str
+            and item[1] in _DTYPES
+            and all(type(v) is int and v >= 0 for v in item[2:])
+        ):
+            return None
+        name, dtype, count, offset = item
+        itemsize = np.dtype(dtype).itemsize
+        if start + offset + count * itemsize > size or name in arrays:
+            return None
+        arrays[name] = np.frombuffer(buffer, dtype=dtype, count=count, offset=start + offset)
+    return header["meta"], arrays
 
 
 def _array(arrays: dict[str, np.ndarray], name: str, kind: str, n: int | None = None) -> np.ndarray:
@@ -292,7 +348,7 @@ class RunCache:
 
     def _entry(self, kind: str, identity: Any) -> Path:
         digest = hashlib.sha256(json.dumps([self.prefix, identity]).encode()).hexdigest()
-        return self.root / kind / digest[:2] / f"{digest}.npz"
+        return self.root / kind / digest[:2] / f"{digest}.bin"
 
     # ------------------------------------------------------------------ whole read results
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -499,16 +500,34 @@ def test_corrupt_or_pickled_entries_are_misses(tmp_path: Path) -> None:
     run = _copy_run(tmp_path)
     files = _tb_files(run)
     RunCache(tmp_path / "cache").read_runs(READER, files)
-    entries = sorted((tmp_path / "cache" / "runs").rglob("*.npz"))
+    entries = sorted((tmp_path / "cache" / "runs").rglob("*.bin"))
     assert entries
+    good = entries[0].read_bytes()
+    header_len = int.from_bytes(good[16:24], "little")
+    header = good[24 : 24 + header_len]
+    object_array = header.replace(b'"<i8"', b'"|O8"', 1)  # an array of Python objects: a pickle, never loaded
+    too_long = re.sub(rb'\["(\d+\.step)","<i8",(\d+)', lambda m: b'["%s","<i8",%d' % (m[1], 10**9), header, count=1)
+    damaged = [
+        b"",  # empty
+        b"not an entry at all",
+        good[:100],  # cut in the header
+        good[: len(good) // 2],  # cut in the arrays: an array would end past the file
+        good[:24] + object_array + good[24 + header_len :],
+        good[:24] + too_long + good[24 + header_len :],
+        good[:24] + b"[" * len(header) + good[24 + header_len :],  # JSON nested too deep
+    ]
+    assert object_array != header and too_long != header
+    for bad in damaged:
+        for entry in entries:
+            entry.write_bytes(bad)
+        store = RunCache(tmp_path / "cache")
+        (got,) = store.read_runs(READER, files)
+        assert store.misses == 1, bad[:40]
+        assert_same_result(got, READER.read_reference(files))
+    # An old-style .npz holding a pickle at an entry's place is no entry either (and is never unpickled).
     for entry in entries:
-        np.savez(entry, __meta__=np.array([{"x": 1}], dtype=object))  # a pickle inside: never loaded
-    store = RunCache(tmp_path / "cache")
-    (got,) = store.read_runs(READER, files)
-    assert store.misses == 1
-    assert_same_result(got, READER.read_reference(files))
-    for entry in sorted((tmp_path / "cache" / "runs").rglob("*.npz")):
-        entry.write_bytes(b"not a zip")
+        with entry.open("wb") as handle:
+            np.savez(handle, __meta__=np.array([{"x": 1}], dtype=object))
     store = RunCache(tmp_path / "cache")
     store.read_runs(READER, files)
     assert store.misses == 1
@@ -566,7 +585,7 @@ def test_cli_no_cache_writes_nothing_and_cache_writes(tmp_path: Path, monkeypatc
     first = json.loads(out.read_text())
     result = runner.invoke(app, ["check", str(run), "--format", "json", "-o", str(out), "--no-config"])
     assert result.exit_code in (0, 1), result.output
-    assert list((tmp_path / "cache" / "runs").rglob("*.npz"))
+    assert list((tmp_path / "cache" / "runs").rglob("*.bin"))
     assert list((tmp_path / "cache" / "diag").rglob("*.json"))
     again = runner.invoke(app, ["check", str(run), "--format", "json", "-o", str(out), "--no-config"])
     assert again.exit_code == result.exit_code

@@ -28,6 +28,8 @@ decoded as UTF-8 with ``errors="replace"``; ``\\r`` counts as a line break every
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
 from bisect import bisect_left
@@ -37,6 +39,9 @@ from operator import itemgetter
 from pathlib import Path
 from statistics import median
 from typing import ClassVar, Final
+
+import numpy as np
+import pandas as pd
 
 from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.metrics import (
@@ -49,7 +54,7 @@ from dpodoctor.metrics import (
     is_summary_key,
     split_key,
 )
-from dpodoctor.model import Ended, empty_frame, make_frame
+from dpodoctor.model import Ended, empty_frame, frame_from_codes, make_frame
 from dpodoctor.readers import ReadResult, register
 from dpodoctor.readers.textio import Utf8Reader
 
@@ -174,6 +179,11 @@ class _KeyInfo:
     summary: list[tuple[int, str]] = field(default_factory=list)
     # Compiled on the second sighting: matches exactly this layout, for a faster parse of the next ones.
     layout: re.Pattern[bytes] | None = None
+    # The layout as one alternative of a pattern that also takes any other line (see _Scan._add_bulk): with the
+    # values captured (probe), and without, giving only a mark per line (check).
+    probe: re.Pattern[bytes] | None = None
+    check: re.Pattern[bytes] | None = None
+    plain_keys: bool = False  # no key holds a byte that would shift the columns of _TO_CSV's output
     seen: int = 0
     # The rows as columns, so building the frame extends lists per record instead of appending per value.
     row_splits: tuple[str, ...] = ()
@@ -207,13 +217,99 @@ def _key_info(raw_keys: tuple[bytes, ...]) -> _KeyInfo:
 
 
 def _layout_re(raw_keys: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """A regex for exactly ``{'k1': v1, 'k2': v2, ...}`` as str(dict) prints it, one group per value.
+    """A regex for exactly ``{'k1': v1, 'k2': v2, ...}`` as str(dict) prints it: two groups per value, its opening
+    quote (empty when unquoted) and the number.
 
-    Why: with the keys as literals (and no quote backreference) matching is several times faster than the
-    generic pair regex and gives the same values; any other spelling falls back to the generic parse.
+    Why: with the keys as literals matching is several times faster than the generic pair regex, and it accepts
+    exactly what that one accepts for these keys (a quote that opens a value must close it), so the records and
+    values never depend on which of the two parsed a dict; any other spelling falls back to the generic parse.
     """
-    value = _NP + rb"'?" + _NUMBER + rb"'?\)?"
-    return re.compile(rb"\{" + b", ".join(b"'" + re.escape(k) + b"': {0,4}" + value for k in raw_keys) + rb"\}")
+    values = (
+        b"'" + re.escape(k) + b"': {0,4}" + _NP + b"(')?" + _NUMBER + b"(?(%d)')\\)?" % (2 * i + 1)
+        for i, k in enumerate(raw_keys)
+    )
+    return re.compile(rb"\{" + b", ".join(values) + rb"\}")
+
+
+def _probe_re(layout: re.Pattern[bytes]) -> re.Pattern[bytes]:
+    """``layout`` + line break, or else any line: over bodies joined by ``\n``, findall gives one row per body,
+    the layout's groups where the body is that layout and empty strings where it is not (a number is never empty)."""
+    return re.compile(rb"(?:" + layout.pattern + rb")\n|[^\n]*\n")
+
+
+def _check_re(raw_keys: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """The layout without value groups, marking each line: findall gives ``\n`` for a body of this layout and an
+    empty string for any other. The same language as :func:`_layout_re` (``'N'|N`` is its balanced quote)."""
+    number = _NUMBER[1:-1]  # the same characters, uncaptured
+    values = (b"'" + re.escape(k) + b"': {0,4}" + _NP + b"(?:'" + number + b"'|" + number + b")\\)?" for k in raw_keys)
+    return re.compile(rb"\{" + b", ".join(values) + rb"\}(\n)|[^\n]*\n")
+
+
+# Dict bodies to CSV in one C call: `{'loss': '0.69', 'epoch': 1}` -> `loss,0.69,epoch,1` (key, number, ...).
+_TO_CSV: Final = bytes.maketrans(b":", b",")
+_CSV_DROP: Final = b"{}' )"
+_PLAIN_KEY_RE: Final = re.compile(rb"[!-+\--9;-~ ]{1,200}")  # printable ASCII without `,` and `:`
+# pandas < 3.1 parses floats exactly only with float_precision="round_trip"; 3.1 deprecated the option because its
+# single converter is exact.
+_EXACT_FLOATS: Final[dict[str, str]] = (
+    {} if tuple(int(x) for x in re.findall(r"\d+", pd.__version__)[:2]) >= (3, 1) else {"float_precision": "round_trip"}
+)
+
+
+def _csv_floats(text: bytes, rows: int, width: int) -> np.ndarray | None:
+    """The numbers of ``rows`` CSV lines of ``2 * width`` fields, (anything, number) per value: the odd fields,
+    as a (rows, width) float64 array. None when a field is no number (or a NaN spelled other than ``nan``, or
+    wrapped as ``np.float64(...)``: the slower paths handle those).
+
+    Why pandas' CSV parser: converting a few million number strings is most of the cost of reading a dict-heavy
+    log, and its C tokenizer converts them in bulk. Its float converter must give bit for bit what ``float()``
+    gives: pandas >= 3.1 has one converter for every precision setting, and before that ``round_trip`` is the one
+    that calls CPython's own (a property test checks this). NA detection knows only ``nan``, so a field is a number
+    or an error, never a guessed missing value.
+    """
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(text),
+            header=None,
+            names=list(range(2 * width)),
+            usecols=list(range(1, 2 * width, 2)),
+            dtype=np.float64,
+            engine="c",
+            na_filter=True,
+            keep_default_na=False,
+            na_values=["nan"],
+            quoting=csv.QUOTE_NONE,
+            skip_blank_lines=False,
+            **_EXACT_FLOATS,
+        )
+    except (ValueError, TypeError):
+        return None
+    if frame.shape != (rows, width):
+        return None
+    return frame.to_numpy(dtype=np.float64)
+
+
+# The same patterns with the whole match captured, for re.split (below).
+_DICT_SPLIT_RE: Final = re.compile(b"(" + _DICT_RE.pattern + b")")
+_BAR_SPLIT_RE: Final = re.compile(b"(" + _BAR_RE.pattern + b")")
+
+
+def _split(pattern: re.Pattern[bytes], text: bytes) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """``pattern.split(text)`` (pieces: the text before a match, then the match's groups, the first being the whole
+    match, and so on), with the (start, end) offsets of the matches.
+
+    Why re.split and not finditer: it returns plain bytes, no match object or tuple per match, so a chunk with
+    hundreds of thousands of matches costs neither those objects nor the garbage-collector passes they trigger;
+    the offsets follow from the lengths of the pieces.
+    """
+    pieces = pattern.split(text)
+    step = pattern.groups + 1
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    for inner in range(2, step):
+        lengths[inner::step] = 0  # a group inside the match: no text of its own
+    offsets = np.cumsum(lengths) - lengths
+    starts = offsets[1::step]
+    return pieces, starts, starts + lengths[1::step]
 
 
 def parse_metric_dict(text: str) -> dict[str, float] | None:
@@ -447,20 +543,77 @@ class _KvScan:
         return True
 
 
+class _Values:
+    """The numeric values of every record: one flat float64 array and each record's offset into it.
+
+    Why not a list per record: a dict-heavy log has hundreds of thousands of records, and as many small lists
+    cost memory and garbage-collector passes; the bulk path adds whole blocks of records at once.
+    """
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = [0]
+        self._blocks: list[np.ndarray] = []
+        self._tail: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def add(self, row: list[float]) -> None:
+        self._tail.extend(row)
+        self.offsets.append(self.offsets[-1] + len(row))
+
+    def add_block(self, block: np.ndarray) -> None:
+        """Records of one layout at once: ``block`` holds one row per record."""
+        n, width = block.shape
+        self._flush()
+        self._blocks.append(np.ascontiguousarray(block, dtype=np.float64).reshape(-1))
+        last = self.offsets[-1]
+        self.offsets.extend(range(last + width, last + width * n + 1, width))
+
+    def _flush(self) -> None:
+        if self._tail:
+            self._blocks.append(np.array(self._tail, dtype=np.float64))
+            self._tail = []
+
+    def flat(self) -> np.ndarray:
+        self._flush()
+        if len(self._blocks) != 1:
+            self._blocks = [np.concatenate(self._blocks) if self._blocks else np.zeros(0, dtype=np.float64)]
+        return self._blocks[0]
+
+    def row(self, i: int) -> list[float]:
+        return self.flat()[self.offsets[i] : self.offsets[i + 1]].tolist()
+
+    def part(self, lo: int, hi: int) -> _Values:
+        """The records ``lo:hi``."""
+        sub = _Values()
+        start = self.offsets[lo]
+        sub._blocks = [self.flat()[start : self.offsets[hi]]]
+        sub.offsets = [o - start for o in self.offsets[lo : hi + 1]]
+        return sub
+
+
 class _Scan:
     """Everything one pass over a file collects. Fed chunk by chunk; keeps parsed records, never the text."""
 
     def __init__(self) -> None:
         self.kinds: list[int] = []
         self.infos: list[_KeyInfo] = []
-        self.values: list[list[float]] = []
+        self.values = _Values()
         self.epochs: list[float | None] = []
-        # Per record, the first description-less bars after it (before the next record): (n, total).
-        self.bars: list[list[tuple[bytes, bytes]]] = []
+        # The first description-less bars after each record (before the next one), flat: the record's index (never
+        # decreasing), the bar's counter and its total.
+        self.cand_rec: list[int] = []
+        self.cand_n: list[bytes] = []
+        self.cand_total: list[bytes] = []
         self.bar_last: dict[bytes, bytes] = {}  # after the last record: bar total -> the last counter
         self.totals: set[bytes] = set()  # totals of the last bar before each record
-        # The same, per record: (index of the record the bar precedes, total), to split a file into runs.
-        self.totals_at: list[tuple[int, bytes]] = []
+        # The gap after the last record so far: whether it holds a `%|`, and the total of the bar at its last one.
+        self._gap_end: tuple[bool, bytes | None] = (False, None)
+        # The same, per record: the index of the record the bar precedes (and in totals_of, the total), to split a
+        # file into runs.
+        self.totals_at: list[int] = []
+        self.totals_of: list[bytes] = []  # parallel to totals_at: two flat lists, not a tuple per record
         self.crash: bytes | None = None  # the crash marker seen after the last record
         # Record index -> the crash marker seen after it, before the next record (to end a run inside a file).
         self.crash_after: dict[int, bytes] = {}
@@ -476,6 +629,7 @@ class _Scan:
         self._infos: dict[tuple[bytes, ...], _KeyInfo] = {}
         self._layouts = 0
         self._last: _KeyInfo | None = None  # the layout of the previous record: usually the next one's too
+        self._main: _KeyInfo | None = None  # the most frequent metric layout with a compiled pattern
         self._open = False  # the last record still collects bars
 
     def part(self, lo: int, hi: int, last: bool) -> _Scan:
@@ -483,17 +637,25 @@ class _Scan:
         sub = _Scan()
         sub.kinds = self.kinds[lo:hi]
         sub.infos = self.infos[lo:hi]
-        sub.values = self.values[lo:hi]
+        sub.values = self.values.part(lo, hi)
         sub.epochs = self.epochs[lo:hi]
-        sub.bars = self.bars[lo:hi]
-        first = bisect_left(self.totals_at, lo, key=itemgetter(0))
-        stop = len(self.totals_at) if last else bisect_left(self.totals_at, hi, key=itemgetter(0))
-        sub.totals = {total for _, total in self.totals_at[first:stop]}
+        a, b = bisect_left(self.cand_rec, lo), bisect_left(self.cand_rec, hi)
+        sub.cand_rec = [r - lo for r in self.cand_rec[a:b]]
+        sub.cand_n = self.cand_n[a:b]
+        sub.cand_total = self.cand_total[a:b]
+        first = bisect_left(self.totals_at, lo)
+        stop = len(self.totals_at) if last else bisect_left(self.totals_at, hi)
+        sub.totals = set(self.totals_of[first:stop])
+        sub._gap_end = self._gap_end if last else (False, None)
         if not last:
             # The bars after a run's last record are the next run's: keep those of a total this run used.
-            own = sub.totals | {t for cands in sub.bars[:-1] for _, t in cands}
+            k = bisect_left(sub.cand_rec, hi - 1 - lo)
+            own = sub.totals | set(sub.cand_total[:k])
             if own:
-                sub.bars[-1] = [c for c in sub.bars[-1] if c[1] in own]
+                keep = [j for j in range(k, len(sub.cand_rec)) if sub.cand_total[j] in own]
+                sub.cand_rec = sub.cand_rec[:k] + [sub.cand_rec[j] for j in keep]
+                sub.cand_n = sub.cand_n[:k] + [sub.cand_n[j] for j in keep]
+                sub.cand_total = sub.cand_total[:k] + [sub.cand_total[j] for j in keep]
         sub.bar_last = self.bar_last if last else {}
         sub.crash = self.crash if last else self.crash_after.get(hi - 1)
         sub.crash_after_finish = self.crash_after_finish if last else sub.crash is not None and _SUMMARY in sub.kinds
@@ -503,36 +665,26 @@ class _Scan:
         """Scan ``text[:end]`` (complete lines only)."""
         starts: list[int] = []
         ends: list[int] = []
-        for match in _DICT_RE.finditer(text, 0, end):
-            if self._add_record(match.group()):
-                starts.append(match.start())
-                ends.append(match.end())
-        # The first bars after a record (up to the next one) are its candidates; the first stretch belongs to
-        # the record left open by the previous chunk. findall keeps the per-bar work in C, and a window keeps it
-        # from scanning long runs of bars of which only the first few matter.
-        bars = self.bars
-        first = len(bars) - len(starts)
-        owners = [first - 1 if self._open else -1, *range(first, len(bars))]
-        for owner, lo, hi in zip(owners, [0, *ends], [*starts, end], strict=True):
-            # The last bar before the next record is (usually) the training bar: it proves the bar's total even
-            # where buffering put a run of eval bars right after a record.
-            j = text.rfind(b"%|", lo, hi)
-            if j < 0:
-                continue
-            if (last := _BAR_RE.match(text, j, hi)) is not None:
-                self.totals.add(last.group(2))
-                self.totals_at.append((owner + 1 if owner >= 0 else first, last.group(2)))
-            if owner < 0 or len(bars[owner]) >= _BAR_CANDIDATES:
-                continue
-            cands = bars[owner]
-            found = _BAR_RE.findall(text, lo, min(hi, lo + _BAR_WINDOW))
-            if len(found) < _BAR_CANDIDATES and hi > lo + _BAR_WINDOW:
-                found = _BAR_RE.findall(text, lo, hi)
-            cands.extend(found[: _BAR_CANDIDATES - len(cands)])
+        chunk = text if end == len(text) else text[:end]
+        pieces, body_start, body_end = _split(_DICT_SPLIT_RE, chunk)
+        bodies = pieces[1::2]
+        body_starts, body_ends = body_start.tolist(), body_end.tolist()
+        i = 0
+        # Record by record until one metric layout has been seen twice (and so has a compiled pattern) ...
+        while i < len(bodies) and self._main is None:
+            if self._add_record(bodies[i]):
+                starts.append(body_starts[i])
+                ends.append(body_ends[i])
+            i += 1
+        # ... then the rest in bulk.
+        if i < len(bodies):
+            self._add_bulk(bodies[i:], body_starts[i:], body_ends[i:], starts, ends)
+        self._add_bars(chunk, starts, ends)
         # The state of the bars where the chunk ends: after the last record, this is how the log leaves them.
-        tail = _BAR_RE.findall(text, ends[-1] if ends else 0, end)
+        tail = _BAR_RE.findall(chunk, ends[-1] if ends else 0)
         if tail:
             self.bar_last.update({total: n for n, total in tail})
+        was_open = self._open
         self._open = self._open or bool(starts)
 
         crash = _last_crash(text, ends[-1] if ends else 0, end)
@@ -542,6 +694,8 @@ class _Scan:
             self.crash_after_finish = True
         if self.kinds and _last_crash(text, 0, end) is not None:
             # Rare (a marker in this chunk), so worth the search per gap: which record each marker follows.
+            first = len(self.kinds) - len(starts)
+            owners = [first - 1 if was_open else -1, *range(first, len(self.kinds))]
             for owner, lo, hi in zip(owners, [0, *ends], [*starts, end], strict=True):
                 if owner >= 0 and (marker := _last_crash(text, lo, hi)) is not None:
                     self.crash_after[owner] = marker
@@ -557,6 +711,139 @@ class _Scan:
         if self.table.columns is not None or (not self.kinds and maybe_table and _TABLE_HINT_RE.search(text, 0, end)):
             self._scan_table(text, end)
 
+    def _add_bars(self, text: bytes, starts: list[int], ends: list[int]) -> None:
+        """Give each record its candidate bars, and note the bar each record follows.
+
+        The gaps are the stretches between records (the first belongs to the record left open by the previous
+        chunk). A record's candidates are the first description-less bars of the gap after it; the total of the
+        bar at the last ``%|`` of a gap is noted (usually the training bar, which proves the bar's total even
+        where buffering put a run of eval bars right after a record).
+
+        Why one pass over the chunk: a log that prints a dict every step has as many gaps as records, and a regex
+        call per gap cost more than the bars themselves. One split finds every bar, numpy assigns each to its gap
+        by position, and only the few per record that are kept reach Python.
+        """
+        end = len(text)
+        pieces, bar_start, bar_end = _split(_BAR_SPLIT_RE, text)
+        counters, totals = pieces[2::4], pieces[3::4]
+        first = len(self.kinds) - len(starts)
+        gap_lo = np.array([0, *ends], dtype=np.int64)
+        gap_hi = np.array([*starts, end], dtype=np.int64)
+        last_pct = np.fromiter(map(text.rfind, repeat(b"%|"), gap_lo.tolist(), gap_hi.tolist()), np.int64, len(gap_lo))
+        gap = np.searchsorted(gap_lo, bar_start, side="right") - 1
+        inside = np.flatnonzero(bar_end <= gap_hi[gap])  # a bar never reaches into a record
+        gap_in = gap[inside]
+        # The bar at the last `%|` of each gap, if it is one.
+        last = np.searchsorted(gap_in, np.arange(len(gap_lo)), side="right") - 1
+        has = (last >= 0) & (last_pct >= 0)
+        has[has] &= (gap_in[last[has]] == np.flatnonzero(has)) & (bar_start[inside[last[has]]] == last_pct[has])
+        # The gap still open at the chunk's start continues the previous chunk's last gap, and the gap at its end
+        # may continue into the next: their last `%|` is known only once a record closes them (or the file ends).
+        head = (True, totals[int(inside[last[0]])] if has[0] else None) if last_pct[0] >= 0 else self._gap_end
+        if len(gap_lo) == 1:
+            self._gap_end = head
+            self._add_candidates(gap, inside, gap_in, len(gap_lo), counters, totals, first)
+            return
+        if head[1] is not None:
+            self.totals_at.append(first)
+            self.totals_of.append(head[1])
+            self.totals.add(head[1])
+        middle = np.flatnonzero(has[1:-1]) + 1
+        ending = [totals[k] for k in inside[last[middle]].tolist()]
+        self.totals_at.extend((middle + first).tolist())
+        self.totals_of.extend(ending)
+        self.totals.update(ending)
+        tail = len(gap_lo) - 1
+        self._gap_end = (bool(last_pct[tail] >= 0), totals[int(inside[last[tail]])] if has[tail] else None)
+        self._add_candidates(gap, inside, gap_in, len(gap_lo), counters, totals, first)
+
+    def _add_candidates(
+        self,
+        gap: np.ndarray,
+        inside: np.ndarray,
+        gap_in: np.ndarray,
+        gaps: int,
+        counters: list[bytes],
+        totals: list[bytes],
+        first: int,
+    ) -> None:
+        """The first description-less bars of each gap become the candidates of the record before it (the open
+        record of the previous chunk gets only as many as it still lacks)."""
+        rank = np.arange(len(gap_in)) - np.searchsorted(gap_in, gap_in, side="left")
+        room = np.full(gaps, _BAR_CANDIDATES, dtype=np.int64)
+        if self._open and first > 0:
+            room[0] = _BAR_CANDIDATES - (len(self.cand_rec) - bisect_left(self.cand_rec, first - 1))
+        else:
+            room[0] = 0  # no record before the first gap
+        keep = inside[rank < room[gap_in]].tolist()
+        self.cand_rec.extend((gap[keep] + (first - 1)).tolist())
+        self.cand_n.extend([counters[k] for k in keep])
+        self.cand_total.extend([totals[k] for k in keep])
+
+    def _add_bulk(
+        self, bodies: list[bytes], body_starts: list[int], body_ends: list[int], starts: list[int], ends: list[int]
+    ) -> None:
+        """Add the records among ``bodies`` (dict candidates, in order), parsing those of the main layout at once.
+
+        Why: a log that prints a dict every step holds hundreds of thousands of them, nearly all of one layout, and
+        per-record Python work dominated its reading. One findall over the joined bodies picks out the bodies of the
+        main layout with their value strings, and the CSV parser converts those values in bulk; any other body (an
+        eval or summary dict, a dict some code printed, a value that is no number) goes through :meth:`_add_record`,
+        as before. The records, their values and their order are exactly what record-by-record parsing gives.
+        """
+        main = self._main
+        assert main is not None and main.probe is not None
+        joined = b"\n".join(bodies) + b"\n"
+        width = len(main.keys)
+        fast: list[int] = []
+        block = None
+        if main.plain_keys and main.check is not None:
+            # Fastest: mark the bodies of the main layout, then turn them into CSV lines in one translate.
+            marks = main.check.findall(joined)
+            if len(marks) == len(bodies):
+                fast = [i for i, mark in enumerate(marks) if mark]
+                if fast:
+                    text = b"\n".join([bodies[i] for i in fast]).translate(_TO_CSV, _CSV_DROP)
+                    block = _csv_floats(text, len(fast), width)
+        if block is None:
+            # Values the translation cannot carry (np.float64(...) wrappers): capture them with the layout's groups.
+            rows = main.probe.findall(joined)
+            # (quote, number) per value; a number is never empty, so an empty first one means "not this layout".
+            fast = [i for i, row in enumerate(rows) if row[1]] if len(rows) == len(bodies) else []
+            if fast:
+                text = b"\n".join([b",".join(rows[i]) for i in fast])
+                block = _csv_floats(text, len(fast), width)
+        if block is None:
+            for body, start, stop in zip(bodies, body_starts, body_ends, strict=True):
+                if self._add_record(body):
+                    starts.append(start)
+                    ends.append(stop)
+            return
+        is_record = np.zeros(len(bodies), dtype=bool)
+        is_record[fast] = True
+        slow = np.flatnonzero(~is_record).tolist()
+        done = taken = 0
+        # Runs of main-layout records are added as blocks; each other dict between them goes record by record.
+        for stop in [*slow, len(bodies)]:
+            if stop > done:
+                self._add_block(main, block[taken : taken + stop - done])
+                taken += stop - done
+            if stop < len(bodies):
+                is_record[stop] = self._add_record(bodies[stop])
+            done = stop + 1
+        main.seen += len(fast)
+        chosen = np.flatnonzero(is_record)
+        starts.extend(np.array(body_starts, dtype=np.int64)[chosen].tolist())
+        ends.extend(np.array(body_ends, dtype=np.int64)[chosen].tolist())
+
+    def _add_block(self, info: _KeyInfo, block: np.ndarray) -> None:
+        n = len(block)
+        self.kinds.extend(repeat(info.kind, n))
+        self.infos.extend(repeat(info, n))
+        self.values.add_block(block)
+        self.epochs.extend(block[:, info.epoch_index].tolist() if info.epoch_index is not None else repeat(None, n))
+        self._last = info
+
     def _add_record(self, body: bytes) -> bool:
         info, values = self._parse(body)
         if info is None or info.kind == _NOT_METRICS:
@@ -564,16 +851,15 @@ class _Scan:
         self._last = info
         self.kinds.append(info.kind)
         self.infos.append(info)
-        self.values.append(values)
+        self.values.add(values)
         self.epochs.append(values[info.epoch_index] if info.epoch_index is not None else None)
-        self.bars.append([])
         return True
 
     def _parse(self, body: bytes) -> tuple[_KeyInfo | None, list[float]]:
         last = self._last
         if last is not None and last.layout is not None and (m := last.layout.fullmatch(body)) is not None:
             try:
-                return last, list(map(float, m.groups()))
+                return last, list(map(float, m.groups()[1::2]))
             except ValueError:
                 pass
         parsed = _parse_pairs(body)
@@ -586,7 +872,12 @@ class _Scan:
         info.seen += 1
         if info.seen == 2 and info.kind != _NOT_METRICS and self._layouts < _MAX_LAYOUTS:
             info.layout = _layout_re(keys)
+            info.probe = _probe_re(info.layout)
+            info.check = _check_re(keys)
+            info.plain_keys = all(_PLAIN_KEY_RE.fullmatch(k) for k in keys)
             self._layouts += 1
+        if info.probe is not None and (self._main is None or info.seen > self._main.seen):
+            self._main = info
         return info, values
 
     def _scan_table(self, text: bytes, end: int) -> None:
@@ -703,9 +994,8 @@ class _Steps:
 def _main_total(scan: _Scan) -> bytes | None:
     """The training bar's total: the largest total among the description-less bars seen right before and after
     the dicts and at the end of the log (eval bars are shorter)."""
-    totals = set(scan.bar_last) | scan.totals
-    for cands in scan.bars:
-        totals.update(total for _, total in cands)
+    totals = set(scan.bar_last) | scan.totals | ({scan._gap_end[1]} if scan._gap_end[1] is not None else set())
+    totals.update(scan.cand_total)
     return max(totals, key=int, default=None)
 
 
@@ -735,7 +1025,13 @@ def _steps_from_bars(scan: _Scan) -> _Steps | None:
     wanted = _main_total(scan)
     if wanted is None:
         return None
-    found = [next((int(n) for n, t in cands if t == wanted), None) for cands in scan.bars]
+    # The first candidate of that total of each record (a record's candidates are in order).
+    hits = np.flatnonzero(np.array(scan.cand_total, dtype=bytes) == wanted) if scan.cand_total else np.zeros(0, int)
+    records, first = np.unique(np.array(scan.cand_rec, dtype=np.int64)[hits], return_index=True)
+    counters = np.array(scan.cand_n, dtype=bytes)[hits[first]].astype(np.int64) if len(hits) else np.zeros(0, int)
+    found_at = np.full(len(scan.kinds), -1, dtype=np.int64)
+    found_at[records] = counters
+    found: list[int | None] = [None if n < 0 else n for n in found_at.tolist()]
     steps = _check_increasing(scan, found)
     if steps is None:
         return None
@@ -824,37 +1120,82 @@ def _derive_steps(scan: _Scan) -> _Steps:
 def _result_from_dicts(scan: _Scan) -> ReadResult:
     derived = _derive_steps(scan)
     notes = [derived.note]
-    split: list[str] = []
-    metric: list[str] = []
-    steps: list[int] = []
-    values: list[float] = []
+    steps = derived.steps
     summary: dict[str, float] = {}
-    last_train: int | None = None
-    for kind, info, vals, step in zip(scan.kinds, scan.infos, scan.values, derived.steps, strict=True):
-        if kind == _SUMMARY:
-            for i, name in info.summary:
-                summary[name] = vals[i]
+    dropped: set[int] = set()
+    # End-of-run summary dicts (a few at most): their summary keys, and whether their per-step keys become a point.
+    summaries = [i for i, kind in enumerate(scan.kinds) if kind == _SUMMARY]
+    if summaries:
+        trains = [i for i, kind in enumerate(scan.kinds) if kind == _TRAIN]
+        for i in summaries:
+            info, vals, step = scan.infos[i], scan.values.row(i), steps[i]
+            for j, name in info.summary:
+                summary[name] = vals[j]
             if not info.rows:
+                dropped.add(i)
                 continue
+            before = bisect_left(trains, i)
+            last_train = steps[trains[before - 1]] if before else None
             extra = sorted({m for _, _, m in info.rows} - {"epoch"})
             shown = ", ".join(extra[:6]) + (f" and {len(extra) - 6} more" if len(extra) > 6 else "")
             if step is None or (last_train is not None and step <= last_train):
                 notes.append(f"the final train_runtime line also carried {shown}: ignored (no step for it)")
+                dropped.add(i)
                 continue
             notes.append(
                 f"the final train_runtime line also carried {shown}: stored as a train point at step {step} "
                 "(the average over the steps after the last logging step)"
             )
-        if step is None:  # pragma: no cover - _derive_steps gives every train and eval record a step
-            continue
-        if kind == _TRAIN:
-            last_train = step
-        split.extend(info.row_splits)
-        metric.extend(info.row_metrics)
-        values.extend(vals if info.all_rows else [vals[i] for i in info.row_index])
-        steps.extend(repeat(step, len(info.row_index)))
-    frame = make_frame(split, metric, steps, values) if split else empty_frame()
+    kept = [i for i, step in enumerate(steps) if step is not None and i not in dropped]
+    frame = _frame_from_records(scan, kept, steps) if kept else empty_frame()
     return ReadResult(frame=frame, steps_derived=True, summary=summary, notes=notes)
+
+
+def _frame_from_records(scan: _Scan, kept: list[int], steps: list[int | None]) -> pd.DataFrame:
+    """The frame of the records ``kept`` (in file order), built from integer codes per layout, never per-point
+    strings: each distinct layout maps its row keys to codes once, and numpy places them for all its records."""
+    infos = scan.infos
+    split_labels: list[str] = []
+    metric_labels: list[str] = []
+    label_codes: dict[str, int] = {}
+    group_of: dict[int, int] = {}
+    layouts: list[_KeyInfo] = []
+    for i in kept:
+        info = infos[i]
+        if id(info) not in group_of:
+            group_of[id(info)] = len(layouts)
+            layouts.append(info)
+    codes: list[tuple[np.ndarray, np.ndarray]] = []
+    for info in layouts:
+        s_codes, m_codes = [], []
+        for split, metric in zip(info.row_splits, info.row_metrics, strict=True):
+            if split not in split_labels:
+                split_labels.append(split)
+            s_codes.append(split_labels.index(split))
+            m_codes.append(label_codes.setdefault(metric, len(label_codes)))
+        codes.append((np.array(s_codes, dtype=np.int64), np.array(m_codes, dtype=np.int64)))
+    metric_labels = list(label_codes)
+    group = np.array([group_of[id(infos[i])] for i in kept], dtype=np.int64)
+    counts = np.array([len(info.row_index) for info in layouts], dtype=np.int64)[group]
+    total = int(counts.sum())
+    offsets = np.zeros(len(kept), dtype=np.int64)
+    np.cumsum(counts[:-1], out=offsets[1:])
+    split_col = np.empty(total, dtype=np.int64)
+    metric_col = np.empty(total, dtype=np.int64)
+    value_col = np.empty(total, dtype=np.float64)
+    source = scan.values.flat()
+    record_at = np.array(scan.values.offsets, dtype=np.int64)[np.array(kept, dtype=np.int64)]
+    for g, (info, (s_codes, m_codes)) in enumerate(zip(layouts, codes, strict=True)):
+        if info.row_index:
+            mine = group == g
+            at = offsets[mine][:, None] + np.arange(len(info.row_index))
+            split_col[at] = s_codes
+            metric_col[at] = m_codes
+            value_col[at] = source[record_at[mine][:, None] + np.array(info.row_index, dtype=np.int64)]
+    step_col = np.repeat(np.array([steps[i] for i in kept], dtype=np.int64), counts)
+    return frame_from_codes(
+        split_col, split_labels, metric_col, metric_labels, step_col, value_col, np.full(total, np.nan)
+    )
 
 
 def _table_runs(table: _Table) -> list[list[tuple[int | None, list[tuple[str, float]]]]]:
@@ -890,6 +1231,19 @@ def _result_from_table(table: _Table, rows: list[tuple[int | None, list[tuple[st
     return ReadResult(frame=frame, steps_derived=not table.has_step, notes=notes)
 
 
+def _one_run(scan: _Scan) -> bool:
+    """Whether :func:`_run_bounds` can only find one run, tested with numpy: no train dict after a summary dict,
+    and finite epochs that never go back (the usual file: one run). Why: the loop there costs a second per
+    million records."""
+    kinds = np.array(scan.kinds, dtype=np.int64)
+    summaries = np.flatnonzero(kinds == _SUMMARY)
+    if len(summaries) and (kinds[summaries[0] :] == _TRAIN).any():
+        return False
+    epochs = np.array([np.nan if e is None else e for e in scan.epochs], dtype=np.float64)
+    epochs = epochs[np.isfinite(epochs)]
+    return bool((epochs[1:] >= epochs[:-1]).all()) if len(epochs) > 1 else True
+
+
 def _run_bounds(scan: _Scan) -> list[tuple[int, int, str]]:
     """Where the runs of a file start: (first record, end, why a new run starts there).
 
@@ -898,6 +1252,8 @@ def _run_bounds(scan: _Scan) -> list[tuple[int, int, str]]:
     epoch is smaller than one already seen, belongs to a run started after the previous one, such as a second
     ``python train.py >> train.log``. The bars are not used: buffering can print them out of order with the dicts.
     """
+    if _one_run(scan):
+        return [(0, len(scan.kinds), "")]
     starts: list[tuple[int, str]] = [(0, "")]
     finished = False
     top: float | None = None

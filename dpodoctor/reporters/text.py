@@ -34,9 +34,11 @@ def sparkline(values: Sequence[float] | np.ndarray, *, width: int = 24) -> str:
     bins = [b for b in np.array_split(arr, min(width, arr.size)) if b.size]
     levels = np.array([np.median(b) for b in bins])
     lo, hi = float(levels.min()), float(levels.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+    # Halves: the span of values near the float range (1e308 and -1e308) would overflow to inf.
+    span = hi / 2 - lo / 2
+    if span <= 0.5e-12 * max(1.0, abs(hi)):
         return BARS[3] * len(levels)
-    idx = np.clip(((levels - lo) / (hi - lo) * (len(BARS) - 1)).round().astype(int), 0, len(BARS) - 1)
+    idx = np.clip(((levels / 2 - lo / 2) / span * (len(BARS) - 1)).round().astype(int), 0, len(BARS) - 1)
     return "".join(BARS[i] for i in idx)
 
 

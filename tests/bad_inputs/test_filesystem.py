@@ -269,6 +269,29 @@ def test_folder_and_file_vanishing_during_the_walk(tmp_path: Path, monkeypatch: 
     assert not report.problems
 
 
+def test_file_vanishing_between_sniff_and_grouping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log that was listed and sniffed, then deleted before discovery ranks the files of its folder (by size):
+    that stat() raised FileNotFoundError out of discovery. Now the run is read from what is left."""
+    import dpodoctor.discovery as discovery
+
+    root = _sweep(tmp_path)
+    (root / "race").mkdir()
+    first, second = root / "race" / "a.log", root / "race" / "b.log"
+    for path in (first, second):
+        path.write_bytes((TRL / "healthy" / "train.log").read_bytes())
+    real_reader_for = discovery.reader_for
+
+    def reader_for(path: Path) -> Any:
+        found = real_reader_for(path)
+        if path == second and first.exists():
+            first.unlink()  # a.log was sniffed already: it vanishes while b.log is looked at
+        return found
+
+    monkeypatch.setattr(discovery, "reader_for", reader_for)
+    report = api.check([root], use_config=False)
+    assert {"good-tb", "good-jsonl", "race"} <= _names(report)
+
+
 # ---------------------------------------------------------------- many files
 
 
