@@ -841,3 +841,97 @@ def test_frame_columns_and_dtypes_match_the_model() -> None:
     frame = _reference().frame
     assert list(frame.columns) == ["split", "metric", "step", "value", "wall_time"]
     assert isinstance(frame["split"].dtype, pd.CategoricalDtype) and frame["step"].dtype == np.int64
+
+
+# ---------------------------------------------------------------- the fast path for the usual scalar record
+
+
+@st.composite
+def _scalar_records(draw: st.DrawFn) -> bytes:
+    """Scalar Records with every optional field present or not, odd values, odd orders and damage."""
+    varints = st.one_of(st.integers(0, 300), st.integers(-(2**63), 2**64 - 1))
+
+    def timestamp() -> bytes:
+        parts = []
+        if draw(st.booleans()):
+            parts.append(_field(1, 0, draw(varints)))
+        if draw(st.booleans()):
+            parts.append(_field(2, 0, draw(varints)))
+        if draw(st.integers(0, 9)) == 0:
+            parts.reverse()  # nanos before seconds: the general decoder's job
+        return b"".join(parts)
+
+    number = draw(st.floats(allow_nan=True, allow_infinity=True))
+    value_choice = draw(st.sampled_from(["number", "number", "empty", "absent", "zero-field"]))
+    value = {
+        "number": _field(5, 2, _field(1, 1, struct.pack("<d", number))),
+        "empty": _field(5, 2, b""),
+        "absent": b"",
+        "zero-field": _field(5, 2, _field(1, 1, struct.pack("<d", number)) + _field(2, 0, 1)),
+    }[value_choice]
+    key = draw(st.one_of(st.sampled_from(["train/loss", "train/rewards/margins"]), st.binary(min_size=0, max_size=140)))
+    fields = [
+        _field(1, 2, key),
+        _field(2, 0, draw(varints)) if draw(st.booleans()) else b"",
+        _field(3, 0, draw(st.integers(0, 2))) if draw(st.booleans()) else b"",
+        _field(4, 2, timestamp()) if draw(st.booleans()) else b"",
+        value,
+    ]
+    if draw(st.integers(0, 9)) == 0:
+        fields = draw(st.permutations(fields))
+    scalar = b"".join(fields)
+    record = [
+        _field(1, 0, draw(varints)) if draw(st.booleans()) else b"",
+        _field(2, 2, timestamp()) if draw(st.booleans()) else b"",
+        _field(13, 2, scalar),
+    ]
+    data = bytearray(b"".join(record))
+    for _ in range(draw(st.integers(0, 2))):  # damage: cut, flip or insert
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["cut", "flip", "insert"]))
+        if op == "cut":
+            del data[at:]
+        elif op == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        else:
+            data[at:at] = draw(st.binary(min_size=1, max_size=3))
+    return bytes(data)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_scalar_records())
+def test_fast_scalar_path_equals_the_general_decoder(record: bytes) -> None:
+    """Whatever the fast path accepts, the general decoder reads the same way: same key, step, value (bit for bit)
+    and wall time. What it does not accept it leaves to the general decoder (None)."""
+    fast = wire.fast_scalar(record)
+    if fast is None:
+        return
+    item = wire.decode_record(record)  # must not raise: the fast path only takes well-formed records
+    assert isinstance(item, wire.ScalarPoint)
+    raw_key, step, value, wall = fast
+    assert raw_key.decode("utf-8", errors="replace") == item.key
+    assert step == item.step
+    assert _same(value, item.value) and struct.pack("<d", value) == struct.pack("<d", item.value)
+    assert wall == item.wall_time or (wall is not None and _same(wall, item.wall_time))  # type: ignore[arg-type]
+
+
+def test_the_fixtures_scalars_take_the_fast_path() -> None:
+    """Every scalar record SwanLab 0.9/0.10 wrote in the fixtures is in the layout the fast path reads."""
+    files = sorted(path for path in FIXTURES.rglob("run-*.swanlab") if path.stat().st_size)  # one is 0 bytes
+    assert files
+    scalars = 0
+    for path in files:
+        scan = scan_frames(path.read_bytes(), path)
+        if scan.version != 2:
+            continue
+        for payload in scan.records:
+            try:
+                item = wire.decode_record(payload)
+            except wire.WireError:
+                continue
+            if isinstance(item, wire.ScalarPoint):
+                scalars += 1
+                assert wire.fast_scalar(payload) is not None
+    assert scalars > 1000

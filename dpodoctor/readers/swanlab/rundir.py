@@ -35,11 +35,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Final, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from dpodoctor.errors import ReadError
 from dpodoctor.metrics import canonical, is_summary_key
-from dpodoctor.model import Ended, make_frame
+from dpodoctor.model import Ended, empty_frame, frame_from_codes
 from dpodoctor.readers import ReadResult, register
 from dpodoctor.readers.swanlab import wire
 from dpodoctor.readers.swanlab.config import parse_config_yaml, unwrap_config
@@ -168,23 +169,21 @@ class _Point(NamedTuple):
 
 
 class _Columns:
-    """The frame's columns, filled point by point, with each raw key mapped once.
+    """The frame's columns and the summary, built from the points of a run, with each raw key mapped once.
 
     Why not :class:`FrameBuilder`: it maps the key of every point, and a SwanLab run is a few dozen keys repeated
-    over millions of records, so mapping each key once (and dropping the non-metrics here) is most of the cost
-    saved. The mapping rules are the same: summary keys go to ``summary``, the rest through ``canonical``.
+    over millions of records. Here each distinct key is resolved once, the points become columns in one transpose,
+    and the rows are placed by integer codes, never a Python call per point. The mapping rules are the same:
+    summary keys go to ``summary`` (each name keeps the value of its last point), the rest through ``canonical``.
     """
 
     def __init__(self, system_keys: set[str]) -> None:
-        self.split: list[str] = []
-        self.metric: list[str] = []
-        self.step: list[int] = []
-        self.value: list[float] = []
-        self.wall: list[float] = []
         self.summary: dict[str, float] = {}
         self._system = system_keys
         # raw key -> (split, metric) for a frame row, a summary name, or None to drop it
         self._map: dict[str, tuple[str, str] | str | None] = {}
+        self._frame: pd.DataFrame | None = None
+        self._rows = 0
 
     def _resolve(self, key: str) -> tuple[str, str] | str | None:
         """System metrics (``__swanlab__.*``, or a SYSTEM column) describe the machine; ``train/global_step`` only
@@ -198,25 +197,46 @@ class _Columns:
             return key.split("/", 1)[1] if key.startswith("train/") else key
         return canonical(key)
 
-    def add(self, point: _Point) -> None:
-        key = point.key
-        target = self._map[key] if key in self._map else self._map.setdefault(key, self._resolve(key))
-        if target is None:
-            return
-        if isinstance(target, str):
-            self.summary[target] = float(point.value)
-            return
-        self.split.append(target[0])
-        self.metric.append(target[1])
-        self.step.append(point.step)
-        self.value.append(point.value)
-        self.wall.append(math.nan if point.wall is None else point.wall)
-
     def __len__(self) -> int:
-        return len(self.value)
+        return self._rows
+
+    def add_all(self, points: list[_Point]) -> None:
+        """Map every point (in order; called once per run)."""
+        if not points:
+            return
+        keys, steps, values, walls = zip(*points, strict=True)
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=len(keys))
+        targets = [self._map[k] if k in self._map else self._map.setdefault(k, self._resolve(k)) for k in index]
+        value_col = np.array(values, dtype=np.float64)
+        last_at: dict[str, int] = {}  # summary name -> position of its last point
+        for code, target in enumerate(targets):
+            if isinstance(target, str):
+                last_at[target] = max(int(np.flatnonzero(codes == code)[-1]), last_at.get(target, -1))
+        for name, at in sorted(last_at.items(), key=lambda item: item[1]):
+            self.summary[name] = float(value_col[at])
+        rows = [t for t in targets if isinstance(t, tuple)]
+        keep = np.array([isinstance(t, tuple) for t in targets], dtype=bool)[codes]
+        self._rows = int(keep.sum())
+        if not self._rows:
+            return
+        split_labels = sorted({split for split, _ in rows})
+        metric_labels = sorted({metric for _, metric in rows})
+        split_of = np.array([split_labels.index(t[0]) if isinstance(t, tuple) else 0 for t in targets], np.int64)
+        metric_of = np.array([metric_labels.index(t[1]) if isinstance(t, tuple) else 0 for t in targets], np.int64)
+        kept = codes[keep]
+        self._frame = frame_from_codes(
+            split_of[kept],
+            split_labels,
+            metric_of[kept],
+            metric_labels,
+            np.array(steps, dtype=np.int64)[keep],
+            value_col[keep],
+            np.array(walls, dtype=np.float64)[keep],  # None (no time) becomes NaN
+        )
 
     def build(self) -> pd.DataFrame:
-        return make_frame(self.split, self.metric, self.step, self.value, self.wall)
+        return self._frame if self._frame is not None else empty_frame()
 
 
 @dataclass
@@ -384,8 +404,7 @@ class SwanLabReader:
                 notes.append(f"{prefix}: no record file and no runs.swanlab status: how the run ended is unknown")
 
         builder = _Columns(system_keys)
-        for point in points:
-            builder.add(point)
+        builder.add_all(points)
         if len(builder) == 0:
             if record_error is not None and not reads:
                 raise record_error
@@ -452,7 +471,22 @@ class SwanLabReader:
         """Layout A: protobuf ``Record`` payloads (field numbers in :mod:`.wire`)."""
         bad = 0
         seen: set[str] = set()
+        names: dict[bytes, str] = {}  # raw key -> str: a run has a few dozen keys and millions of records
+        points = read.points
+        fast_scalar = wire.fast_scalar
         for payload in records:
+            fast = fast_scalar(payload)
+            if fast is not None:  # the usual scalar record (see wire.fast_scalar); anything else is decoded below
+                raw_key, step, value, wall = fast
+                key = names.get(raw_key)
+                if key is None:
+                    key = names[raw_key] = raw_key.decode("utf-8", errors="replace")
+                points.append(_Point(key, step, value, wall))
+                if key not in seen:
+                    seen.add(key)
+                    if not key.startswith(SYSTEM_PREFIX) and key not in read.system_keys:
+                        read.key_order.append(key)
+                continue
             try:
                 item = wire.decode_record(payload)
             except wire.WireError:

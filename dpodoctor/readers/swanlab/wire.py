@@ -41,7 +41,9 @@ __all__ = [
     "StartInfo",
     "WireError",
     "decode_record",
+    "fast_scalar",
     "iter_fields",
+    "timestamp_seconds",
 ]
 
 # Wire types (https://protobuf.dev/programming-guides/encoding/).
@@ -154,7 +156,7 @@ def _text(value: int | bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-def _timestamp(value: int | bytes) -> float:
+def timestamp_seconds(value: int | bytes) -> float:
     """A google.protobuf.Timestamp as unix seconds (both fields default to 0 when absent)."""
     if not isinstance(value, bytes):
         raise WireError("Timestamp field with a non-length wire type")
@@ -224,7 +226,7 @@ def _scalar(buf: bytes, record_time: bytes | None) -> ScalarPoint:
         elif number == 3 and wire == VARINT:
             column_type = cast(int, raw)
         elif number == 4 and wire == LEN:
-            wall = _timestamp(raw)
+            wall = timestamp_seconds(raw)
         elif number == 5 and wire == LEN:
             raw = cast(bytes, raw)
             if len(raw) == 9 and raw[0] == 0x09:  # the usual ScalarValue: just `1 number` (fixed64)
@@ -236,7 +238,7 @@ def _scalar(buf: bytes, record_time: bytes | None) -> ScalarPoint:
     if not key:
         raise WireError("ScalarRecord without a key")
     if wall is None and record_time is not None:
-        wall = _timestamp(record_time)  # only needed when the scalar carries no time of its own
+        wall = timestamp_seconds(record_time)  # only needed when the scalar carries no time of its own
     return ScalarPoint(key, step, value, wall, column_type)
 
 
@@ -277,6 +279,130 @@ def _start(buf: bytes) -> StartInfo:
         elif number == 10:
             run_id = _text(raw)
     return StartInfo(project, name, run_id)
+
+
+def _plain_timestamp(buf: bytes, lo: int, hi: int) -> float | None:
+    """:func:`timestamp_seconds` of ``buf[lo:hi]`` when it is ``1 seconds`` then optionally ``2 nanos`` (how
+    protobuf writes one), else None. Inline varints: no slice, list or call per byte."""
+    if hi - lo < 2 or buf[lo] != 0x08:
+        return None
+    pos = lo + 1
+    seconds = shift = 0
+    while True:
+        if pos >= hi or shift > 63:
+            return None
+        byte = buf[pos]
+        pos += 1
+        seconds |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    seconds &= _TWO_64 - 1
+    if seconds >= _TWO_63:
+        seconds -= _TWO_64
+    if pos == hi:
+        return float(seconds)
+    if buf[pos] != 0x10:
+        return None
+    pos += 1
+    nanos = shift = 0
+    while True:
+        if pos >= hi or shift > 63:
+            return None
+        byte = buf[pos]
+        pos += 1
+        nanos |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    if pos != hi:
+        return None
+    nanos &= _TWO_64 - 1
+    if nanos >= _TWO_63:
+        nanos -= _TWO_64
+    return seconds + nanos / 1e9
+
+
+def fast_scalar(buf: bytes) -> tuple[bytes, int, float, float | None] | None:
+    """The (raw key, step, value, wall time) of a Record in the layout SwanLab writes for every scalar, or None
+    for anything else; :func:`decode_record` then decodes it (and gives the same answer on this layout).
+
+    The layout: ``1 num`` (optional), ``2 timestamp`` (optional, under 128 bytes), then ``13 scalar`` ending the
+    record, which holds ``1 key`` (1-127 bytes), ``2 step`` and ``3 type`` (optional varints), ``4 timestamp``
+    (optional, under 128 bytes) and ``5 value`` as ``{1 number}`` or empty, in this order and nothing else; a
+    timestamp is ``1 seconds`` and optionally ``2 nanos``. The wall time is the scalar's own, else the record's.
+
+    Why: a run logs one record per metric per step, millions of them; reading this layout with straight-line
+    byte tests, without building a field list per message, makes decoding several times faster. Every test that
+    fails hands the record to the general decoder, so nothing it would read differently takes this path.
+    """
+    n = len(buf)
+    pos = 0
+    if n and buf[0] == 0x08:  # 1 num: skipped, a varint of at most 10 bytes
+        pos = 1
+        while pos < n and buf[pos] >= 0x80:
+            pos += 1
+        if pos >= n or pos > 10:
+            return None
+        pos += 1
+    time_at: tuple[int, int] | None = None  # where the timestamp that gives the wall time is
+    if pos + 1 < n and buf[pos] == 0x12 and buf[pos + 1] < 0x80:  # 2 timestamp
+        stop = pos + 2 + buf[pos + 1]
+        time_at = (pos + 2, stop)
+        pos = stop
+    if pos + 2 >= n or buf[pos] != 0x6A:  # 13 scalar
+        return None
+    length = buf[pos + 1]
+    pos += 2
+    if length >= 0x80:  # a two-byte length (a scalar of 128 bytes to 16 KB)
+        if buf[pos] >= 0x80:
+            return None
+        length = (length & 0x7F) | (buf[pos] << 7)
+        pos += 1
+    if pos + length != n or pos + 2 > n or buf[pos] != 0x0A or not 0 < buf[pos + 1] < 0x80:  # 1 key
+        return None
+    stop = pos + 2 + buf[pos + 1]
+    key = buf[pos + 2 : stop]
+    pos = stop
+    step = 0
+    if pos < n and buf[pos] == 0x10:  # 2 step
+        shift = 0
+        pos += 1
+        while True:
+            if pos >= n or shift > 63:
+                return None
+            byte = buf[pos]
+            pos += 1
+            step |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        step &= _TWO_64 - 1
+        if step >= _TWO_63:
+            step -= _TWO_64
+    if pos < n and buf[pos] == 0x18:  # 3 type: not needed here, skipped (a varint of at most 10 bytes)
+        pos += 1
+        start = pos
+        while pos < n and buf[pos] >= 0x80:
+            pos += 1
+        if pos >= n or pos - start > 9:
+            return None
+        pos += 1
+    if pos + 1 < n and buf[pos] == 0x22 and buf[pos + 1] < 0x80:  # 4 timestamp
+        stop = pos + 2 + buf[pos + 1]
+        time_at = (pos + 2, stop)
+        pos = stop
+    value = 0.0
+    if pos + 11 == n and buf[pos] == 0x2A and buf[pos + 1] == 0x09 and buf[pos + 2] == 0x09:  # 5 value {1 number}
+        value = _DOUBLE.unpack_from(buf, pos + 3)[0]
+    elif not (pos == n or (pos + 2 == n and buf[pos] == 0x2A and buf[pos + 1] == 0)):  # absent, or empty
+        return None
+    wall = None
+    if time_at is not None:
+        wall = _plain_timestamp(buf, *time_at)
+        if wall is None:
+            return None
+    return key, step, value, wall
 
 
 def decode_record(buf: bytes) -> Decoded:
