@@ -347,7 +347,8 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
         step_u |= np.where(fast_vlen > k, group, np.uint64(0))
     step = step_u.astype(np.int64)
     value_at = r2[fast] + 5 + t_len[fast]
-    value = np.ascontiguousarray(windows[value_at][:, :4]).view("<f4").ravel().astype(np.float64)
+    with np.errstate(invalid="ignore"):  # a signalling NaN (any bytes can be one) widens to NaN, as protobuf gives
+        value = np.ascontiguousarray(windows[value_at][:, :4]).view("<f4").ravel().astype(np.float64)
 
     # Everything else: protobuf, with the reference logic.
     slow = np.flatnonzero(~ok)

@@ -21,7 +21,7 @@ from dpodoctor.readers import get_reader
 from dpodoctor.readers.hparams import find_beta
 from dpodoctor.readers.swanlab.rundir import _RECORD_NAME_RE
 from dpodoctor.reporters.common import clean
-from tests.bad_inputs.builders import event_file, swanlab_file
+from tests.bad_inputs.builders import event_file, scalar_event, swanlab_file, tfrecord
 from tests.bad_inputs.targets import replay
 
 # An integer beyond float range, as json.loads returns it (10**309): float() of it raises OverflowError.
@@ -191,3 +191,41 @@ def test_beta_integer_beyond_float_range(tmp_path: Path, where: str) -> None:
     else:
         outcome = replay("swanlab_config", b"beta:\n  desc: ''\n  sort: 1\n  value: " + big.encode() + b"\n")
         assert isinstance(outcome, list) and outcome[0].beta is None
+
+
+def test_stdout_torn_quote_reads_the_same_whatever_dict_came_before(tmp_path: Path) -> None:
+    """Found by an old-vs-new differential run of the stdout reader over mutated fixture logs: a value with one
+    quote (``'-1.0637,``) was read by the previous dict's layout pattern (a quote optional on each side) but skipped
+    by the generic pair pattern (a quote that opens must close), so what a dict gave depended on the dict before it.
+    The layout patterns now take exactly what the generic one takes (readers/stdout.py, _layout_re/_check_re)."""
+    good = "{{'loss': '0.5', 'rewards/margins': '0.1', 'epoch': '{}'}}\n"
+    torn = "{'loss': '0.4', 'rewards/margins': '-1.0637, 'epoch': '0.9'}\n"
+    other = "{'eval_loss': '0.5', 'epoch': '0.8'}\n"
+    reader = get_reader("stdout")
+    margins = []
+    for before in ("", other):
+        path = tmp_path / f"train{len(before)}.log"
+        path.write_text("".join(good.format(i / 10) for i in range(1, 8)) + before + torn)
+        frame = reader.read([path]).frame
+        margins.append(frame[frame["metric"] == "margins"]["value"].tolist())
+    assert margins[0] == margins[1] == [0.1] * 7  # the torn value is no number, after either dict
+
+
+def test_signalling_nan_in_an_event_file_prints_no_numpy_warning(tmp_path: Path) -> None:
+    """Found by the full fuzz run (mutated event files): a scalar whose float32 bytes are a signalling NaN made the
+    numpy fast path widen it with "RuntimeWarning: invalid value encountered in cast", which the CLI printed to
+    stderr with a source line. The value is a NaN, as protobuf gives; the cast now runs with that warning off
+    (readers/tbfast.py)."""
+    import struct
+    import warnings
+
+    records = [tfrecord(scalar_event("train/loss", step, 0.5)) for step in range(1, 6)]
+    signalling = scalar_event("train/loss", 6, 1.0).replace(struct.pack("<f", 1.0), b"\x01\x00\x80\x7f")
+    records.append(tfrecord(signalling))
+    path = tmp_path / "events.out.tfevents.1700000000.host.1.0"
+    path.write_bytes(b"".join(records))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = get_reader("tensorboard").read([path]).frame
+    values = frame[frame["metric"] == "loss"]["value"].tolist()
+    assert values[:5] == [0.5] * 5 and values[5] != values[5]  # the last is NaN
