@@ -1,10 +1,11 @@
 """How fast `dpodoctor check` is at sweep scale, against the tools people use today. Not part of the test suite.
 
-Install the peers first (tbparse for TensorBoard, psutil for peak memory)::
+Install the peers first (tbparse for TensorBoard, psutil for peak memory), in a venv without the ``[trl]`` extra
+(it brings pyarrow, which pandas then imports: ~30 MB more memory before any log is read)::
 
-    .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python benchmarks/bench.py                 # the default sizes (tbparse alone takes ~10 minutes)
-    .venv/bin/python benchmarks/bench.py --smoke         # tiny sizes, seconds (CI runs this)
+    python3 -m venv .bench && .bench/bin/pip install -e '.[bench]'
+    .bench/bin/python benchmarks/bench.py                 # the default sizes (tbparse alone takes minutes)
+    .bench/bin/python benchmarks/bench.py --smoke         # tiny sizes, seconds (CI runs this)
 
 What it does, in one run (inputs are generated once under ``--data`` and reused when the sizes match):
 
