@@ -40,30 +40,36 @@ def _read(
     metric_map: dict[str, str] | None = None,
     read: Callable[[Reader, list[Path]], list[ReadResult]] = read_runs,
 ) -> list[Run]:
-    runs = []
-    for result in read(source.reader, source.files):
-        frame = _rename_metrics(result.frame, metric_map) if metric_map else result.frame
-        if result.beta is None:
-            found = find_beta(source.root, source.others)
-            if found is not None:
-                result.beta, result.beta_source = found
-        runs.append(
-            Run(
-                name=f"{source.name}#{result.label}" if result.label else source.name,
-                path=source.files[0] if source.explicit else source.root,
-                source=source.reader.name,
-                frame=frame,
-                beta=result.beta,
-                beta_source=result.beta_source,
-                ended=result.ended,
-                steps_derived=result.steps_derived,
-                summary=result.summary,
-                config=result.config,
-                notes=result.notes,
-                other_sources=source.others,
-            )
-        )
-    return runs
+    return [run_from_result(source, result, metric_map) for result in read(source.reader, source.files)]
+
+
+def run_from_result(
+    source: RunSource,
+    result: ReadResult,
+    metric_map: dict[str, str] | None = None,
+    find: Callable[[RunSource], tuple[float, str] | None] = lambda source: find_beta(source.root, source.others),
+) -> Run:
+    """The :class:`Run` of one reader result: named after its source, metrics renamed by ``metric_map``, and β
+    looked up beside the logs (``find``) when the logs did not state it. ``watch`` builds its runs here too, so a
+    live run is the run ``check`` would report."""
+    frame = _rename_metrics(result.frame, metric_map) if metric_map else result.frame
+    beta, beta_source = result.beta, result.beta_source
+    if beta is None and (found := find(source)) is not None:
+        beta, beta_source = found
+    return Run(
+        name=f"{source.name}#{result.label}" if result.label else source.name,
+        path=source.files[0] if source.explicit else source.root,
+        source=source.reader.name,
+        frame=frame,
+        beta=beta,
+        beta_source=beta_source,
+        ended=result.ended,
+        steps_derived=result.steps_derived,
+        summary=result.summary,
+        config=result.config,
+        notes=result.notes,
+        other_sources=source.others,
+    )
 
 
 def _rename_metrics(frame: pd.DataFrame, metric_map: dict[str, str]) -> pd.DataFrame:
@@ -133,6 +139,52 @@ def diagnose(
     return diagnose_run(run, beta=beta, select=select, ignore=ignore).findings
 
 
+@dataclass
+class CheckSettings:
+    """The resolved settings of a check or a watch: the arguments over the project config over the defaults."""
+
+    fail_on: str = "error"
+    beta: float | None = None
+    select: list[str] | None = None
+    ignore: list[str] | None = None
+    params: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(
+        cls,
+        paths: list[Path],
+        *,
+        fail_on: str | None = None,
+        beta: float | None = None,
+        select: Iterable[str] | None = None,
+        ignore: Iterable[str] | None = None,
+        config: Path | str | None = None,
+        use_config: bool = True,
+    ) -> CheckSettings:
+        """Raises :class:`DpoDoctorError` for an unknown rule code, ``fail_on`` value or a β that is not positive."""
+        file = (
+            load_config_file(Path(config))
+            if config is not None
+            else (discover_config(paths) if use_config else Config())
+        )
+        settings = cls(
+            fail_on=fail_on or file.fail_on or "error",
+            beta=beta if beta is not None else file.beta,
+            select=list(select) if select is not None else file.select,
+            ignore=list(ignore) if ignore is not None else file.ignore,
+            params=file.rule_params,
+        )
+        for option, codes in (("--select", settings.select), ("--ignore", settings.ignore)):
+            for code in codes or ():
+                if not any(c.startswith(code) for c in RULES):
+                    raise DpoDoctorError(f"{option}: unknown rule code or prefix {code!r} (see `dpodoctor rules`)")
+        if settings.fail_on not in FAIL_ON_CHOICES:
+            raise DpoDoctorError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {settings.fail_on!r}")
+        if settings.beta is not None and not settings.beta > 0:
+            raise DpoDoctorError(f"--beta must be a positive number, not {settings.beta}")
+        return settings
+
+
 def check(
     paths: Iterable[Path | str] = (".",),
     *,
@@ -163,22 +215,11 @@ def check(
     and a cached run's diagnosis under the same settings is cached too.
     """
     paths = [Path(p) for p in paths]
-    settings = (
-        load_config_file(Path(config)) if config is not None else (discover_config(paths) if use_config else Config())
+    settings = CheckSettings.resolve(
+        paths, fail_on=fail_on, beta=beta, select=select, ignore=ignore, config=config, use_config=use_config
     )
-    fail_on = fail_on or settings.fail_on or "error"
-    beta = beta if beta is not None else settings.beta
-    select = list(select) if select is not None else settings.select
-    ignore = list(ignore) if ignore is not None else settings.ignore
-    for option, codes in (("--select", select), ("--ignore", ignore)):
-        for code in codes or ():
-            if not any(c.startswith(code) for c in RULES):
-                raise DpoDoctorError(f"{option}: unknown rule code or prefix {code!r} (see `dpodoctor rules`)")
-    if fail_on not in FAIL_ON_CHOICES:
-        raise DpoDoctorError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {fail_on!r}")
-    if beta is not None and not beta > 0:
-        raise DpoDoctorError(f"--beta must be a positive number, not {beta}")
-    diagnosis = {"beta": beta, "select": select, "ignore": ignore, "params": settings.rule_params}
+    fail_on = settings.fail_on
+    diagnosis = {"beta": settings.beta, "select": settings.select, "ignore": settings.ignore, "params": settings.params}
     loaded = load_all(paths, metric_map=metric_map, jobs=jobs, cache=cache, progress=progress, _diagnose=diagnosis)
     if not loaded.runs and loaded.problems:
         first = loaded.problems[0]

@@ -70,6 +70,19 @@ class FailOn(str, Enum):
     never = "never"
 
 
+# Options that check and watch share, declared once.
+BetaOption = Annotated[
+    float | None, typer.Option("--beta", help="The DPO β of the run(s), overriding what the logs say.")
+]
+SelectOption = Annotated[
+    str | None, typer.Option("--select", help="Only these rule codes or prefixes, comma-separated.")
+]
+IgnoreOption = Annotated[
+    str | None, typer.Option("--ignore", help="Skip these rule codes or prefixes, comma-separated.")
+]
+NoConfigOption = Annotated[bool, typer.Option("--no-config", help="Ignore configuration files.")]
+
+
 def _codes(value: str | None) -> list[str] | None:
     if not value:
         return None
@@ -160,15 +173,9 @@ def check(
         FailOn | None,
         typer.Option("--fail-on", help="Exit 1 when a finding is at or above this severity. Default: error."),
     ] = None,
-    beta: Annotated[
-        float | None, typer.Option("--beta", help="The DPO β of the run(s), overriding what the logs say.")
-    ] = None,
-    select: Annotated[
-        str | None, typer.Option("--select", help="Only these rule codes or prefixes, comma-separated.")
-    ] = None,
-    ignore: Annotated[
-        str | None, typer.Option("--ignore", help="Skip these rule codes or prefixes, comma-separated.")
-    ] = None,
+    beta: BetaOption = None,
+    select: SelectOption = None,
+    ignore: IgnoreOption = None,
     exit_zero: Annotated[
         bool,
         typer.Option(
@@ -192,7 +199,7 @@ def check(
             "(from the checked path upward, then from the current directory).",
         ),
     ] = None,
-    no_config: Annotated[bool, typer.Option("--no-config", help="Ignore configuration files.")] = False,
+    no_config: NoConfigOption = False,
     metric_map: Annotated[
         list[str] | None,
         typer.Option(
@@ -388,19 +395,13 @@ def watch(
             "early curves can look wrong and recover.",
         ),
     ] = 1,
-    beta: Annotated[
-        float | None, typer.Option("--beta", help="The DPO β of the run(s), overriding what the logs say.")
-    ] = None,
-    select: Annotated[
-        str | None, typer.Option("--select", help="Only these rule codes or prefixes, comma-separated.")
-    ] = None,
-    ignore: Annotated[
-        str | None, typer.Option("--ignore", help="Skip these rule codes or prefixes, comma-separated.")
-    ] = None,
+    beta: BetaOption = None,
+    select: SelectOption = None,
+    ignore: IgnoreOption = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Read settings from this dpodoctor.toml or pyproject.toml.")
     ] = None,
-    no_config: Annotated[bool, typer.Option("--no-config", help="Ignore configuration files.")] = False,
+    no_config: NoConfigOption = False,
     metric_map: Annotated[
         list[str] | None,
         typer.Option("--metric-map", help="Map a logged key onto a canonical metric, as key=canonical. Repeatable."),

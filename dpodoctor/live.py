@@ -29,10 +29,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from dpodoctor.api import _rename_metrics
-from dpodoctor.config import Config
-from dpodoctor.config import discover as discover_config
-from dpodoctor.config import load_file as load_config_file
+from dpodoctor.api import CheckSettings, run_from_result
 from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
 from dpodoctor.metrics import canonical, is_summary_key
@@ -43,8 +40,8 @@ from dpodoctor.readers.stdout import StdoutTail
 from dpodoctor.readers.tensorboard import EventFileTail, _order_key
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.text import STYLE, RunView, render_text
-from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report, RunReport, Severity
-from dpodoctor.rules import RULES, diagnose_run
+from dpodoctor.results import Finding, Report, RunReport, Severity
+from dpodoctor.rules import diagnose_run
 
 __all__ = [
     "QUIET_WHILE_LIVE",
@@ -426,30 +423,15 @@ class Tailer:
         return Poll(runs, changed, problems, warnings, waiting)
 
     def _run(self, source: RunSource, result: ReadResult) -> Run:
-        """The Run that ``dpodoctor check`` would build from this result (see api._read)."""
-        frame = _rename_metrics(result.frame, self.metric_map) if self.metric_map else result.frame
-        beta, beta_source = result.beta, result.beta_source
-        if beta is None:
-            # Looked up again until found: the file that states β may be written after the first metrics.
-            found = self._beta.get(source.root)
-            if found is None:
-                found = self._beta[source.root] = find_beta(source.root, source.others)
-            if found is not None:
-                beta, beta_source = found
-        return Run(
-            name=f"{source.name}#{result.label}" if result.label else source.name,
-            path=source.files[0] if source.explicit else source.root,
-            source=source.reader.name,
-            frame=frame,
-            beta=beta,
-            beta_source=beta_source,
-            ended=result.ended,
-            steps_derived=result.steps_derived,
-            summary=result.summary,
-            config=result.config,
-            notes=result.notes,
-            other_sources=source.others,
-        )
+        """The Run that ``dpodoctor check`` would build from this result (:func:`dpodoctor.api.run_from_result`)."""
+        return run_from_result(source, result, self.metric_map, self._find_beta)
+
+    def _find_beta(self, source: RunSource) -> tuple[float, str] | None:
+        # Looked up again until found: the file that states β may be written after the first metrics.
+        found = self._beta.get(source.root)
+        if found is None:
+            found = self._beta[source.root] = find_beta(source.root, source.others)
+        return found
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -457,50 +439,8 @@ class Tailer:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class WatchSettings:
-    """The resolved settings of a watch (arguments over the project config over the defaults), as for check."""
-
-    fail_on: str = "error"
-    beta: float | None = None
-    select: list[str] | None = None
-    ignore: list[str] | None = None
-    params: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @classmethod
-    def resolve(
-        cls,
-        paths: list[Path],
-        *,
-        fail_on: str | None = None,
-        beta: float | None = None,
-        select: Iterable[str] | None = None,
-        ignore: Iterable[str] | None = None,
-        config: Path | str | None = None,
-        use_config: bool = True,
-    ) -> WatchSettings:
-        """Same precedence and the same errors as :func:`dpodoctor.api.check`, so a watch gates like a check."""
-        file = (
-            load_config_file(Path(config))
-            if config is not None
-            else (discover_config(paths) if use_config else Config())
-        )
-        settings = cls(
-            fail_on=fail_on or file.fail_on or "error",
-            beta=beta if beta is not None else file.beta,
-            select=list(select) if select is not None else file.select,
-            ignore=list(ignore) if ignore is not None else file.ignore,
-            params=file.rule_params,
-        )
-        for option, codes in (("--select", settings.select), ("--ignore", settings.ignore)):
-            for code in codes or ():
-                if not any(c.startswith(code) for c in RULES):
-                    raise DpoDoctorError(f"{option}: unknown rule code or prefix {code!r} (see `dpodoctor rules`)")
-        if settings.fail_on not in FAIL_ON_CHOICES:
-            raise DpoDoctorError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {settings.fail_on!r}")
-        if settings.beta is not None and not settings.beta > 0:
-            raise DpoDoctorError(f"--beta must be a positive number, not {settings.beta}")
-        return settings
+# Resolved exactly as `check` resolves them (one place: dpodoctor.api.CheckSettings), so a watch gates like a check.
+WatchSettings = CheckSettings
 
 
 @dataclass

@@ -175,6 +175,7 @@ def load_sources(
 
     # What is left to do: sources the cache cannot answer are parsed; runs without a cached diagnosis are diagnosed.
     pending: list[int] = []
+    sizes: dict[int, int] = {}  # bytes of logs of each pending source
     parse_bytes = 0
     rules_bytes = 0
     for i, source in enumerate(sources):
@@ -185,7 +186,7 @@ def load_sources(
                 outcomes[i] = done
                 continue
         pending.append(i)
-        size = _size(source)
+        size = sizes[i] = _size(source)
         if hit is None:
             parse_bytes += size
         if diagnose is not None:
@@ -207,7 +208,7 @@ def load_sources(
                 if bar is not None:
                     bar.advance()
         else:
-            _run_parallel(job_list, pending, workers, outcomes, bar)
+            _run_parallel(job_list, pending, sizes, workers, outcomes, bar)
     finally:
         if bar is not None:
             bar.stop()
@@ -242,10 +243,15 @@ def _outcome(
 
 
 def _run_parallel(
-    job_list: list[_Job], pending: list[int], workers: int, outcomes: list[Outcome | None], bar: _Progress | None
+    job_list: list[_Job],
+    pending: list[int],
+    sizes: dict[int, int],
+    workers: int,
+    outcomes: list[Outcome | None],
+    bar: _Progress | None,
 ) -> None:
     # Largest first: a sweep's biggest run should not start last and leave the other workers idle.
-    order = sorted(pending, key=lambda i: -_size(job_list[i].source))
+    order = sorted(pending, key=lambda i: -sizes[i])
     with ProcessPoolExecutor(max_workers=workers, mp_context=_fork_context()) as pool:
         futures: dict[Future[Any], int] = {pool.submit(_run_job_remote, job_list[i]): i for i in order}
         if bar is not None:

@@ -70,8 +70,6 @@ _DICT_MAX: Final = 65536
 _MAX_CARRY: Final = 1024 * 1024
 # Bars remembered after each dict. The main bar is redrawn right after the dict, so it is among the first few.
 _BAR_CANDIDATES: Final = 6
-# Bytes after a record searched first for its candidate bars (they follow it at once; a long bar run is cut).
-_BAR_WINDOW: Final = 4096
 # Compiled per-layout regexes kept (a log prints a handful of distinct key layouts).
 _MAX_LAYOUTS: Final = 64
 
@@ -185,11 +183,6 @@ class _KeyInfo:
     check: re.Pattern[bytes] | None = None
     plain_keys: bool = False  # no key holds a byte that would shift the columns of _TO_CSV's output
     seen: int = 0
-    # The rows as columns, so building the frame extends lists per record instead of appending per value.
-    row_splits: tuple[str, ...] = ()
-    row_metrics: tuple[str, ...] = ()
-    row_index: tuple[int, ...] = ()
-    all_rows: bool = False  # every value becomes a row, in order
 
 
 def _key_info(raw_keys: tuple[bytes, ...]) -> _KeyInfo:
@@ -209,10 +202,6 @@ def _key_info(raw_keys: tuple[bytes, ...]) -> _KeyInfo:
             info.rows.append((i, mapped[0], mapped[1]))
     if kind == _SUMMARY and all(metric == "epoch" for _, _, metric in info.rows):
         info.rows = []  # a plain summary dict: its epoch only repeats the last train step's
-    info.row_index = tuple(i for i, _, _ in info.rows)
-    info.row_splits = tuple(s for _, s, _ in info.rows)
-    info.row_metrics = tuple(m for _, _, m in info.rows)
-    info.all_rows = info.row_index == tuple(range(len(keys)))
     return info
 
 
@@ -1158,25 +1147,28 @@ def _frame_from_records(scan: _Scan, kept: list[int], steps: list[int | None]) -
     split_labels: list[str] = []
     metric_labels: list[str] = []
     label_codes: dict[str, int] = {}
-    group_of: dict[int, int] = {}
+    group_of: dict[int, int] = {}  # id of a layout -> its number
     layouts: list[_KeyInfo] = []
+    record_group: list[int] = []
     for i in kept:
         info = infos[i]
-        if id(info) not in group_of:
-            group_of[id(info)] = len(layouts)
+        g = group_of.get(id(info))
+        if g is None:
+            g = group_of[id(info)] = len(layouts)
             layouts.append(info)
+        record_group.append(g)
     codes: list[tuple[np.ndarray, np.ndarray]] = []
     for info in layouts:
         s_codes, m_codes = [], []
-        for split, metric in zip(info.row_splits, info.row_metrics, strict=True):
+        for _, split, metric in info.rows:
             if split not in split_labels:
                 split_labels.append(split)
             s_codes.append(split_labels.index(split))
             m_codes.append(label_codes.setdefault(metric, len(label_codes)))
         codes.append((np.array(s_codes, dtype=np.int64), np.array(m_codes, dtype=np.int64)))
     metric_labels = list(label_codes)
-    group = np.array([group_of[id(infos[i])] for i in kept], dtype=np.int64)
-    counts = np.array([len(info.row_index) for info in layouts], dtype=np.int64)[group]
+    group = np.array(record_group, dtype=np.int64)
+    counts = np.array([len(info.rows) for info in layouts], dtype=np.int64)[group]
     total = int(counts.sum())
     offsets = np.zeros(len(kept), dtype=np.int64)
     np.cumsum(counts[:-1], out=offsets[1:])
@@ -1186,12 +1178,13 @@ def _frame_from_records(scan: _Scan, kept: list[int], steps: list[int | None]) -
     source = scan.values.flat()
     record_at = np.array(scan.values.offsets, dtype=np.int64)[np.array(kept, dtype=np.int64)]
     for g, (info, (s_codes, m_codes)) in enumerate(zip(layouts, codes, strict=True)):
-        if info.row_index:
+        if info.rows:
+            positions = np.array([i for i, _, _ in info.rows], dtype=np.int64)  # of the values that become rows
             mine = group == g
-            at = offsets[mine][:, None] + np.arange(len(info.row_index))
+            at = offsets[mine][:, None] + np.arange(len(positions))
             split_col[at] = s_codes
             metric_col[at] = m_codes
-            value_col[at] = source[record_at[mine][:, None] + np.array(info.row_index, dtype=np.int64)]
+            value_col[at] = source[record_at[mine][:, None] + positions]
     step_col = np.repeat(np.array([steps[i] for i in kept], dtype=np.int64), counts)
     return frame_from_codes(
         split_col, split_labels, metric_col, metric_labels, step_col, value_col, np.full(total, np.nan)

@@ -283,44 +283,19 @@ def _start(buf: bytes) -> StartInfo:
 
 def _plain_timestamp(buf: bytes, lo: int, hi: int) -> float | None:
     """:func:`timestamp_seconds` of ``buf[lo:hi]`` when it is ``1 seconds`` then optionally ``2 nanos`` (how
-    protobuf writes one), else None. Inline varints: no slice, list or call per byte."""
+    protobuf writes one), else None: read in place, without the slice and field list of the general path."""
     if hi - lo < 2 or buf[lo] != 0x08:
         return None
-    pos = lo + 1
-    seconds = shift = 0
-    while True:
-        if pos >= hi or shift > 63:
+    try:
+        seconds, pos = _varint(buf, lo + 1)
+        if pos >= hi:
+            return float(_signed64(seconds)) if pos == hi else None
+        if buf[pos] != 0x10:
             return None
-        byte = buf[pos]
-        pos += 1
-        seconds |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-    seconds &= _TWO_64 - 1
-    if seconds >= _TWO_63:
-        seconds -= _TWO_64
-    if pos == hi:
-        return float(seconds)
-    if buf[pos] != 0x10:
+        nanos, pos = _varint(buf, pos + 1)
+    except WireError:
         return None
-    pos += 1
-    nanos = shift = 0
-    while True:
-        if pos >= hi or shift > 63:
-            return None
-        byte = buf[pos]
-        pos += 1
-        nanos |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-    if pos != hi:
-        return None
-    nanos &= _TWO_64 - 1
-    if nanos >= _TWO_63:
-        nanos -= _TWO_64
-    return seconds + nanos / 1e9
+    return _signed64(seconds) + _signed64(nanos) / 1e9 if pos == hi else None
 
 
 def fast_scalar(buf: bytes) -> tuple[bytes, int, float, float | None] | None:
@@ -365,29 +340,14 @@ def fast_scalar(buf: bytes) -> tuple[bytes, int, float, float | None] | None:
     key = buf[pos + 2 : stop]
     pos = stop
     step = 0
-    if pos < n and buf[pos] == 0x10:  # 2 step
-        shift = 0
-        pos += 1
-        while True:
-            if pos >= n or shift > 63:
-                return None
-            byte = buf[pos]
-            pos += 1
-            step |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-        step &= _TWO_64 - 1
-        if step >= _TWO_63:
-            step -= _TWO_64
-    if pos < n and buf[pos] == 0x18:  # 3 type: not needed here, skipped (a varint of at most 10 bytes)
-        pos += 1
-        start = pos
-        while pos < n and buf[pos] >= 0x80:
-            pos += 1
-        if pos >= n or pos - start > 9:
-            return None
-        pos += 1
+    try:
+        if pos < n and buf[pos] == 0x10:  # 2 step
+            step, pos = _varint(buf, pos + 1)
+            step = _signed64(step)
+        if pos < n and buf[pos] == 0x18:  # 3 type: not needed here
+            pos = _varint(buf, pos + 1)[1]
+    except WireError:
+        return None
     if pos + 1 < n and buf[pos] == 0x22 and buf[pos + 1] < 0x80:  # 4 timestamp
         stop = pos + 2 + buf[pos + 1]
         time_at = (pos + 2, stop)
