@@ -113,9 +113,12 @@ class MetricBuffer:
         self.logs += 1
         wall = math.nan if wall_time is None else float(wall_time)
         added = 0
-        for key, raw in logs.items():
+        for raw_key, raw in logs.items():
             value = _number(raw)
             if value is None:
+                continue
+            key = _key(raw_key)
+            if key is None:
                 continue
             code = self._codes.get(key, -1)
             if code == -1:
@@ -144,22 +147,45 @@ class MetricBuffer:
         return self._frame
 
 
-def _number(raw: Any) -> float | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int | float | np.integer | np.floating):
-        return float(raw)
+def _key(raw: Any) -> str | None:
+    """A logged dict's key as text: a trainer's keys are strings, but a user's ``log()`` call can pass anything
+    hashable (``{1: 0.5}``, ``{b"loss": 0.5}``, ``{(1, 2): 3.0}``). Bytes are decoded, anything else is shown as
+    ``str()`` would; a key whose ``str()`` itself fails is left out (there is no name to give its value)."""
     if isinstance(raw, str):
-        try:
+        return raw
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).decode("utf-8", errors="replace")
+    try:
+        text = str(raw)
+    except Exception:  # a user object whose __str__ raises: nothing to call the metric
+        return None
+    return text if isinstance(text, str) else None
+
+
+def _number(raw: Any) -> float | None:
+    """The float of a logged value, or None when it is not a number.
+
+    Never raises: it runs inside the user's training loop. An integer beyond float range (``10**400``) is ±inf, as
+    the string ``"1e400"`` is; anything whose conversion fails is not a number.
+    """
+    try:
+        if isinstance(raw, bool):
+            return None
+        if isinstance(raw, int):
+            try:
+                return float(raw)
+            except OverflowError:
+                return math.inf if raw > 0 else -math.inf
+        if isinstance(raw, float | np.integer | np.floating):
             return float(raw)
-        except ValueError:
-            return None
-    item = getattr(raw, "item", None)  # a 0-d tensor or array
-    if callable(item) and getattr(raw, "ndim", 1) == 0:
-        try:
-            return _number(item())
-        except (TypeError, ValueError, RuntimeError):
-            return None
+        if isinstance(raw, str):
+            return float(raw)
+        item = getattr(raw, "item", None)  # a 0-d tensor or array
+        if callable(item) and getattr(raw, "ndim", 1) == 0:
+            value = item()
+            return None if value is raw else _number(value)
+    except (ValueError, TypeError, OverflowError, ArithmeticError, RuntimeError, AttributeError):
+        return None
     return None
 
 

@@ -7,6 +7,12 @@ later ``dpodoctor check`` of the run's logs agree. A new finding is logged once 
 ``stop_on="error"`` the callback ends training when one appears, and says why. When training ends it writes
 ``dpodoctor-report.json`` and ``dpodoctor-report.md`` into ``args.output_dir``.
 
+The contract: the callback never raises into the training loop. Whatever the trainer or the user logs (huge
+integers, non-string keys, tensors that fail to convert), and whatever goes wrong inside dpodoctor, each event
+handler catches it: the first internal error is logged with its traceback, and after :data:`MAX_INTERNAL_ERRORS`
+of them the callback disables itself (said once) and training goes on unwatched. Training is stopped only by the
+configured gate (``stop_on``), never by an error.
+
 Usage::
 
     from dpodoctor.integrations.transformers import DPODoctorCallback
@@ -23,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +43,15 @@ from dpodoctor.model import Ended, Run
 from dpodoctor.reporters import render
 from dpodoctor.results import FAIL_ON_CHOICES, Report, RunReport, Severity
 
-__all__ = ["REPORT_JSON", "REPORT_MARKDOWN", "DPODoctorCallback"]
+__all__ = ["MAX_INTERNAL_ERRORS", "REPORT_JSON", "REPORT_MARKDOWN", "DPODoctorCallback"]
 
 logger = logging.getLogger("dpodoctor")
 
 REPORT_JSON = "dpodoctor-report.json"
 REPORT_MARKDOWN = "dpodoctor-report.md"
+# Internal errors after which the callback stops watching (a bug that repeats on every log would otherwise cost
+# time and log noise on every step of a long run).
+MAX_INTERNAL_ERRORS = 3
 
 _LEVEL = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING, Severity.INFO: logging.INFO}
 
@@ -113,15 +122,15 @@ class DPODoctorCallback(TrainerCallback):
         self.evaluations = 0  # diagnoses run so far (for tests and the curious)
         self.stopped_by: str | None = None  # "DPO101 loss-stuck-ln2" once the callback stopped training
         self.reports_written: list[Path] = []
+        self.internal_errors: list[str] = []  # "on_log: OverflowError: ..." per internal error caught
+        self.disabled = False  # True after MAX_INTERNAL_ERRORS: the callback no longer watches
 
     # ---------------------------------------------------------------------------------------------- trainer events
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
-        self._identify(args)
-        self._last_log_end = time.perf_counter()
-        return control
+        return self._guard("on_train_begin", control, lambda: self._train_begin(args))
 
     def on_log(
         self,
@@ -131,6 +140,52 @@ class DPODoctorCallback(TrainerCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> TrainerControl:
+        return self._guard("on_log", control, lambda: self._log(args, state, control, logs))
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        return self._guard("on_train_end", control, lambda: self._train_end(args, state, control))
+
+    def _guard(self, event: str, control: TrainerControl, handle: Callable[[], None]) -> TrainerControl:
+        """Run one event's work; an exception is dpodoctor's problem, never the training's.
+
+        Why ``Exception`` and not ``BaseException``: Ctrl-C and ``SystemExit`` belong to the user and pass through.
+        """
+        if self.disabled:
+            return control
+        try:
+            handle()
+        except Exception as exc:  # the contract: nothing raised here reaches the trainer
+            self._internal_error(event, exc)
+        return control
+
+    def _internal_error(self, event: str, exc: Exception) -> None:
+        try:
+            detail = f"{type(exc).__name__}: {exc}"
+        except Exception:  # an exception whose __str__ fails
+            detail = type(exc).__name__
+        self.internal_errors.append(f"{event}: {detail}")
+        count = len(self.internal_errors)
+        if count == 1:
+            logger.warning(
+                "dpodoctor: internal error in %s, training goes on (%s); please report it", event, detail, exc_info=exc
+            )
+        else:
+            logger.debug("dpodoctor: internal error %d in %s: %s", count, event, detail)
+        if count >= MAX_INTERNAL_ERRORS:
+            self.disabled = True
+            logger.error(
+                "dpodoctor: %d internal errors; the callback is disabled and training goes on without it", count
+            )
+
+    def _train_begin(self, args: TrainingArguments) -> None:
+        self._identify(args)
+        self._last_log_end = time.perf_counter()
+
+    def _log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None
+    ) -> None:
         now = time.perf_counter()
         if self._last_log_end is None:
             self._identify(args)
@@ -142,17 +197,13 @@ class DPODoctorCallback(TrainerCallback):
         if self._due():
             self._diagnose(args, state, control)
         self._last_log_end = time.perf_counter()
-        return control
 
-    def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> TrainerControl:
+    def _train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl) -> None:
         if "train_runtime" in self.buffer.summary:  # the trainer's closing summary, as the log readers judge it
             self._ended = Ended.FINISHED
         self._diagnose(args, state, control, final=True)
         if self.write_reports and state.is_world_process_zero and self._run_report is not None:
             self._write(Path(args.output_dir))
-        return control
 
     # ---------------------------------------------------------------------------------------------- the diagnosis
 
