@@ -6,6 +6,7 @@ above --fail-on, 1 findings at or above it, 2 bad usage, unreadable input or no 
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from enum import Enum
@@ -148,6 +149,35 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _write_stdout(document: str) -> None:
+    """Write the report to stdout; a failed write is the environment's doing, not a bug in dpodoctor.
+
+    A closed pipe (``| head`` read what it wanted) is quiet: the verdict still decides the exit code. Any other
+    write error (a full disk behind ``> file``) is one line and exit 2, like unreadable input. Either way stdout is
+    pointed at the null device, so the interpreter's last flush of what is still buffered cannot fail again.
+    """
+    try:
+        sys.stdout.write(document)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as exc:
+        _silence_stdout()
+        raise _fail(f"cannot write the report to stdout ({exc.strerror or exc})") from None
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test runner's capture): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 @app.command()
 def check(
     paths: Annotated[
@@ -286,8 +316,7 @@ def check(
             raise _fail(f"{output}: cannot write the report ({exc.strerror or exc})") from None
         stderr.print(ReportView(report).summary())
     else:
-        sys.stdout.write(document)
-        sys.stdout.flush()
+        _write_stdout(document)
     if format is Format.github:
         try:
             append_step_summary(report)
@@ -435,8 +464,7 @@ def watch(
         where = ", ".join(str(p) for p in paths or [Path(".")])
         raise _fail(f"{where}: no training run found while watching (no DPO metrics were logged)")
     color = sys.stdout.isatty()
-    sys.stdout.write(live.final_text(result, width=Console().width if color else 100, color=color))
-    sys.stdout.flush()
+    _write_stdout(live.final_text(result, width=Console().width if color else 100, color=color))
     raise typer.Exit(result.report.exit_code)
 
 
