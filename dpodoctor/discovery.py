@@ -85,6 +85,32 @@ def _walk(top: Path, warnings: list[str]) -> list[Path]:
     return found
 
 
+def _dedupe(files: list[Path], seen: dict[tuple[int, int], Path], warnings: list[str]) -> list[Path]:
+    """``files`` without those that are the same file as one already kept (a symlink or hard link to it, here or
+    under an earlier path): ``ln -s run1/trainer_state.json link.json`` must not make a second run.
+
+    Where one file is reached under several names, the name that is not a symlink is kept (the run is named after
+    its real folder); the others are skipped with a warning naming the file they repeat. Order is kept.
+    """
+    identity: dict[Path, tuple[int, int]] = {}
+    for path in files:
+        try:
+            st = os.stat(path)
+        except OSError:  # vanished since the walk: the reader will say so
+            continue
+        identity[path] = (st.st_dev, st.st_ino)
+    for path in sorted(identity, key=lambda p: (p.is_symlink(), len(p.parts), str(p))):
+        seen.setdefault(identity[path], path)
+    kept = []
+    for path in files:
+        key = identity.get(path)
+        if key is not None and seen[key] != path:
+            warnings.append(f"{path}: skipped, the same file as {seen[key]} (a link to it)")
+            continue
+        kept.append(path)
+    return kept
+
+
 def _special(path: Path) -> str | None:
     """What kind of non-regular, non-folder file ``path`` is (a FIFO, a device, a socket), or None (a folder, a
     regular file, or a path that vanished meanwhile). ``os.stat`` never opens the file, so it cannot block."""
@@ -135,6 +161,7 @@ def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSo
     """
     warnings = [] if warnings is None else warnings
     sources: list[RunSource] = []
+    seen_files: dict[tuple[int, int], Path] = {}  # (device, inode) -> the path a file is read under
     for arg in paths:
         if not arg.exists():
             reason = "broken symlink" if arg.is_symlink() else "no such file or directory"
@@ -147,10 +174,12 @@ def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSo
             reader = reader_for(arg)
             if reader is None:
                 raise DpoDoctorError(_refusal(arg), arg)
+            if _dedupe([arg], seen_files, warnings) == []:
+                continue
             sources.append(RunSource(_name(reader.run_root(arg), arg.parent), arg.parent, reader, [arg], explicit=True))
             continue
         groups: dict[Path, dict[str, list[Path]]] = {}
-        for path in _walk(arg, warnings):
+        for path in _dedupe(_walk(arg, warnings), seen_files, warnings):
             reader = reader_for(path)
             if reader is not None:
                 groups.setdefault(reader.run_root(path), {}).setdefault(reader.name, []).append(path)

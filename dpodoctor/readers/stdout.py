@@ -1438,10 +1438,18 @@ class StdoutReader:
 
     def run_root(self, path: Path) -> Path:
         """The file's folder, except that SwanLab's console capture (``<run>/swanlog/run-*/console/*.log``)
-        belongs to ``<run>``: it duplicates the train.log written there."""
+        belongs to ``<run>``: it duplicates the train.log written there.
+
+        A SwanLab run folder copied or renamed away from ``swanlog/`` (``<any>/run-*/console/*.log``, known by its
+        ``files/swanlab-metadata.json``) keeps its console capture, debug log and files with that run folder, which
+        is the SwanLab reader's run too: one run, not a second, stdout one.
+        """
         for parent in path.parents:
             if parent.name == "swanlog":
                 return parent.parent
+        run = path.parent.parent
+        if run.name.startswith("run-") and (run / "files" / "swanlab-metadata.json").is_file():
+            return run
         return path.parent
 
     def read(self, paths: list[Path]) -> ReadResult:
