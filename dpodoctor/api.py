@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,11 @@ import pandas as pd
 from dpodoctor.config import Config
 from dpodoctor.config import discover as discover_config
 from dpodoctor.config import load_file as load_config_file
-from dpodoctor.discovery import RunSource, discover
-from dpodoctor.errors import DpoDoctorError, NoMetricsError
+from dpodoctor.discovery import RunSource, discover, primary_files
+from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
 from dpodoctor.metrics import KEY_MAP
 from dpodoctor.model import Run, make_frame
-from dpodoctor.readers import READERS, Reader, ReadResult, read_runs
+from dpodoctor.readers import READERS, Reader, ReadResult, read_runs, reader_for
 from dpodoctor.readers.hparams import find_beta
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report, RunReport
 from dpodoctor.rules import RULES, diagnose_run
@@ -40,7 +40,46 @@ def _read(
     metric_map: dict[str, str] | None = None,
     read: Callable[[Reader, list[Path]], list[ReadResult]] = read_runs,
 ) -> list[Run]:
-    return [run_from_result(source, result, metric_map) for result in read(source.reader, source.files)]
+    """The runs of one source; when its files cannot be read, those of the next source in the same folder."""
+    try:
+        results = read(source.reader, source.files)
+    except ReadError as exc:
+        fallback = _fall_back(source, exc, read)
+        if fallback is None:
+            raise
+        source, results = fallback
+    return [run_from_result(source, result, metric_map) for result in results]
+
+
+def _fall_back(
+    source: RunSource, failed: ReadError, read: Callable[[Reader, list[Path]], list[ReadResult]]
+) -> tuple[RunSource, list[ReadResult]] | None:
+    """The next richest source of the run that reads, with a note saying what failed and what was read instead.
+
+    Why: a run folder often holds the same metrics twice (trainer_state.json and the train.log of the console); a
+    trainer killed while saving leaves the first unreadable while the second is whole. None when no other source
+    of the folder reads (the first error stands).
+    """
+    by_reader: dict[str, list[Path]] = {}
+    for path in source.others:
+        reader = reader_for(path)
+        if reader is not None and reader.name != source.reader.name:
+            by_reader.setdefault(reader.name, []).append(path)
+    for reader in READERS:
+        if reader.name not in by_reader:
+            continue
+        used, unused = primary_files(reader, by_reader[reader.name])
+        try:
+            results = read(reader, used)
+        except ReadError:
+            continue
+        what = failed.path or (source.files[0] if source.files else source.root)
+        note = f"{what}: {failed.reason}; read {', '.join(map(str, used))} ({reader.name}) instead"
+        for result in results:
+            result.notes.insert(0, note)
+        others = sorted({*source.files, *unused, *(p for p in source.others if p not in used)})
+        return replace(source, reader=reader, files=used, others=others), results
+    return None
 
 
 def run_from_result(

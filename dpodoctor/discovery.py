@@ -145,7 +145,7 @@ def _name(root: Path, arg: Path) -> str:
     return str(rel) if str(rel) != "." else (arg.resolve().name or str(arg))
 
 
-def _primary(reader: Reader, files: list[Path]) -> tuple[list[Path], list[Path]]:
+def primary_files(reader: Reader, files: list[Path]) -> tuple[list[Path], list[Path]]:
     """Which of a reader's files make up the run. Multi-file formats (TensorBoard: resumed runs) read them all;
     single-file formats read the one outside tool folders such as swanlog/, then the largest."""
     if getattr(reader, "multi_file", False):
@@ -186,7 +186,7 @@ def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSo
         for root in sorted(groups):
             by_reader = groups[root]
             best = next(r for r in READERS if r.name in by_reader)
-            used, unused = _primary(best, by_reader[best.name])
+            used, unused = primary_files(best, by_reader[best.name])
             others = unused + [p for name, files in by_reader.items() if name != best.name for p in files]
             sources.append(RunSource(_name(root, arg), root, best, used, sorted(others)))
     return sources

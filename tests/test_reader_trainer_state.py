@@ -146,7 +146,7 @@ def test_non_numeric_values_are_skipped(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "error"),
     [
-        ('{"global_step": 3, "log_history": [{"step": 1, "loss": 0.7}', ReadError),  # cut short
+        ('{"global_step": 3, "log_history": [{"step": 1, "loss": 0.', ReadError),  # cut inside its first entry
         ("[1, 2, 3]", NoMetricsError),
         ('{"global_step": 3}', NoMetricsError),
         ('{"log_history": []}', NoMetricsError),

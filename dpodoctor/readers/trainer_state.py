@@ -138,11 +138,13 @@ class _State:
     header: dict[str, Any] = field(default_factory=dict)
     is_state: bool = True  # a trainer_state.json, not a wrapper of another name
     beta: float | None = None  # a β the file itself carries (wrappers sometimes do; trainer states never)
+    cut: str | None = None  # where a file cut short was cut (its complete entries were kept), None when whole
 
     @property
     def last_step(self) -> int:
-        """How far this copy got: global_step, else the largest step in its history."""
-        if self.global_step is not None:
+        """How far this copy got: global_step, else the largest step in its history. A cut copy got as far as its
+        last complete entry, whatever its header says (the header was written before the entries were lost)."""
+        if self.global_step is not None and self.cut is None:
             return self.global_step
         steps = [s for e in self.history if isinstance(e, dict) and (s := _step_of(e.get("step"))) is not None]
         return max(steps, default=-1)
@@ -174,6 +176,9 @@ def _load(path: Path) -> _State:
             reason = f"not UTF-8 at byte {exc.start}"
         else:  # pragma: no cover - json.loads raises only the two above as ValueError
             reason = str(exc)
+        salvaged = _salvage(raw, path)
+        if salvaged is not None:
+            return salvaged
         raise ReadError(f"not valid JSON ({reason}): a file cut short, or not a trainer state", path) from exc
     history = history_of(data)
     if history is None:
@@ -191,10 +196,83 @@ def _load(path: Path) -> _State:
     )
 
 
+_HISTORY_START_RE: Final = re.compile(r'"(?:raw_)?log_history"\s*:\s*\[')
+_SPACE_RE: Final = re.compile(r"\s*")
+
+
+def _salvage(raw: bytes, path: Path) -> _State | None:
+    """The complete ``log_history`` entries of a file cut short (a trainer killed while saving, a copy cut off),
+    or None when it holds none.
+
+    Why: every entry before the cut is as good as in a whole file; losing them all for one torn entry is what the
+    TensorBoard reader avoids too (it keeps the records before a torn one). The header keys written before
+    ``log_history`` (transformers sorts the keys: ``global_step`` comes before it, ``max_steps`` after) are kept
+    when they parse. Entries are decoded one at a time with :meth:`json.JSONDecoder.raw_decode`; nothing is guessed.
+    """
+    text = raw.decode("utf-8", errors="replace")
+    match = _HISTORY_START_RE.search(text)
+    if match is None:
+        return None
+    decoder = json.JSONDecoder()
+    entries: list[Any] = []
+    pos = last_end = match.end()
+    closed = False
+    try:
+        while True:
+            pos = _SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]  # \s* always matches
+            if text.startswith("]", pos):
+                closed = True
+                break
+            entry, pos = decoder.raw_decode(text, pos)
+            entries.append(entry)
+            last_end = pos
+            pos = _SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
+            if text.startswith(",", pos):
+                pos += 1
+            elif text.startswith("]", pos):
+                closed = True
+                break
+            else:
+                break
+    except (ValueError, RecursionError):
+        pass
+    if not entries:
+        return None
+    header: dict[str, Any] = {}
+    prefix = text[: match.start()].rstrip().rstrip(",")
+    try:
+        parsed = json.loads(prefix + "}") if prefix.lstrip().startswith("{") else None
+    except (ValueError, RecursionError):
+        parsed = None
+    if isinstance(parsed, dict):
+        header = {k: v for k, v in parsed.items() if isinstance(v, str | int | float | bool) or v is None}
+    size = len(raw)
+    steps = [s for e in entries if isinstance(e, dict) and (s := _step_of(e.get("step"))) is not None]
+    last = f", the last at step {max(steps)}" if steps else ""
+    if closed:
+        cut = f"cut at byte {size}, after log_history: all {len(entries)} entries kept"
+    else:
+        at = len(text[:last_end].encode("utf-8", "surrogatepass"))
+        cut = (
+            f"cut at byte {size}, inside log_history: kept the {len(entries)} complete entr"
+            f"{'y' if len(entries) == 1 else 'ies'} before byte {at}{last}"
+        )
+    return _State(
+        path=path,
+        history=entries,
+        global_step=_step_of(header.get("global_step")),
+        max_steps=_step_of(header.get("max_steps")),
+        header=header,
+        is_state=path.name == STATE_NAME,
+        beta=_beta_in(header),
+        cut=cut,
+    )
+
+
 def _read_state(state: _State) -> ReadResult:
     """The frame, summary and ending of one log_history."""
     builder = FrameBuilder()
-    notes: list[str] = []
+    notes: list[str] = [f"{state.path.name}: not valid JSON, {state.cut}"] if state.cut is not None else []
     summary_entry = False
     no_step = 0
     last_train: int | None = None
@@ -232,6 +310,8 @@ def _read_state(state: _State) -> ReadResult:
 
     if summary_entry:
         ended = Ended.FINISHED
+    elif state.cut is not None:
+        ended = Ended.TRUNCATED  # the file ends where it was cut: what came after is not in it
     else:
         ended = Ended.UNKNOWN
         notes.append(
