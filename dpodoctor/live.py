@@ -36,6 +36,7 @@ from dpodoctor.metrics import canonical, is_summary_key
 from dpodoctor.model import Ended, Run, make_frame
 from dpodoctor.readers import ReadResult, read_runs
 from dpodoctor.readers.hparams import find_beta
+from dpodoctor.readers.overlap import repeated_steps_notes
 from dpodoctor.readers.stdout import StdoutTail
 from dpodoctor.readers.tensorboard import EventFileTail, _order_key
 from dpodoctor.reporters.common import clean
@@ -289,9 +290,11 @@ class _TensorBoardSource:
 
     def results(self) -> list[ReadResult]:
         parts: list[ReadResult] = []
+        labels: list[str] = []  # the file of each part, for the note on steps two files both logged
         for path in sorted(self.tails, key=_order_key):
             try:
                 parts.append(self.tails[path].result())
+                labels.append(path.name)
             except ReadError:
                 continue  # no scalars in this file yet (only its header, or the args summary)
         if not parts:
@@ -307,6 +310,12 @@ class _TensorBoardSource:
                 frame["step"].to_numpy(),
                 frame["value"].to_numpy(),
                 frame["wall_time"].to_numpy(),
+            )
+        )
+        series = [(p.frame["split"].astype(str) + "/" + p.frame["metric"].astype(str)).to_numpy() for p in parts]
+        merged.notes.extend(
+            repeated_steps_notes(
+                [(label, s, p.frame["step"].to_numpy()) for label, s, p in zip(labels, series, parts, strict=True)]
             )
         )
         for part in parts:

@@ -157,6 +157,12 @@ class FrameBuilder:
     def __len__(self) -> int:
         return len(self._value)
 
+    def series_since(self, start: int) -> tuple[list[str], list[int]]:
+        """The "split/metric" and step of each point added since ``len(self)`` was ``start`` (for a reader that
+        merges files and says which steps two of them both logged: :mod:`dpodoctor.readers.overlap`)."""
+        series = [f"{s}/{m}" for s, m in zip(self._split[start:], self._metric[start:], strict=True)]
+        return series, self._step[start:]
+
     def build(self) -> pd.DataFrame:
         """The tidy frame: sorted by split, metric, step; a repeated (split, metric, step) keeps the last value."""
         return make_frame(self._split, self._metric, self._step, self._value, self._wall)

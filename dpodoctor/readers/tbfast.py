@@ -441,6 +441,7 @@ def merge(reader: TensorBoardReader, files: Sequence[Path], decodes: Sequence[Fi
     """One run's :class:`ReadResult` from the decodes of its files, in read order: what
     :meth:`TensorBoardReader.read_reference` builds point by point, built from columns."""
     from dpodoctor.readers import ReadResult
+    from dpodoctor.readers.overlap import repeated_steps_notes
     from dpodoctor.readers.tensorboard import SCALARS_PLUGIN
 
     notes: list[str] = []
@@ -452,6 +453,7 @@ def merge(reader: TensorBoardReader, files: Sequence[Path], decodes: Sequence[Fi
     tags: list[str] = []
     tag_index: dict[str, int] = {}
     parts: list[tuple[np.ndarray, FileDecode, np.ndarray | None]] = []
+    part_labels: list[str] = []
     for path, decode in zip(files, decodes, strict=True):
         label = reader._label(path)
         if decode.size == 0:
@@ -500,6 +502,7 @@ def merge(reader: TensorBoardReader, files: Sequence[Path], decodes: Sequence[Fi
                 tags.append(tag)
             codes[i] = code
         parts.append((codes, decode, keep))
+        part_labels.append(label)
 
     def column(name: str, dtype: Any) -> np.ndarray:
         arrays = []
@@ -540,6 +543,17 @@ def merge(reader: TensorBoardReader, files: Sequence[Path], decodes: Sequence[Fi
         is_summary[list(summary_name)] = True
         for row in np.flatnonzero(is_summary[tag]).tolist():  # arrival order: first seen sets the key's place
             summary[summary_name[int(tag[row])]] = float(value[row])
+    if len(parts) > 1:  # a resumed run: say which steps two files both logged (the later file's values win)
+        series_of = np.where(split_of >= 0, split_of * max(1, len(metrics)) + metric_of, -1)
+        per_file = []
+        for label, (codes, decode, keep) in zip(part_labels, parts, strict=True):
+            file_series = series_of[codes[decode.tag]]
+            file_steps = decode.step
+            if keep is not None:
+                file_series, file_steps = file_series[keep], file_steps[keep]
+            mapped = file_series >= 0
+            per_file.append((label, file_series[mapped], file_steps[mapped]))
+        notes.extend(repeated_steps_notes(per_file))
     in_frame = split_of[tag] >= 0
     if not in_frame.any():
         from dpodoctor.readers.tensorboard import _EMPTY

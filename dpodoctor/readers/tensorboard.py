@@ -29,6 +29,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_p
 from dpodoctor.errors import ReadError
 from dpodoctor.model import Ended, FrameBuilder
 from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers.overlap import repeated_steps_notes
 from dpodoctor.readers.tbfast import FileDecode, decode_file, merge
 
 __all__ = [
@@ -363,8 +364,10 @@ class TensorBoardReader:
         # tag -> plugin name, remembered across files: TF1-style writers send a tag's metadata only once.
         plugins: dict[str, str] = {}
 
+        per_file: list[tuple[str, list[str], list[int]]] = []
         for path in files:
             label = self._label(path)
+            start = len(builder)
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -396,6 +399,8 @@ class TensorBoardReader:
                     f"{label}: truncated at byte {scan.size} ({scan.stop_reason} at byte {scan.stop_at}); "
                     f"read the {len(scan.records)} records before it"
                 )
+            per_file.append((label, *builder.series_since(start)))
+        notes.extend(repeated_steps_notes(per_file))
 
         if len(builder) == 0:
             where = files[0] if len(files) == 1 else files[0].parent

@@ -42,6 +42,7 @@ from dpodoctor.errors import ReadError
 from dpodoctor.metrics import canonical, is_summary_key
 from dpodoctor.model import Ended, empty_frame, frame_from_codes
 from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers.overlap import repeated_steps_notes
 from dpodoctor.readers.swanlab import wire
 from dpodoctor.readers.swanlab.config import parse_config_yaml, unwrap_config
 from dpodoctor.readers.swanlab.framing import (
@@ -369,11 +370,13 @@ class SwanLabReader:
             )
         notes: list[str] = []
         reads: list[_RecordRead] = []
+        read_paths: set[Path] = set()
         record_error: ReadError | None = None
         empty_record: Path | None = None
         for path in sorted(record_files, key=lambda p: p.name):
             try:
                 reads.append(self._read_record_file(path, prefix + path.name))
+                read_paths.add(path)
             except ReadError as exc:
                 if exc.reason == OS_EXIT_HINT:
                     empty_record = path
@@ -381,6 +384,16 @@ class SwanLabReader:
                 notes.append(f"{prefix}{path.name}: {exc.reason}")
 
         points: list[_Point] = [p for r in reads for p in r.points]
+        if len(reads) > 1:  # two record files of one run (a resumed run): say which steps both logged
+            labels = [prefix + path.name for path in sorted(record_files, key=lambda p: p.name) if path in read_paths]
+            notes.extend(
+                repeated_steps_notes(
+                    [
+                        (label, [p.key for p in r.points], [p.step for p in r.points])
+                        for label, r in zip(labels, reads, strict=True)
+                    ]
+                )
+            )
         system_keys: set[str] = set().union(*(r.system_keys for r in reads)) if reads else set()
         for r in reads:
             notes.extend(r.notes)
