@@ -142,7 +142,13 @@ def load_all(
     loaded = Loaded()
     sources = discover([Path(p) for p in paths], loaded.warnings)
     outcomes = load_sources(
-        sources, metric_map=metric_map, jobs=jobs, cache=cache, progress=progress, diagnose=_diagnose
+        sources,
+        metric_map=metric_map,
+        jobs=jobs,
+        cache=cache,
+        progress=progress,
+        diagnose=_diagnose,
+        warnings=loaded.warnings,
     )
     reports: list[RunReport] = []
     for source, outcome in zip(sources, outcomes, strict=True):

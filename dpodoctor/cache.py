@@ -20,15 +20,27 @@ whose metadata JSON cannot carry exactly (a tuple, a numpy scalar, a non-string 
 cached, so a cached result is always exactly the fresh one.
 
 Where: ``$DPODOCTOR_CACHE_DIR`` if set, else the user cache folder (``platformdirs.user_cache_dir("dpodoctor")``).
+
+Trust (see the README's reliability section): the cache folder is used only when it is owned by the user and not
+group- or world-writable, and its parent folders cannot be renamed under it by another user (owned by the user or
+root, and not writable by others unless sticky, like ``/tmp``), the way ssh treats ``~/.ssh``; otherwise the check
+runs without the cache and says why. Each entry must be owned by the user, not group- or world-writable, and carry a
+keyed BLAKE2b MAC of its name and bytes. The key is ``$DPODOCTOR_CACHE_KEY`` if set (for CI: a secret), else a
+random key in ``<cache folder>.key`` beside the folder (mode 0600), so a copy of the folder alone (a CI cache
+restored from another branch) carries no key and none of its entries is used. What this cannot do: anyone who can
+read the key (the user, root, a job given the secret) can forge entries; it protects verdicts from other users,
+from copies of the folder and from damage, not from the user's own account.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import math
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -42,10 +54,12 @@ import pandas as pd
 
 from dpodoctor.model import COLUMNS, Ended
 
-__all__ = ["CACHE_FORMAT", "ENV_DIR", "RunCache", "cache_dir", "code_fingerprint"]
+__all__ = ["CACHE_FORMAT", "ENV_DIR", "ENV_KEY", "RunCache", "cache_dir", "code_fingerprint"]
 
-CACHE_FORMAT: Final = 2  # 2: own .bin entries instead of .npz
+CACHE_FORMAT: Final = 3  # 2: own .bin entries instead of .npz; 3: entries carry a keyed MAC
 ENV_DIR: Final = "DPODOCTOR_CACHE_DIR"
+ENV_KEY: Final = "DPODOCTOR_CACHE_KEY"
+_MAC_SIZE: Final = 32
 _WINDOW: Final = 65536  # bytes hashed at the start of an event file and before its resume offset
 _MAX_META: Final = 64 * 1024 * 1024
 _PACKAGE_DIR: Final = Path(__file__).resolve().parent
@@ -162,6 +176,132 @@ def _same_json(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# ---------------------------------------------------------------------------------------------- trust
+
+
+class UntrustedCacheError(Exception):
+    """The cache folder (or its key) is not safe to use: says which path and why."""
+
+
+def _euid() -> int | None:
+    """The effective user id; None where there is none (Windows: ownership is not checked there)."""
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid() if geteuid is not None else None
+
+
+def _writable_by_others(mode: int) -> bool:
+    return bool(mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check_folder(root: Path) -> None:
+    """Raise :class:`UntrustedCacheError` unless ``root`` is the user's own, not writable by others, and no parent
+    lets another user swap it (owned by the user or root; writable by others only when sticky, as ``/tmp``)."""
+    me = _euid()
+    if me is None:
+        return
+    st = os.stat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UntrustedCacheError(f"{root}: not a folder")
+    if st.st_uid != me:
+        raise UntrustedCacheError(f"{root}: owned by uid {st.st_uid}, not by you (uid {me})")
+    if _writable_by_others(st.st_mode):
+        raise UntrustedCacheError(f"{root}: group- or world-writable (mode {stat.S_IMODE(st.st_mode):o}; chmod go-w)")
+    for parent in root.parents:
+        st = os.stat(parent)
+        if st.st_uid not in (me, 0):
+            raise UntrustedCacheError(f"{parent}: a parent of the cache folder owned by uid {st.st_uid}")
+        if _writable_by_others(st.st_mode) and not st.st_mode & stat.S_ISVTX:
+            raise UntrustedCacheError(
+                f"{parent}: a parent of the cache folder, writable by others without the sticky bit "
+                f"(mode {stat.S_IMODE(st.st_mode):o})"
+            )
+
+
+def _own_file(st: os.stat_result) -> bool:
+    """A cache file is used only when it is a regular file of the user's, not writable by anyone else."""
+    me = _euid()
+    return stat.S_ISREG(st.st_mode) and (me is None or (st.st_uid == me and not _writable_by_others(st.st_mode)))
+
+
+def _load_key(root: Path) -> bytes:
+    """The MAC key: ``$DPODOCTOR_CACHE_KEY``, else ``<root>.key`` beside the folder (created on first use)."""
+    env = os.environ.get(ENV_KEY)
+    if env:
+        return hashlib.sha256(b"dpodoctor-cache-key\0" + env.encode("utf-8", "surrogateescape")).digest()
+    path = root.with_name(root.name + ".key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(os.urandom(32).hex())
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise UntrustedCacheError(f"{path}: cannot read the cache key ({exc.strerror or exc})") from exc
+    with os.fdopen(fd, "r", encoding="ascii", errors="replace") as handle:
+        st = os.fstat(handle.fileno())
+        me = _euid()
+        if me is not None and (st.st_uid != me or st.st_mode & 0o077):
+            raise UntrustedCacheError(f"{path}: the cache key must be yours and private (mode 600)")
+        text = handle.read(200).strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise UntrustedCacheError(f"{path}: not a dpodoctor cache key")
+    return key
+
+
+def _mac(key: bytes, name: str, data: bytes | bytearray | memoryview) -> bytes:
+    """Keyed BLAKE2b of an entry's file name and bytes: a changed byte, or an entry moved to another name, fails."""
+    h = hashlib.blake2b(key=key[:64], digest_size=_MAC_SIZE)
+    h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+    h.update(data)
+    return h.digest()
+
+
+def _read_trusted(path: Path, key: bytes, limit: int) -> bytearray | None:
+    """The bytes of a cache file whose owner, mode and MAC check out (the MAC still at the end), else None.
+    A bytearray: the arrays wrapped around it stay writable, as freshly decoded ones are."""
+    try:
+        with path.open("rb") as handle:
+            st = os.fstat(handle.fileno())
+            if not _own_file(st) or not _MAC_SIZE <= st.st_size <= limit:
+                return None
+            raw = bytearray(st.st_size)
+            if handle.readinto(raw) != st.st_size:
+                return None
+    except OSError:
+        return None
+    body, mac = memoryview(raw)[:-_MAC_SIZE], raw[-_MAC_SIZE:]
+    if not hmac.compare_digest(mac, _mac(key, path.name, body)):
+        return None
+    return raw
+
+
+def _write_trusted(path: Path, key: bytes, blobs: list[bytes | memoryview]) -> None:
+    """Write ``blobs`` and their MAC beside ``path`` (mode 600, folders 700) and rename the file into place."""
+    for folder in (path.parent.parent, path.parent):  # <root>/<kind>/<xx>/: private whatever the umask
+        folder.mkdir(mode=0o700, exist_ok=True)
+    h = hashlib.blake2b(key=key[:64], digest_size=_MAC_SIZE)
+    h.update(path.name.encode("utf-8", "surrogateescape") + b"\0")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for blob in blobs:
+                handle.write(blob)
+                h.update(blob)
+            handle.write(h.digest())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 # ---------------------------------------------------------------------------------------------- npz entries
 
 
@@ -172,14 +312,13 @@ _ALIGN: Final = 64
 _DTYPES: Final = frozenset({"|b1", "|i1", "<i2", "<i4", "<i8", "|u1", "<u2", "<u4", "<u8", "<f4", "<f8"})
 
 
-def _write_entry(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def _write_entry(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], key: bytes) -> None:
     """One entry file: the magic, the header JSON (the metadata, and each array's name, type, length and offset),
     then the arrays' raw bytes; written beside its place and renamed into it, so a reader never sees half of it.
 
     Why not .npz: a zip archive costs a CRC over every byte on both write and read, which was most of a warm
     re-check; these files are read with one read() and wrapped by numpy without a copy.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     table: list[list[Any]] = []
     blobs: list[bytes | memoryview] = []
     offset = 0
@@ -194,35 +333,22 @@ def _write_entry(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]
         offset += len(data) + pad
     header = json.dumps({"meta": meta, "arrays": table}, allow_nan=True, separators=(",", ":")).encode()
     header += b" " * (-(len(header) + _HEAD.size) % _ALIGN)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".bin", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(_HEAD.pack(_MAGIC, len(header)))
-            handle.write(header)
-            for blob in blobs:
-                handle.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _write_trusted(path, key, [_HEAD.pack(_MAGIC, len(header)), header, *blobs])
 
 
-def _read_entry(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+def _read_entry(path: Path, key: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     """The metadata and arrays of an entry, or None when it is missing or not a well-formed entry.
 
-    Everything is checked before use: the magic, the header's size and JSON types, every array's type against
+    Everything is checked before use: the file's owner, mode and MAC (:func:`_read_trusted`), the magic, the
+    header's size and JSON types, every array's type against
     :data:`_DTYPES` and its bytes against the file's length. The arrays are views of one buffer (no copy).
     """
-    try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size < _HEAD.size:
-                return None
-            buffer = bytearray(size)
-            if handle.readinto(buffer) != size:
-                return None
-    except OSError:
+    raw = _read_trusted(path, key, sys.maxsize)
+    if raw is None:
+        return None
+    buffer = memoryview(raw)[:-_MAC_SIZE]
+    size = len(buffer)
+    if size < _HEAD.size:
         return None
     magic, header_len = _HEAD.unpack_from(buffer)
     if magic != _MAGIC or header_len > min(_MAX_META, size - _HEAD.size):
@@ -345,6 +471,25 @@ class RunCache:
         self.prefix = code_fingerprint()
         self.hits = 0
         self.misses = 0
+        # Why the cache is not used (an untrusted folder or key), or None. A refused cache reads and writes nothing.
+        self.refused: str | None = None
+        self._key = b""
+        try:
+            if not self.root.exists():
+                self.root.mkdir(mode=0o700, parents=True)
+            _check_folder(self.root)
+            self._key = _load_key(self.root)
+        except UntrustedCacheError as exc:
+            self.refused = str(exc)
+        except OSError as exc:
+            self.refused = f"{self.root}: cannot use the cache folder ({exc.strerror or exc})"
+
+    def _read(self, path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        return None if self.refused is not None else _read_entry(path, self._key)
+
+    def _write(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        if self.refused is None:
+            _write_entry(path, meta, arrays, self._key)
 
     def _entry(self, kind: str, identity: Any) -> Path:
         digest = hashlib.sha256(json.dumps([self.prefix, identity]).encode()).hexdigest()
@@ -412,7 +557,7 @@ class RunCache:
         ).hexdigest()
 
     def _load_results(self, entry: Path, reader_name: str, files: list[Path]) -> tuple[list[Any], str] | None:
-        got = _read_entry(entry)
+        got = self._read(entry)
         if got is None:
             return None
         meta, arrays = got
@@ -514,7 +659,9 @@ class RunCache:
             item.update(fields)
             items.append(item)
         meta = {"prefix": self.prefix, "reader": reader_name, "files": stats, "deps": deps, "results": items}
-        _write_entry(entry, meta, arrays)
+        if self.refused is not None:
+            return None
+        self._write(entry, meta, arrays)
         return self._data_key(meta)
 
     # ------------------------------------------------------------------ diagnoses
@@ -550,11 +697,14 @@ class RunCache:
             return None
         from dpodoctor.results import Finding, RunReport, Severity
 
+        if self.refused is not None:
+            return None
         path = self.root / "diag" / key[:2] / f"{key}.json"
         try:
-            if path.stat().st_size > _MAX_META:
+            raw = _read_trusted(path, self._key, _MAX_META)
+            if raw is None:
                 return None
-            data = json.loads(path.read_bytes())
+            data = json.loads(bytes(memoryview(raw)[:-_MAC_SIZE]))
             if data.get("prefix") != self.prefix or data.get("key") != key:
                 return None
             if not _diagnosis_types_ok(data):
@@ -594,18 +744,11 @@ class RunCache:
             return
         if any(set(f) != _FINDING_FIELDS for f in data["findings"]):
             return
+        if self.refused is not None:
+            return
         path = self.root / "diag" / key[:2] / f"{key}.json"
         with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(data, handle, allow_nan=True)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            _write_trusted(path, self._key, [json.dumps(data, allow_nan=True).encode()])
 
     # ------------------------------------------------------------------ TensorBoard event files
 
@@ -614,7 +757,7 @@ class RunCache:
         from dpodoctor.readers import tbfast
 
         stat = _stat(path)
-        got = _read_entry(self._entry("tbfile", str(path))) if stat is not None else None
+        got = self._read(self._entry("tbfile", str(path))) if stat is not None else None
         decode = None
         if got is not None and stat is not None:
             with contextlib.suppress(ValueError, TypeError, KeyError, IndexError, OSError):
@@ -668,7 +811,7 @@ class RunCache:
         if not _exact_json(meta):
             return
         arrays = {"tag": d.tag, "step": d.step, "value": d.value, "wall": d.wall, "cond": d.cond}
-        _write_entry(self._entry("tbfile", str(item.path)), meta, arrays)
+        self._write(self._entry("tbfile", str(item.path)), meta, arrays)
 
     @staticmethod
     def _file_decode(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:

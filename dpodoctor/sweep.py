@@ -155,13 +155,15 @@ def load_sources(
     progress: bool = False,
     diagnose: dict[str, Any] | None = None,
     parallel_min_bytes: int | None = None,
+    warnings: list[str] | None = None,
 ) -> list[Outcome]:
     """One :class:`Outcome` per source, in the order given.
 
     ``jobs``: worker processes at most (None: one per CPU). ``cache``: True for the default cache folder, a path for
     another, False for none. ``progress``: allow a progress bar on stderr when there is more than about a second of
     work. ``diagnose``: keyword arguments for :func:`~dpodoctor.rules.diagnose_run`; when given, each run is diagnosed
-    in the process that read it (and its report is cached with it).
+    in the process that read it (and its report is cached with it). ``warnings``: where to say that the cache
+    folder was refused (see :mod:`dpodoctor.cache`).
     """
     from dpodoctor.cache import RunCache
 
@@ -169,7 +171,12 @@ def load_sources(
     store: RunCache | None = None
     if cache:
         store = RunCache(None if cache is True else Path(cache))
-        cache_root = str(store.root)
+        if store.refused is not None:  # an untrusted cache folder: read everything, and say why
+            if warnings is not None:
+                warnings.append(f"cache not used: {store.refused}")
+            store = None
+        else:
+            cache_root = str(store.root)
     job_list = [_Job(s, metric_map, cache_root, diagnose) for s in sources]
     outcomes: list[Outcome | None] = [None] * len(sources)
 
