@@ -32,6 +32,7 @@ import csv
 import io
 import math
 import re
+from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import pairwise, repeat
@@ -540,7 +541,7 @@ class _Values:
     """
 
     def __init__(self) -> None:
-        self.offsets: list[int] = [0]
+        self.offsets = array("q", [0])  # 8 bytes a record, not an int object each
         self._blocks: list[np.ndarray] = []
         self._tail: list[float] = []
 
@@ -578,7 +579,7 @@ class _Values:
         sub = _Values()
         start = self.offsets[lo]
         sub._blocks = [self.flat()[start : self.offsets[hi]]]
-        sub.offsets = [o - start for o in self.offsets[lo : hi + 1]]
+        sub.offsets = array("q", [o - start for o in self.offsets[lo : hi + 1]])
         return sub
 
 
@@ -592,16 +593,19 @@ class _Scan:
         self.epochs: list[float | None] = []
         # The first description-less bars after each record (before the next one), flat: the record's index (never
         # decreasing), the bar's counter and its total.
-        self.cand_rec: list[int] = []
-        self.cand_n: list[bytes] = []
+        # Why arrays and interned totals: a long log has millions of candidate bars, and an int and a bytes object
+        # per bar cost ~130 bytes where these cost ~24 (the totals are a handful of values, shared).
+        self.cand_rec = array("q")
+        self.cand_n = array("q")  # the bar's counter (at most 12 digits: it fits)
         self.cand_total: list[bytes] = []
+        self._interned: dict[bytes, bytes] = {}
         self.bar_last: dict[bytes, bytes] = {}  # after the last record: bar total -> the last counter
         self.totals: set[bytes] = set()  # totals of the last bar before each record
         # The gap after the last record so far: whether it holds a `%|`, and the total of the bar at its last one.
         self._gap_end: tuple[bool, bytes | None] = (False, None)
         # The same, per record: the index of the record the bar precedes (and in totals_of, the total), to split a
         # file into runs.
-        self.totals_at: list[int] = []
+        self.totals_at = array("q")
         self.totals_of: list[bytes] = []  # parallel to totals_at: two flat lists, not a tuple per record
         self.crash: bytes | None = None  # the crash marker seen after the last record
         # Record index -> the crash marker seen after it, before the next record (to end a run inside a file).
@@ -629,7 +633,7 @@ class _Scan:
         sub.values = self.values.part(lo, hi)
         sub.epochs = self.epochs[lo:hi]
         a, b = bisect_left(self.cand_rec, lo), bisect_left(self.cand_rec, hi)
-        sub.cand_rec = [r - lo for r in self.cand_rec[a:b]]
+        sub.cand_rec = array("q", [r - lo for r in self.cand_rec[a:b]])
         sub.cand_n = self.cand_n[a:b]
         sub.cand_total = self.cand_total[a:b]
         first = bisect_left(self.totals_at, lo)
@@ -642,8 +646,8 @@ class _Scan:
             own = sub.totals | set(sub.cand_total[:k])
             if own:
                 keep = [j for j in range(k, len(sub.cand_rec)) if sub.cand_total[j] in own]
-                sub.cand_rec = sub.cand_rec[:k] + [sub.cand_rec[j] for j in keep]
-                sub.cand_n = sub.cand_n[:k] + [sub.cand_n[j] for j in keep]
+                sub.cand_rec = sub.cand_rec[:k] + array("q", [sub.cand_rec[j] for j in keep])
+                sub.cand_n = sub.cand_n[:k] + array("q", [sub.cand_n[j] for j in keep])
                 sub.cand_total = sub.cand_total[:k] + [sub.cand_total[j] for j in keep]
         sub.bar_last = self.bar_last if last else {}
         sub.crash = self.crash if last else self.crash_after.get(hi - 1)
@@ -735,10 +739,10 @@ class _Scan:
             return
         if head[1] is not None:
             self.totals_at.append(first)
-            self.totals_of.append(head[1])
+            self.totals_of.append(self._intern(head[1]))
             self.totals.add(head[1])
         middle = np.flatnonzero(has[1:-1]) + 1
-        ending = [totals[k] for k in inside[last[middle]].tolist()]
+        ending = [self._intern(totals[k]) for k in inside[last[middle]].tolist()]
         self.totals_at.extend((middle + first).tolist())
         self.totals_of.extend(ending)
         self.totals.update(ending)
@@ -766,8 +770,12 @@ class _Scan:
             room[0] = 0  # no record before the first gap
         keep = inside[rank < room[gap_in]].tolist()
         self.cand_rec.extend((gap[keep] + (first - 1)).tolist())
-        self.cand_n.extend([counters[k] for k in keep])
-        self.cand_total.extend([totals[k] for k in keep])
+        self.cand_n.extend([int(counters[k]) for k in keep])
+        self.cand_total.extend([self._intern(totals[k]) for k in keep])
+
+    def _intern(self, total: bytes) -> bytes:
+        """One shared object per distinct bar total (a log has a handful: the training bar's, the eval bar's)."""
+        return self._interned.setdefault(total, total)
 
     def _add_bulk(
         self, bodies: list[bytes], body_starts: list[int], body_ends: list[int], starts: list[int], ends: list[int]
@@ -1017,7 +1025,7 @@ def _steps_from_bars(scan: _Scan) -> _Steps | None:
     # The first candidate of that total of each record (a record's candidates are in order).
     hits = np.flatnonzero(np.array(scan.cand_total, dtype=bytes) == wanted) if scan.cand_total else np.zeros(0, int)
     records, first = np.unique(np.array(scan.cand_rec, dtype=np.int64)[hits], return_index=True)
-    counters = np.array(scan.cand_n, dtype=bytes)[hits[first]].astype(np.int64) if len(hits) else np.zeros(0, int)
+    counters = np.asarray(scan.cand_n, dtype=np.int64)[hits[first]] if len(hits) else np.zeros(0, int)
     found_at = np.full(len(scan.kinds), -1, dtype=np.int64)
     found_at[records] = counters
     found: list[int | None] = [None if n < 0 else n for n in found_at.tolist()]

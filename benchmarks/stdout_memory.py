@@ -1,0 +1,164 @@
+"""Peak memory and speed of ``dpodoctor check`` on a huge console log (issue 17, defect 7). Not part of the test suite.
+
+Why a script and not a test: memory and time depend on the machine and its load; a timed unit test would be flaky
+and prove nothing. This writes a realistic transformers/TRL console log of ``--mb`` megabytes into ``--data``
+(default ``/tmp``), runs ``dpodoctor check LOG --no-cache --format json --output FILE`` in a fresh process, samples
+the resident memory of that process and all its children every 20 ms, and prints the peak (the sum over the process
+tree at each sample, and the kernel's own per-process maximum) and the throughput. With ``--sizes`` it runs several
+sizes, so the time per MB can be compared (it should stay flat: the scan is linear).
+
+The log, as ``python train.py > train.log 2>&1`` of a TRL DPOTrainer leaves it: a tqdm redraw (``\\r``) for every
+optimizer step, the metric dict every ``--log-every`` steps (13 keys, as TRL 0.x prints them), an evaluation bar and
+its metric dict every 500 steps, and now and then a warning line. The metric dicts are what the reader keeps; the
+rest is what it must stream through without keeping.
+
+    python benchmarks/stdout_memory.py                    # one 600 MB log
+    python benchmarks/stdout_memory.py --sizes 150 600    # linearity: MB/s at two sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_KEYS = (
+    "loss",
+    "grad_norm",
+    "learning_rate",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+    "logits/chosen",
+    "logits/rejected",
+    "nll_loss",
+    "epoch",
+)
+
+
+def write_log(path: Path, megabytes: int, log_every: int) -> dict[str, int]:
+    """Write the log (reused when one of this size is already there). Returns its size, steps and metric dicts."""
+    target = megabytes * 10**6
+    if path.is_file() and abs(path.stat().st_size - target) < 10**6:
+        return {"bytes": path.stat().st_size}
+    total = 10**7
+    dicts = 0
+    step = 0
+    buffered: list[str] = []
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        out.write("***** Running training *****\n  Num examples = 640000\n  Total optimization steps = 10000000\n")
+        while written < target:
+            step += 1
+            pct = step * 100 // total
+            bar = (
+                f"\r{pct:3d}%|{'█' * (pct // 10):<10}| {step}/{total} "
+                f"[{step // 3600:02d}:{step // 60 % 60:02d}:{step % 60:02d}<99:00:00,  2.00it/s]"
+            )
+            buffered.append(bar)
+            if step % log_every == 0:
+                r = 1 - math.exp(-step / 20000)
+                chosen, rejected = 0.3 * r, -0.5 * r
+                values = {
+                    "loss": math.log(2) - 0.4 * r,
+                    "grad_norm": 1.5 - 0.5 * r,
+                    "learning_rate": 5e-7,
+                    "rewards/chosen": chosen,
+                    "rewards/rejected": rejected,
+                    "rewards/accuracies": 0.5 + 0.4 * r,
+                    "rewards/margins": chosen - rejected,
+                    "logps/chosen": -120.0 + 5 * r,
+                    "logps/rejected": -130.0 - 10 * r,
+                    "logits/chosen": -0.5,
+                    "logits/rejected": -0.45,
+                    "nll_loss": 1.2,
+                    "epoch": step / 40000,
+                }
+                buffered.append("\n{" + ", ".join(f"'{k}': {values[k]:.6g}" for k in TRAIN_KEYS) + "}\n")
+                dicts += 1
+            if step % 500 == 0:
+                buffered.append(
+                    "".join(f"\r{p * 25:3d}%|{'█' * p:<4}| {p * 16}/64 [00:0{p}<00:00, 8.0it/s]" for p in range(5))
+                )
+                buffered.append(
+                    f"\n{{'eval_loss': {math.log(2) - 0.3:.6g}, 'eval_rewards/accuracies': 0.8, "
+                    f"'eval_rewards/margins': 0.7, 'eval_runtime': 4.2, 'epoch': {step / 40000:.6g}}}\n"
+                )
+                dicts += 1
+            if step % 20000 == 0:
+                buffered.append("\nUserWarning: None of the inputs have requires_grad=True. Gradients will be None\n")
+            if len(buffered) > 4096:
+                text = "".join(buffered)
+                out.write(text)
+                written += len(text.encode())
+                buffered = []
+        out.write("".join(buffered) + "\n{'train_runtime': 12345.6, 'train_loss': 0.4}\n")
+    return {"bytes": path.stat().st_size, "steps": step, "dicts": dicts}
+
+
+def measure(log: Path, output: Path) -> dict[str, float]:
+    """Run the check in a fresh process; the peak of the process tree's summed RSS, sampled every 20 ms."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "dpodoctor", "check", str(log), "--no-cache", "--format", "json"]
+    command += ["--output", str(output)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        total = 0
+        try:
+            for p in [parent, *parent.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    continue
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(0.02)
+    seconds = time.perf_counter() - started
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"dpodoctor check failed ({proc.returncode}): {stderr}")
+    kernel_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest waited-for child
+    return {"seconds": seconds, "peak_tree": peak, "peak_kernel": kernel_peak, "exit": proc.returncode}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[600], help="log sizes in MB (10**6 bytes)")
+    parser.add_argument("--log-every", type=int, default=10, help="optimizer steps per metric dict")
+    parser.add_argument("--data", type=Path, default=Path("/tmp"), help="where the logs are written")
+    parser.add_argument("--keep", action="store_true", help="keep the generated logs")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    for mb in args.sizes:
+        log = args.data / f"dpodoctor-bench-{mb}mb-train.log"
+        info = write_log(log, mb, args.log_every)
+        size = log.stat().st_size
+        result = measure(log, args.data / f"dpodoctor-bench-{mb}mb-report.json")
+        rate = size / 1e6 / result["seconds"]
+        print(
+            f"{size / 1e6:7.1f} MB log ({info.get('dicts', '?')} metric dicts): {result['seconds']:6.1f} s, "
+            f"{rate:5.1f} MB/s, peak RSS {result['peak_tree'] / 2**20:6.1f} MiB (process tree, sampled), "
+            f"{result['peak_kernel'] / 2**20:6.1f} MiB (largest process, kernel), exit {result['exit']}"
+        )
+        if not args.keep:
+            log.unlink()
+            (args.data / f"dpodoctor-bench-{mb}mb-report.json").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
