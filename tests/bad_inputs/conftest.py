@@ -1,9 +1,10 @@
 """Shared setup of the bad-input suite: the hypothesis profiles of the fuzz tests and an isolated cache folder.
 
 Why profiles selected by an environment variable: CI runs every fuzz test on a small, derandomised sample (fast and
-reproducible), while ``tools/fuzz`` (``DPODOCTOR_FUZZ=full``) runs 10,000 fresh examples per reader. A number
-(``DPODOCTOR_FUZZ=500``) runs that many, for a quick local look. The profiles are only *registered* globally; the
-fuzz tests apply :data:`FUZZ_SETTINGS` themselves, so loading this file changes no other test's settings.
+reproducible), while ``tools/fuzz smoke|long|full`` (``DPODOCTOR_FUZZ=smoke|long|full``) runs 150, 2,000 or 10,000
+fresh examples per reader. A number (``DPODOCTOR_FUZZ=500``) runs that many, for a quick local look. The profiles
+are only *registered* globally; the fuzz tests apply :data:`FUZZ_SETTINGS` themselves, so loading this file changes
+no other test's settings.
 """
 
 from __future__ import annotations
@@ -32,10 +33,18 @@ settings.register_profile(
 )
 
 
+# Examples per reader test (the end-to-end tests run a tenth) of the named runs of ``tools/fuzz``: ``smoke`` is about
+# two minutes on two cores (fresh random inputs each time, unlike the derandomised default), ``long`` is the
+# pre-release run that finishes on two cores (tools/fuzz splits it over two processes), ``full`` is 10,000.
+NAMED_RUNS = {"smoke": 150, "long": 2_000}
+
+
 def _profile() -> settings:
     chosen = os.environ.get("DPODOCTOR_FUZZ", "").strip().lower()
     if chosen == "full":
         return settings.get_profile("dpodoctor-full")
+    if chosen in NAMED_RUNS:
+        return settings(settings.get_profile("dpodoctor-full"), max_examples=NAMED_RUNS[chosen])
     if chosen.isdigit() and int(chosen) > 0:
         return settings(settings.get_profile("dpodoctor-full"), max_examples=int(chosen))
     return settings.get_profile("dpodoctor-ci")
