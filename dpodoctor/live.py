@@ -185,7 +185,7 @@ def _number(raw: Any) -> float | None:
         if callable(item) and getattr(raw, "ndim", 1) == 0:
             value = item()
             return None if value is raw else _number(value)
-    except (ValueError, TypeError, OverflowError, ArithmeticError, RuntimeError, AttributeError):
+    except Exception:  # whatever a user's tensor or number type raises while converting: not a number
         return None
     return None
 

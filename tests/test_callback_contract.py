@@ -82,7 +82,9 @@ def test_values_and_keys_are_coerced_not_swallowed(tmp_path: Path) -> None:
     args, state, control = _trainer(tmp_path)
     callback = DPODoctorCallback(check_every=1, write_reports=False)
     state.global_step = 1
-    callback.on_log(args, state, control, logs={"loss": 10**400, b"grad_norm": 2.0, 7: 1.0, (1, 2): 3.0})
+    callback.on_log(
+        args, state, control, logs={"loss": 10**400, b"grad_norm": 2.0, 7: 1.0, (1, 2): 3.0, "x": _BadTensor()}
+    )
     assert callback.internal_errors == []
     frame = callback.buffer.frame()
     values = dict(zip(frame["metric"].astype(str), frame["value"], strict=True))
