@@ -29,7 +29,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from dpodoctor.api import CheckSettings, run_from_result
+from dpodoctor.api import CheckSettings, Paths, as_paths, run_from_result
 from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
 from dpodoctor.metrics import canonical, is_summary_key
@@ -375,8 +375,8 @@ class Tailer:
     trainer creates its output folder late, a resumed run adds an event file) is picked up.
     """
 
-    def __init__(self, paths: Iterable[Path | str], metric_map: dict[str, str] | None = None) -> None:
-        self.paths = [Path(p) for p in paths]
+    def __init__(self, paths: Paths, metric_map: dict[str, str] | None = None) -> None:
+        self.paths = as_paths(paths)
         self.metric_map = metric_map
         self._followers: dict[tuple[Path, str], _Follower] = {}
         self._runs: dict[tuple[Path, str], list[Run]] = {}
@@ -472,7 +472,7 @@ def _view(reports: list[RunReport], poll: Poll | None, status: Text) -> Renderab
 
 
 def watch(
-    paths: Iterable[Path | str],
+    paths: Paths,
     *,
     interval: float = 10.0,
     fail_fast: bool = False,
@@ -495,7 +495,7 @@ def watch(
     ``live``: draw the refreshing rich view (default: when ``console`` is a terminal). Without it only the finding
     lines are printed, which is what a CI log or a job script's output wants.
     """
-    paths = [Path(p) for p in paths]
+    paths = as_paths(paths)
     if not interval > 0:
         raise DpoDoctorError(f"--interval must be a positive number of seconds, not {interval}")
     settings = WatchSettings.resolve(
