@@ -453,7 +453,9 @@ def watch(
             "--confirm",
             min=1,
             help="Announce (and fail fast on) a finding only once it has held in this many consecutive looks: "
-            "early curves can look wrong and recover.",
+            "early curves can look wrong and recover. Default: 1, as the DPODoctorCallback. Either way nothing is "
+            "announced before twice the warm-up steps the run's arguments state (a NaN excepted), and a finding "
+            "that no longer holds is taken back with a 'no longer holds' line.",
         ),
     ] = 1,
     beta: BetaOption = None,
