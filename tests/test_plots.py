@@ -208,7 +208,7 @@ def test_terminal_charts_show_curves_references_and_findings() -> None:
     out = console_render(ReportView(api.check([TRL / "lr_too_low"]), plots=True))
     assert has_chart(out)
     assert "loss · ✗ DPO101 45–400" in out  # the finding's code and step range on its chart
-    for title in ("rewards/margins", "rewards/accuracies", "chosen (green) · rejected (red)"):
+    for title in ("rewards/margins", "rewards/accuracies", "chosen ⠒⠒ · rejected xx"):
         assert title in out
     assert "┈" in out  # the dotted reference lines (ln 2, 0.5, 0)
     chart = out[out.index("loss · ✗ DPO101") :]
@@ -228,7 +228,7 @@ def test_terminal_charts_keep_colour_on_a_colour_console() -> None:
     console = Console(file=StringIO(), width=100, color_system="truecolor", force_terminal=True)
     console.print(ReportView(api.check([TRL / "healthy"]), plots=True))
     out = console.file.getvalue()  # type: ignore[union-attr]
-    assert "\x1b[38;2;44;160;44m" in out  # chosen in green, as in the figures
+    assert "\x1b[38;2;0;114;178m" in out  # chosen in Okabe–Ito blue, as in the figures
 
 
 def test_cli_plots_off_when_piped_or_no_plots_and_on_when_forced() -> None:
@@ -334,7 +334,7 @@ def test_cli_compare_prints_the_table_and_writes_the_png(tmp_path: Path) -> None
     width, height = png_size((tmp_path / "compare.png").read_bytes())
     assert width > 1000 and height > 600
     forced = runner.invoke(app, ["compare", *map(str, BETAS), "--plots", "--metric", "margins", "--x", "epoch"])
-    assert forced.exit_code == 0 and has_chart(forced.stdout) and "■ beta_0.01" in forced.stdout
+    assert forced.exit_code == 0 and has_chart(forced.stdout) and "⠒⠒ beta_0.01" in forced.stdout
 
 
 def test_cli_compare_usage_errors() -> None:
