@@ -105,7 +105,11 @@ def pty_run(args: list[str], columns: int, rows: int = 50, env: dict[str, str] |
     return out.decode("utf-8", errors="replace")
 
 
-@pytest.mark.parametrize("with_columns_variable", [False, True], ids=["ioctl", "COLUMNS"])
+@pytest.mark.parametrize(
+    "with_columns_variable",
+    [False, pytest.param(True, marks=pytest.mark.slow)],  # the second spelling of the width: CI runs it
+    ids=["ioctl", "COLUMNS"],
+)
 def test_the_cli_in_a_60_column_terminal_keeps_every_line_in_it(tmp_path: Path, with_columns_variable: bool) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")}
     env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), DPODOCTOR_CACHE_DIR=str(tmp_path / "cache"))

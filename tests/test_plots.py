@@ -134,6 +134,7 @@ def test_hostile_run_name_in_a_figure_is_text_not_mathtext() -> None:
     assert figure_bytes(fig, "png")[:4] == b"\x89PNG"  # an unbalanced $ would fail the render as mathtext
 
 
+@pytest.mark.slow  # a PNG per fixture run
 def test_plot_dir_writes_one_png_per_fixture_run(tmp_path: Path) -> None:
     out = tmp_path / "new" / "plots"
     result = runner.invoke(app, ["check", str(TRL), "--plot-dir", str(out), "--fail-on", "never"])
@@ -166,6 +167,7 @@ def test_png_decodes_with_matplotlib(sweep: Report, tmp_path: Path) -> None:
     assert pixels.std() > 0.05  # not a blank canvas
 
 
+@pytest.mark.slow  # a figure per hostile name
 def test_hostile_run_names_never_write_outside_the_plot_dir(tmp_path: Path) -> None:
     names = [HOSTILE_NAME, "../../outside", "sweep/lr=1e-6/seed 1", "sweep/lr=1e-6/seed_1", "..", "", "a" * 300]
     runs = [diagnose_run(make_run(curves(n=30), name=name)) for name in names]
@@ -390,6 +392,7 @@ def assert_self_contained(doc: Collect) -> None:
     assert "@import" not in styles and "url(" not in styles
 
 
+@pytest.mark.slow  # an SVG figure per fixture run
 def test_html_report_has_every_run_finding_and_figure(sweep: Report) -> None:
     assert "html" in FORMATS
     document = render(sweep, "html")
