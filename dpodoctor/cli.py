@@ -54,7 +54,8 @@ class Group(_FlagsTakeNoValue, TyperGroup):
 
 app = typer.Typer(
     cls=Group,
-    # --install-completion / --show-completion (bash, zsh, fish, PowerShell): rule codes, formats, paths complete.
+    # --install-completion / --show-completion (bash, zsh, fish, PowerShell): commands, options, choices, paths, and
+    # rule codes and names (explain, --select, --ignore) complete.
     add_completion=True,
     no_args_is_help=True,
     help="Read the logs a DPO training run wrote and say whether the run was healthy.",
@@ -99,13 +100,35 @@ class FailOn(str, Enum):
 BetaOption = Annotated[
     float | None, typer.Option("--beta", help="The DPO β of the run(s), overriding what the logs say.")
 ]
+
+
+def _complete_rules(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of rule codes and names (the last item of a comma-separated list), with the rule's summary."""
+    head, sep, last = incomplete.rpartition(",")
+    prefix = head + sep
+    out = []
+    for rule in RULES.values():
+        for word in (rule.code, rule.name):
+            if word.lower().startswith(last.lower()):
+                out.append((prefix + word, rule.summary))
+    return out
+
+
 SelectOption = Annotated[
     str | None,
-    typer.Option("--select", help="Only these rules: codes, prefixes or names, comma-separated (DPO1,loss-collapse)."),
+    typer.Option(
+        "--select",
+        help="Only these rules: codes, prefixes or names, comma-separated (DPO1,loss-collapse).",
+        autocompletion=_complete_rules,
+    ),
 ]
 IgnoreOption = Annotated[
     str | None,
-    typer.Option("--ignore", help="Skip these rules: codes, prefixes or names, comma-separated (DPO104,margin-slow)."),
+    typer.Option(
+        "--ignore",
+        help="Skip these rules: codes, prefixes or names, comma-separated (DPO104,margin-slow).",
+        autocompletion=_complete_rules,
+    ),
 ]
 NoConfigOption = Annotated[bool, typer.Option("--no-config", help="Ignore configuration files.")]
 
@@ -518,7 +541,10 @@ def list_rules() -> None:
 
 @app.command(cls=Command)
 def explain(
-    code: Annotated[str, typer.Argument(help="A rule code or name, such as DPO103 or loss-collapse.")],
+    code: Annotated[
+        str,
+        typer.Argument(help="A rule code or name, such as DPO103 or loss-collapse.", autocompletion=_complete_rules),
+    ],
 ) -> None:
     """Show a rule's page: what it detects, why it matters, likely causes, what to try, an example."""
     r = find_rule(code)

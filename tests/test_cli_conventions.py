@@ -49,6 +49,23 @@ def test_completion_can_be_shown_and_installed() -> None:
     assert "_DPODOCTOR_COMPLETE=complete_bash" in script.stdout and "complete " in script.stdout
 
 
+def complete(words: str) -> list[str]:
+    """What bash completion offers for the last word of ``words`` (typer's completion protocol, as the installed
+    script calls it)."""
+    env = {"_DPODOCTOR_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    result = runner.invoke(app, [], prog_name="dpodoctor", env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()
+
+
+def test_completion_offers_commands_rule_codes_and_names() -> None:
+    assert "explain" in complete("dpodoctor ex")
+    assert complete("dpodoctor explain loss-c") == ["loss-collapse"]
+    assert complete("dpodoctor explain DPO10") == [code for code in RULES if code.startswith("DPO10")]
+    assert complete("dpodoctor check --select DPO1,margin-f") == ["DPO1,margin-flat"]
+    assert "--exit-zero" in complete("dpodoctor check --exit")
+
+
 # ------------------------------------------------------------------------------------------ rule names
 
 
