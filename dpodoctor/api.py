@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,8 +21,36 @@ from dpodoctor.model import Run, make_frame
 from dpodoctor.readers import READERS, Reader, ReadResult, read_runs, reader_for
 from dpodoctor.readers.hparams import find_beta
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report, RunReport
-from dpodoctor.rules import RULES, diagnose_run
+from dpodoctor.rules import diagnose_run
+from dpodoctor.selectors import rule_selectors
 from dpodoctor.sweep import load_sources
+
+PathArg = str | os.PathLike[str]
+# What every function that takes paths accepts: one path (str or PathLike) or an iterable of them.
+Paths = PathArg | Iterable[PathArg]
+
+
+def as_paths(paths: Paths) -> list[Path]:
+    """``paths`` as a list of :class:`Path`: one ``str``/``PathLike`` is one path, not an iterable of characters.
+
+    Why: ``check("runs/")`` reads naturally, and iterating the string would walk ``r``, ``u``, ... and ``/``.
+    """
+    if isinstance(paths, str | os.PathLike):
+        return [Path(paths)]
+    if isinstance(paths, bytes):
+        raise DpoDoctorError(f"paths must be str or os.PathLike, not bytes ({paths!r})")
+    out = []
+    for path in paths:
+        if not isinstance(path, str | os.PathLike):
+            raise DpoDoctorError(f"paths must be str or os.PathLike, not {type(path).__name__} ({path!r})")
+        out.append(Path(path))
+    return out
+
+
+def _strings(values: str | Iterable[str]) -> list[str]:
+    """Rule selectors from the API: one comma-separated string (as on the command line) or an iterable of them."""
+    items = [values] if isinstance(values, str) else list(values)
+    return [part for item in items for part in str(item).split(",")]
 
 
 @dataclass
@@ -123,7 +153,7 @@ def _rename_metrics(frame: pd.DataFrame, metric_map: dict[str, str]) -> pd.DataF
 
 
 def load_all(
-    paths: Iterable[Path | str],
+    paths: Paths,
     *,
     metric_map: dict[str, str] | None = None,
     jobs: int | None = 1,
@@ -140,7 +170,7 @@ def load_all(
     :mod:`dpodoctor.sweep`).
     """
     loaded = Loaded()
-    sources = discover([Path(p) for p in paths], loaded.warnings)
+    sources = discover(as_paths(paths), loaded.warnings)
     outcomes = load_sources(
         sources,
         metric_map=metric_map,
@@ -165,7 +195,7 @@ def load_all(
     return loaded
 
 
-def load(path: Path | str) -> list[Run]:
+def load(path: PathArg) -> list[Run]:
     """Read the runs under one file or folder. Raises DpoDoctorError on the first unreadable file."""
     loaded = load_all([path])
     if loaded.problems:
@@ -177,11 +207,22 @@ def diagnose(
     run: Run,
     *,
     beta: float | None = None,
-    select: Iterable[str] | None = None,
-    ignore: Iterable[str] | None = None,
+    select: str | Iterable[str] | None = None,
+    ignore: str | Iterable[str] | None = None,
 ) -> list[Finding]:
-    """The findings for one run, most severe first."""
-    return diagnose_run(run, beta=beta, select=select, ignore=ignore).findings
+    """The findings for one run, most severe first. ``select``/``ignore``: rule codes, prefixes or names."""
+    chosen = rule_selectors(_strings(select), "select") if select is not None else None
+    skipped = rule_selectors(_strings(ignore), "ignore") if ignore is not None else None
+    return diagnose_run(run, beta=beta, select=chosen, ignore=skipped).findings
+
+
+def metric_names_hint(unknown: Iterable[str] = ()) -> str:
+    """Says which metric names are valid, listing them (and the nearest to a misspelt one): a gate's author should
+    not have to read the source to find them."""
+    names = sorted(set(KEY_MAP.values()))
+    near = [m for u in unknown for m in difflib.get_close_matches(u, names, n=1)]
+    guess = f"did you mean {', '.join(dict.fromkeys(near))}? " if near else ""
+    return f"not a canonical metric name; {guess}the names are {', '.join(names)}"
 
 
 @dataclass
@@ -201,8 +242,8 @@ class CheckSettings:
         *,
         fail_on: str | None = None,
         beta: float | None = None,
-        select: Iterable[str] | None = None,
-        ignore: Iterable[str] | None = None,
+        select: str | Iterable[str] | None = None,
+        ignore: str | Iterable[str] | None = None,
         config: Path | str | None = None,
         use_config: bool = True,
     ) -> CheckSettings:
@@ -215,14 +256,10 @@ class CheckSettings:
         settings = cls(
             fail_on=fail_on or file.fail_on or "error",
             beta=beta if beta is not None else file.beta,
-            select=list(select) if select is not None else file.select,
-            ignore=list(ignore) if ignore is not None else file.ignore,
+            select=rule_selectors(_strings(select), "--select") if select is not None else file.select,
+            ignore=rule_selectors(_strings(ignore), "--ignore") if ignore is not None else file.ignore,
             params=file.rule_params,
         )
-        for option, codes in (("--select", settings.select), ("--ignore", settings.ignore)):
-            for code in codes or ():
-                if not any(c.startswith(code) for c in RULES):
-                    raise DpoDoctorError(f"{option}: unknown rule code or prefix {code!r} (see `dpodoctor rules`)")
         if settings.fail_on not in FAIL_ON_CHOICES:
             raise DpoDoctorError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {settings.fail_on!r}")
         if settings.beta is not None and not settings.beta > 0:
@@ -231,16 +268,16 @@ class CheckSettings:
 
 
 def check(
-    paths: Iterable[Path | str] = (".",),
+    paths: Paths = ".",
     *,
     beta: float | None = None,
     fail_on: str | None = None,
-    select: Iterable[str] | None = None,
-    ignore: Iterable[str] | None = None,
+    select: str | Iterable[str] | None = None,
+    ignore: str | Iterable[str] | None = None,
     config: Path | str | None = None,
     use_config: bool = True,
     metric_map: dict[str, str] | None = None,
-    require_metrics: Iterable[str] = (),
+    require_metrics: str | Iterable[str] = (),
     exit_zero: bool = False,
     jobs: int | None = 1,
     cache: bool | Path | str = False,
@@ -259,7 +296,7 @@ def check(
     ``jobs``, ``cache``, ``progress``: as for :func:`load_all`; each run is diagnosed in the process that read it,
     and a cached run's diagnosis under the same settings is cached too.
     """
-    paths = [Path(p) for p in paths]
+    paths = as_paths(paths)
     settings = CheckSettings.resolve(
         paths, fail_on=fail_on, beta=beta, select=select, ignore=ignore, config=config, use_config=use_config
     )
@@ -281,11 +318,12 @@ def check(
     reports = loaded.reports if loaded.reports is not None else [diagnose_run(run, **diagnosis) for run in loaded.runs]
     problems = [str(p) for p in loaded.problems]
     known = set(KEY_MAP.values())
+    required = [m.strip() for m in _strings(require_metrics) if m.strip()]
     for run in loaded.runs:
-        missing = [m for m in require_metrics if not (run.has(m, "train") or run.has(m, "eval"))]
+        missing = [m for m in required if not (run.has(m, "train") or run.has(m, "eval"))]
         if missing:
             unknown = [m for m in missing if m not in known]
-            hint = f" ({', '.join(unknown)}: not a canonical metric name, see dpodoctor/metrics.py)" if unknown else ""
+            hint = f" ({', '.join(unknown)}: {metric_names_hint(unknown)})" if unknown else ""
             problems.append(
                 f"{run.path}: run {run.name} does not log required metric(s) {', '.join(missing)} "
                 f"in train or eval (--require-metrics){hint}"

@@ -11,14 +11,15 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
-from dpodoctor import api
+from dpodoctor import __version__, api
 from dpodoctor.compare import compare as compare_runs
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.reporters import render
@@ -28,10 +29,35 @@ from dpodoctor.reporters.github import append_step_summary
 from dpodoctor.reporters.text import ReportView, render_text
 from dpodoctor.results import Report
 from dpodoctor.rules import RULES, SECTIONS, parse_sections
+from dpodoctor.selectors import find_rule
 from dpodoctor.sweep import progress_wanted
 
+
+class _FlagsTakeNoValue:
+    """Help without a ``<bool>`` type beside flags (typer shows one for every flag, --help included): a flag takes
+    no value, and a shown placeholder invites ``--exit-zero true``, whose ``true`` is then read as a path."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Command(_FlagsTakeNoValue, TyperCommand):
+    pass
+
+
+class Group(_FlagsTakeNoValue, TyperGroup):
+    pass
+
+
 app = typer.Typer(
-    add_completion=False,
+    cls=Group,
+    # --install-completion / --show-completion (bash, zsh, fish, PowerShell): commands, options, choices, paths, and
+    # rule codes and names (explain, --select, --ignore) complete.
+    add_completion=True,
     no_args_is_help=True,
     help="Read the logs a DPO training run wrote and say whether the run was healthy.",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -75,20 +101,61 @@ class FailOn(str, Enum):
 BetaOption = Annotated[
     float | None, typer.Option("--beta", help="The DPO β of the run(s), overriding what the logs say.")
 ]
+
+
+def _complete_rules(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of rule codes and names (the last item of a comma-separated list), with the rule's summary."""
+    head, sep, last = incomplete.rpartition(",")
+    prefix = head + sep
+    out = []
+    for rule in RULES.values():
+        for word in (rule.code, rule.name):
+            if word.lower().startswith(last.lower()):
+                out.append((prefix + word, rule.summary))
+    return out
+
+
 SelectOption = Annotated[
-    str | None, typer.Option("--select", help="Only these rule codes or prefixes, comma-separated.")
+    str | None,
+    typer.Option(
+        "--select",
+        help="Only these rules: codes, prefixes or names, comma-separated (DPO1,loss-collapse).",
+        autocompletion=_complete_rules,
+    ),
 ]
 IgnoreOption = Annotated[
-    str | None, typer.Option("--ignore", help="Skip these rule codes or prefixes, comma-separated.")
+    str | None,
+    typer.Option(
+        "--ignore",
+        help="Skip these rules: codes, prefixes or names, comma-separated (DPO104,margin-slow).",
+        autocompletion=_complete_rules,
+    ),
 ]
 NoConfigOption = Annotated[bool, typer.Option("--no-config", help="Ignore configuration files.")]
 
 
 def _codes(value: str | None) -> list[str] | None:
+    """The comma-separated selectors of --select/--ignore; the API resolves codes, prefixes and rule names."""
     if not value:
         return None
-    codes = [c.strip().upper() for c in value.split(",") if c.strip()]
+    codes = [c.strip() for c in value.split(",") if c.strip()]
     return codes or None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dpodoctor {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", is_eager=True, callback=_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Read the logs a DPO training run wrote and say whether the run was healthy."""
 
 
 def _metric_map(values: list[str] | None) -> dict[str, str] | None:
@@ -141,6 +208,19 @@ def _defuse_workflow_commands(document: str) -> str:
     return "\n".join("\u200b" + line if line.lstrip().startswith("::") else line for line in document.split("\n"))
 
 
+_BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0"})
+
+
+def _no_flag_values(paths: list[Path] | None) -> None:
+    """Refuse ``--exit-zero true``: flags take no value, so the word lands among the paths. Named as what it
+    is instead of "true: no such file or directory" (a file that exists under that name is read as usual)."""
+    for path in paths or ():
+        if str(path).lower() in _BOOLEAN_WORDS and not path.exists():
+            raise _fail(
+                f"{path}: no such file or directory; flags such as --exit-zero take no value, write the flag alone"
+            )
+
+
 def _fail(message: str) -> typer.Exit:
     # soft_wrap: the error stays one line whatever the terminal width, so CI logs and grep see all of it.
     Console(stderr=True, highlight=False, soft_wrap=True).print(
@@ -178,7 +258,7 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-@app.command()
+@app.command(cls=Command)
 def check(
     paths: Annotated[
         list[Path] | None,
@@ -209,7 +289,8 @@ def check(
     exit_zero: Annotated[
         bool,
         typer.Option(
-            "--exit-zero", help="Report, but exit 0 even with findings at or above --fail-on (bad input still exits 2)."
+            "--exit-zero",
+            help="Report, but exit 0 even with findings at or above --fail-on (bad input still exits 2).",
         ),
     ] = False,
     require_metrics: Annotated[
@@ -277,6 +358,7 @@ def check(
     ] = False,
 ) -> None:
     """Check DPO training logs and report what is healthy and what went wrong."""
+    _no_flag_values(paths)
     try:
         report = api.check(
             paths or [Path(".")],
@@ -327,7 +409,7 @@ def check(
     raise typer.Exit(report.exit_code)
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
     paths: Annotated[
         list[Path],
@@ -363,7 +445,8 @@ def compare(
     plots: Annotated[
         bool | None,
         typer.Option(
-            "--plots/--no-plots", help="Overlay charts in the terminal. Default: on when stdout is a terminal."
+            "--plots/--no-plots",
+            help="Overlay charts in the terminal. Default: on when stdout is a terminal.",
         ),
     ] = None,
     beta: Annotated[
@@ -371,6 +454,7 @@ def compare(
     ] = None,
 ) -> None:
     """Compare runs side by side: where each metric ended, each run's findings, and the curves overlaid."""
+    _no_flag_values(paths)
     try:
         comparison = compare_runs(paths, metrics=_names(metric), x=x.value, normalize_beta=normalize_beta, beta=beta)
     except DpoDoctorError as exc:
@@ -394,7 +478,7 @@ def compare(
     raise typer.Exit(2 if comparison.problems else 0)
 
 
-@app.command()
+@app.command(cls=Command)
 def watch(
     paths: Annotated[
         list[Path] | None,
@@ -421,7 +505,9 @@ def watch(
             "--confirm",
             min=1,
             help="Announce (and fail fast on) a finding only once it has held in this many consecutive looks: "
-            "early curves can look wrong and recover.",
+            "early curves can look wrong and recover. Default: 1, as the DPODoctorCallback. Either way nothing is "
+            "announced before twice the warm-up steps the run's arguments state (a NaN excepted), and a finding "
+            "that no longer holds is taken back with a 'no longer holds' line.",
         ),
     ] = 1,
     beta: BetaOption = None,
@@ -442,6 +528,8 @@ def watch(
     report and the usual exit code (0, or 1 for findings at or above --fail-on).
     """
     from dpodoctor import live  # the live view is only imported by this command
+
+    _no_flag_values(paths)
 
     try:
         result = live.watch(
@@ -468,7 +556,7 @@ def watch(
     raise typer.Exit(result.report.exit_code)
 
 
-@app.command("rules")
+@app.command("rules", cls=Command)
 def list_rules() -> None:
     """List every rule: code, name, default severity and what it checks."""
     table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
@@ -479,12 +567,17 @@ def list_rules() -> None:
     Console(highlight=False, width=max(Console().width, 120)).print(table)
 
 
-@app.command()
-def explain(code: Annotated[str, typer.Argument(help="A rule code such as DPO101.")]) -> None:
+@app.command(cls=Command)
+def explain(
+    code: Annotated[
+        str,
+        typer.Argument(help="A rule code or name, such as DPO103 or loss-collapse.", autocompletion=_complete_rules),
+    ],
+) -> None:
     """Show a rule's page: what it detects, why it matters, likely causes, what to try, an example."""
-    r = RULES.get(code.strip().upper())
+    r = find_rule(code)
     if r is None:
-        raise _fail(f"unknown rule code {code!r} (see `dpodoctor rules`)")
+        raise _fail(f"unknown rule code or name {code!r} (see `dpodoctor rules`)")
     console = Console(highlight=False)
     console.print(Text(f"{r.code} {r.name} ({r.severity.value})", style="bold"))
     console.print(Text(r.doc.splitlines()[0]))

@@ -11,7 +11,7 @@ log-ratios themselves, which is what "compare the margin curves" of two β value
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -129,7 +129,7 @@ def steps_to_epochs(rr: RunReport, steps: np.ndarray) -> np.ndarray:
 
 
 def compare(
-    paths: Iterable[Path | str],
+    paths: api.Paths,
     *,
     metrics: Sequence[str] | None = None,
     x: XAxis = "step",

@@ -17,6 +17,7 @@ from typing import Any
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.results import FAIL_ON_CHOICES
 from dpodoctor.rules import RULES
+from dpodoctor.selectors import rule_selectors
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,12 +45,11 @@ def _codes(value: Any, key: str, path: Path) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise DpoDoctorError(f"'{key}' must be a list of rule codes or prefixes", path)
-    codes = [v.strip().upper() for v in value]
-    for code in codes:
-        if not any(c.startswith(code) for c in RULES):
-            raise DpoDoctorError(f"'{key}': unknown rule code or prefix {code!r}", path)
-    return codes
+        raise DpoDoctorError(f"'{key}' must be a list of rule codes, prefixes or names", path)
+    try:  # codes, prefixes or rule names, as on the command line
+        return rule_selectors(value, f"'{key}'")
+    except DpoDoctorError as exc:
+        raise DpoDoctorError(exc.reason, path) from None
 
 
 def parse(table: dict[str, Any], path: Path) -> Config:

@@ -72,16 +72,10 @@ def _walk(top: Path, warnings: list[str]) -> list[Path]:
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if path.is_symlink() and not path.exists():
-                warnings.append(f"{path}: skipped, broken symlink")
-            elif path.is_file():
-                if os.access(path, os.R_OK):
-                    found.append(path)
-                else:
-                    warnings.append(f"{path}: skipped, permission denied")
-            elif (kind := _special(path)) is not None:
-                # Never opened: reading a FIFO blocks until a writer comes, a device may never end.
-                warnings.append(f"{path}: skipped, not a regular file ({kind})")
+            try:
+                _classify(path, found, warnings)
+            except OSError as exc:  # /proc and other special trees refuse even a stat of some entries
+                warnings.append(f"{path}: skipped ({exc.strerror or exc})")
     return found
 
 
@@ -109,6 +103,28 @@ def _dedupe(files: list[Path], seen: dict[tuple[int, int], Path], warnings: list
             continue
         kept.append(path)
     return kept
+def _classify(path: Path, found: list[Path], warnings: list[str]) -> None:
+    """Add ``path`` to ``found`` when it is a readable regular file, else say in ``warnings`` why it is skipped."""
+    if path.is_symlink() and not path.exists():
+        warnings.append(f"{path}: skipped, broken symlink")
+    elif path.is_file():
+        if os.access(path, os.R_OK):
+            found.append(path)
+        else:
+            warnings.append(f"{path}: skipped, permission denied")
+    elif (kind := _special(path)) is not None:
+        # Never opened: reading a FIFO blocks until a writer comes, a device may never end.
+        warnings.append(f"{path}: skipped, not a regular file ({kind})")
+
+
+def _sniff(path: Path, warnings: list[str]) -> Reader | None:
+    """The reader for a walked file; a file that cannot be opened after all (a procfs entry, a file removed
+    meanwhile) is skipped with a warning instead of ending the whole walk."""
+    try:
+        return reader_for(path)
+    except OSError as exc:
+        warnings.append(f"{path}: skipped ({exc.strerror or exc})")
+        return None
 
 
 def _special(path: Path) -> str | None:
@@ -180,7 +196,7 @@ def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSo
             continue
         groups: dict[Path, dict[str, list[Path]]] = {}
         for path in _dedupe(_walk(arg, warnings), seen_files, warnings):
-            reader = reader_for(path)
+            reader = _sniff(path, warnings)
             if reader is not None:
                 groups.setdefault(reader.run_root(path), {}).setdefault(reader.name, []).append(path)
         for root in sorted(groups):

@@ -29,7 +29,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from dpodoctor.api import CheckSettings, run_from_result
+from dpodoctor.api import CheckSettings, Paths, as_paths, run_from_result
 from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
 from dpodoctor.metrics import canonical, is_summary_key
@@ -42,7 +42,7 @@ from dpodoctor.readers.tensorboard import EventFileTail, _order_key
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.text import STYLE, RunView, render_text
 from dpodoctor.results import Finding, Report, RunReport, Severity
-from dpodoctor.rules import diagnose_run
+from dpodoctor.rules import RULES, diagnose_run
 
 __all__ = [
     "QUIET_WHILE_LIVE",
@@ -51,6 +51,8 @@ __all__ = [
     "Tailer",
     "WatchSettings",
     "announce",
+    "retract",
+    "warmup_steps",
     "watch",
 ]
 
@@ -58,6 +60,14 @@ __all__ = [
 # (DPO003), and a TensorBoard writer flushes one tag at a time, so the newest step often shows the loss before its
 # margins (DPO002). Announcing or stopping on them while the run goes on would be noise; the final report keeps them.
 QUIET_WHILE_LIVE = frozenset({"DPO002", "DPO003"})
+
+# The live defaults `watch` and DPODoctorCallback share. A verdict acts (is announced, can stop a run) only once it
+# has held in DEFAULT_CONFIRM consecutive diagnoses and the run is past WARMUP_FACTOR x its warm-up steps: while the
+# learning rate still ramps up, a healthy loss cannot have left ln 2 yet (the callback's stop waits the same way).
+DEFAULT_CONFIRM = 1
+WARMUP_FACTOR = 2
+# Not a judgement of a curve's shape, so no warm-up excuses it: a NaN loss is broken at any learning rate.
+ACTS_DURING_WARMUP = frozenset({"DPO001"})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -195,6 +205,36 @@ def _number(raw: Any) -> float | None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _positive(value: Any) -> float:
+    """A config value as a positive finite number, else 0 (configs are untrusted text: bools and strings are 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return 0.0
+    return float(value)
+
+
+def warmup_steps(run: Run) -> int:
+    """The run's learning-rate warm-up in steps, from the trainer arguments its log states (0 when unknown).
+
+    As ``TrainingArguments.get_warmup_steps`` computes it: ``warmup_steps`` when at least 1, else a ratio
+    (``warmup_ratio``, or transformers 5's ``warmup_steps`` below 1) of the planned steps: ``max_steps``, else
+    ``num_train_epochs`` times the steps per epoch the logged ``epoch`` metric shows.
+    """
+    config = run.config or {}
+    steps = _positive(config.get("warmup_steps"))
+    if steps >= 1:
+        return int(steps)
+    ratio = steps or _positive(config.get("warmup_ratio"))
+    if not ratio:
+        return 0
+    planned = _positive(config.get("max_steps"))
+    if not planned and (epochs := _positive(config.get("num_train_epochs"))):
+        epoch = run.series("epoch", "train") if run.has("epoch", "train") else pd.Series(dtype=float)
+        epoch = epoch[np.isfinite(epoch.to_numpy(dtype=float))]
+        if len(epoch) and epoch.iloc[-1] > 0:
+            planned = epochs * float(epoch.index[-1]) / float(epoch.iloc[-1])
+    return math.ceil(ratio * planned) if planned else 0
+
+
 def gate_threshold(fail_on: str) -> int | None:
     """The severity rank a finding must reach to fail the gate (None for ``never``)."""
     return None if fail_on == "never" else Severity(fail_on).rank
@@ -204,20 +244,27 @@ def gate_threshold(fail_on: str) -> int | None:
 class LiveDiagnosis:
     """Diagnoses runs as they grow and tells which findings are new since the last time.
 
-    Why a class: "each finding is announced once" needs memory across diagnoses. A finding that disappears (the
-    curve recovered) and comes back is not announced again; the final report still lists what holds at the end.
+    Why a class: "each finding is announced once" needs memory across diagnoses: a finding that holds is not said
+    again at every look.
 
     Why ``confirm``: a run in progress is judged on a prefix of its curves, and a prefix can look wrong for a while
     and then recover (a DPO+SFT run's accuracy sits at chance before the SFT term settles). A finding is announced,
     and can stop a run, only once it has held in ``confirm`` consecutive diagnoses; a poll that brings no new data
     counts as holding, because the verdict on unchanged data stands.
+
+    Why the warm-up: before ``WARMUP_FACTOR`` x the warm-up steps the run's log states (:func:`warmup_steps`), a
+    finding is not confirmed (except ``ACTS_DURING_WARMUP``): the learning rate has not had time to act.
+
+    Why :meth:`retracted`: an announced finding that no longer holds (a slow start that caught up) must be taken
+    back in the same place it was said, or the log and the final report contradict each other. Once retracted, a
+    finding that comes back is announced again.
     """
 
     beta: float | None = None
     select: list[str] | None = None
     ignore: list[str] | None = None
     params: dict[str, dict[str, float]] = field(default_factory=dict)
-    confirm: int = 1
+    confirm: int = DEFAULT_CONFIRM
     announced: set[tuple[str, str]] = field(default_factory=set)  # (run name, code)
     streaks: dict[tuple[str, str], int] = field(default_factory=dict)  # (run name, code) -> consecutive diagnoses
 
@@ -239,8 +286,21 @@ class LiveDiagnosis:
         return self._new(name, report)
 
     def confirmed(self, name: str, report: RunReport) -> list[Finding]:
-        """The findings of this report that have held long enough to act on."""
-        return [f for f in report.findings if self.streaks.get((name, f.code), 0) >= self.confirm]
+        """The findings of this report that have held long enough to act on (and the run is past its warm-up)."""
+        warm = report.run.steps >= WARMUP_FACTOR * warmup_steps(report.run)
+        return [
+            f
+            for f in report.findings
+            if self.streaks.get((name, f.code), 0) >= self.confirm and (warm or f.code in ACTS_DURING_WARMUP)
+        ]
+
+    def retracted(self, name: str, report: RunReport) -> list[str]:
+        """Codes announced for this run that its latest report no longer holds; they are forgotten, so one that
+        comes back is announced again."""
+        present = {f.code for f in report.findings}
+        gone = sorted(code for run, code in self.announced if run == name and code not in present)
+        self.announced.difference_update((name, code) for code in gone)
+        return gone
 
     def _new(self, name: str, report: RunReport) -> list[Finding]:
         new = []
@@ -266,6 +326,13 @@ def announce(finding: Finding, step: int, run: str | None = None) -> str:
     """The one line that announces a new finding: where it was seen, the code, and the message."""
     where = f" in {run}" if run else ""
     return f"step {step}: {finding.code} {finding.name} [{finding.severity.value}]{where}: {finding.message}"
+
+
+def retract(code: str, step: int, run: str | None = None) -> str:
+    """The one line that takes an announced finding back: the run's curves no longer show it."""
+    where = f" in {run}" if run else ""
+    name = f" {RULES[code].name}" if code in RULES else ""
+    return f"step {step}: {code}{name} no longer holds{where}"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -410,8 +477,8 @@ class Tailer:
     trainer creates its output folder late, a resumed run adds an event file) is picked up.
     """
 
-    def __init__(self, paths: Iterable[Path | str], metric_map: dict[str, str] | None = None) -> None:
-        self.paths = [Path(p) for p in paths]
+    def __init__(self, paths: Paths, metric_map: dict[str, str] | None = None) -> None:
+        self.paths = as_paths(paths)
         self.metric_map = metric_map
         self._followers: dict[tuple[Path, str], _Follower] = {}
         self._runs: dict[tuple[Path, str], list[Run]] = {}
@@ -507,7 +574,7 @@ def _view(reports: list[RunReport], poll: Poll | None, status: Text) -> Renderab
 
 
 def watch(
-    paths: Iterable[Path | str],
+    paths: Paths,
     *,
     interval: float = 10.0,
     fail_fast: bool = False,
@@ -519,7 +586,7 @@ def watch(
     use_config: bool = True,
     metric_map: dict[str, str] | None = None,
     timeout: float | None = None,
-    confirm: int = 1,
+    confirm: int = DEFAULT_CONFIRM,
     console: Console | None = None,
     live: bool | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -530,7 +597,7 @@ def watch(
     ``live``: draw the refreshing rich view (default: when ``console`` is a terminal). Without it only the finding
     lines are printed, which is what a CI log or a job script's output wants.
     """
-    paths = [Path(p) for p in paths]
+    paths = as_paths(paths)
     if not interval > 0:
         raise DpoDoctorError(f"--interval must be a positive number of seconds, not {interval}")
     settings = WatchSettings.resolve(
@@ -563,6 +630,8 @@ def watch(
                     report, new = reports[run.name], engine.hold(run.name, reports[run.name])
                 else:
                     report, new = engine.diagnose(run)
+                    for code in engine.retracted(run.name, report):
+                        emit(Text(retract(code, run.steps, run.name if len(poll.runs) > 1 else None), style="green"))
                 reports[run.name] = report
                 for finding in new:
                     line = Text(announce(finding, run.steps, run.name if len(poll.runs) > 1 else None))

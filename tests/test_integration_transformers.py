@@ -132,6 +132,7 @@ def test_bad_arguments_are_refused() -> None:
         DPODoctorCallback(check_every=0)
 
 
+@pytest.mark.slow  # 10k logged steps through the callback
 def test_a_log_step_costs_under_5_ms_with_10k_logged_steps(tmp_path: Path) -> None:
     """The issue's budget: 10,000 on_log calls back to back; the mean of the last 1000 stays under 5 ms."""
     args, state, control = fake_trainer(tmp_path)
@@ -233,6 +234,7 @@ def _train(tmp_path: Path, learning_rate: float, max_steps: int, callback: DPODo
     return trainer
 
 
+@pytest.mark.slow  # trains a real trl.DPOTrainer
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers 5 renames TRL's defaults
 def test_dpo_trainer_healthy_run_reports_no_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("trl")
@@ -247,6 +249,7 @@ def test_dpo_trainer_healthy_run_reports_no_error(tmp_path: Path, caplog: pytest
     assert doc["runs"][0]["steps"] == 40
 
 
+@pytest.mark.slow  # trains a real trl.DPOTrainer
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers 5 renames TRL's defaults
 def test_dpo_trainer_with_lr_1e_9_is_stopped_with_dpo101(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("trl")

@@ -900,6 +900,7 @@ def _scalar_records(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow  # 3000 hypothesis examples
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_scalar_records())
 def test_fast_scalar_path_equals_the_general_decoder(record: bytes) -> None:

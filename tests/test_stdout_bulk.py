@@ -40,6 +40,7 @@ _numbers = st.one_of(
 )
 
 
+@pytest.mark.slow  # 400 hypothesis examples
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(st.lists(_numbers, min_size=1, max_size=4), min_size=1, max_size=5).filter(
@@ -165,6 +166,7 @@ def _logs(draw: st.DrawFn) -> bytes:
     return "".join(parts).encode()
 
 
+@pytest.mark.slow  # 150 generated logs, each read three ways
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(log=_logs(), chunk=st.sampled_from([97, 1024, 4 * 1024 * 1024]))
 def test_bulk_scan_equals_record_by_record_reading(

@@ -78,15 +78,36 @@ REFERENCES: dict[str, Reference] = {
 # Rewards are β × log-ratio: these are the metrics `compare --normalize-beta` divides by β.
 REWARD_METRICS = frozenset({"margins", "chosen", "rejected"})
 
-# One colour per role, shared by the terminal and the figures, so a reader who learnt one reads the other.
-COLORS: dict[str, str] = {"chosen": "#2ca02c", "rejected": "#d62728"}
-DEFAULT_COLOR = "#1f77b4"
-EVAL_COLOR = "#ff7f0e"
-SEVERITY_COLORS: dict[Severity, str] = {
-    Severity.ERROR: "#d62728",
-    Severity.WARNING: "#ff7f0e",
-    Severity.INFO: "#1f77b4",
+# The Okabe–Ito palette (Okabe & Ito, "Color Universal Design", 2008): eight colours that stay distinct for the
+# common colour-vision deficiencies, red–green included. Colour is never the only cue: curves also differ by line
+# glyph (terminal) or line style and marker (figures), and are named next to them.
+OKABE_ITO: dict[str, str] = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
 }
+# One colour per role, shared by the terminal and the figures, so a reader who learnt one reads the other.
+COLORS: dict[str, str] = {"chosen": OKABE_ITO["blue"], "rejected": OKABE_ITO["vermillion"]}
+DEFAULT_COLOR = OKABE_ITO["blue"]
+EVAL_COLOR = OKABE_ITO["orange"]
+SEVERITY_COLORS: dict[Severity, str] = {
+    Severity.ERROR: OKABE_ITO["vermillion"],
+    Severity.WARNING: OKABE_ITO["orange"],
+    Severity.INFO: OKABE_ITO["sky blue"],
+}
+# Compared runs, in order (yellow last: faint on white).
+RUN_COLORS: tuple[str, ...] = tuple(
+    OKABE_ITO[name]
+    for name in ("blue", "vermillion", "bluish green", "reddish purple", "orange", "sky blue", "black", "yellow")
+)
+# How each role is drawn in the figures besides its colour (matplotlib line style, marker).
+STYLES: dict[str, tuple[str, str]] = {"chosen": ("-", "^"), "rejected": ("--", "v")}
+RUN_STYLES: tuple[tuple[str, str], ...] = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ("-", "v"), ("--", "P"))
 
 
 def panel_for(metric: str, panels: Sequence[Panel]) -> Panel:

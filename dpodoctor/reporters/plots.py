@@ -27,7 +27,10 @@ from dpodoctor.reporters.curves import (
     FIGURE_PANELS,
     METRIC_LABELS,
     REFERENCES,
+    RUN_COLORS,
+    RUN_STYLES,
     SEVERITY_COLORS,
+    STYLES,
     Panel,
     Reference,
     findings_by_panel,
@@ -53,7 +56,6 @@ RUN_FIGSIZE = (15.0, 8.5)  # inches: 1500×850 pixels at DPI, readable on a lapt
 # Fixed so that the same run gives byte-identical SVG (an HTML report can be diffed, a test can compare two renders).
 _SVG_RC = {"svg.hashsalt": "dpodoctor", "svg.fonttype": "none"}
 _NO_METADATA: dict[str, str | None] = {"Date": None, "Creator": None}
-_RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 
 
 def figure_text(text: object) -> str:
@@ -134,17 +136,44 @@ def _draw_metric(
     color: str,
     eval_color: str,
     labels: tuple[str | None, str | None, str | None],
+    style: tuple[str, str | None] = ("-", None),
+    direct_label: str | None = None,
 ) -> bool:
     """One metric: raw train points faint, the smoothed train curve over them, eval points as markers. ``labels``
-    name the raw, smoothed and eval artists in the legend (None: left out). Returns whether anything was drawn."""
+    name the raw, smoothed and eval artists in the legend (None: left out). ``style``: the smoothed curve's line
+    style and marker (a few markers along it), so curves sharing a panel differ in print and without colour;
+    ``direct_label``: written at the curve's right end. Returns whether anything was drawn."""
     raw_label, train_label, eval_label = (label or "_nolegend_" for label in labels)
     train, evals = series.get("train"), series.get("eval")
     drawn = False
+    linestyle, marker = style
     if train is not None and len(train):
         x = train.index.to_numpy(dtype=float)
         ax.plot(x, train.to_numpy(), color=color, alpha=0.3, linewidth=0.7, label=raw_label)
         curve = smoothed(train)
-        ax.plot(curve.index.to_numpy(dtype=float), curve.to_numpy(), color=color, linewidth=1.8, label=train_label)
+        cx, cy = curve.index.to_numpy(dtype=float), curve.to_numpy()
+        ax.plot(
+            cx,
+            cy,
+            color=color,
+            linewidth=1.8,
+            linestyle=linestyle,
+            marker=marker,
+            markevery=max(1, len(cx) // 8),
+            markersize=5,
+            label=train_label,
+        )
+        if direct_label and len(cx) and np.isfinite(cy[-1]):
+            ax.annotate(
+                direct_label,
+                (cx[-1], cy[-1]),
+                xytext=(4, 0),
+                textcoords="offset points",
+                fontsize=7.5,
+                color=color,
+                va="center",
+                annotation_clip=False,
+            )
         drawn = True
     if evals is not None and len(evals):
         ax.plot(
@@ -153,7 +182,7 @@ def _draw_metric(
             color=eval_color,
             linestyle="--",
             linewidth=0.9,
-            marker="o",
+            marker=marker or "o",
             markersize=4,
             markerfacecolor="white",
             markeredgewidth=1.3,
@@ -192,7 +221,15 @@ def _run_panel(
             labels: tuple[str | None, str | None, str | None] = (None, _short(metric), f"{_short(metric)} (eval)")
         else:
             labels = ("train (raw)", "train (smoothed)", "eval") if explain else (None, None, None)
-        drawn |= _draw_metric(ax, series, color=color, eval_color=color if multi else EVAL_COLOR, labels=labels)
+        drawn |= _draw_metric(
+            ax,
+            series,
+            color=color,
+            eval_color=color if multi else EVAL_COLOR,
+            labels=labels,
+            style=STYLES.get(metric.removeprefix("logps_"), ("-", None)) if multi else ("-", None),
+            direct_label=_short(metric) if multi else None,
+        )
     notes = [f.code for f in findings] + list(dict.fromkeys(folded))
     ax.set_title(panel.title + (f"   —   {'  '.join(notes)}" if notes else ""), fontsize=10.5, loc="left")
     ax.grid(True, color="0.92", linewidth=0.6)
@@ -261,12 +298,21 @@ def comparison_figure(comparison: Comparison) -> Figure:
         drawn = False
         for i, (rr, label) in enumerate(zip(comparison.runs, comparison.labels, strict=True)):
             series = {split: comparison.curve(rr, metric, split) for split in ("train", "eval")}
-            color = _RUN_COLORS[i % len(_RUN_COLORS)]
+            color = RUN_COLORS[i % len(RUN_COLORS)]
             codes = ", ".join(comparison.codes(rr)) or "no findings"
             name = figure_text(f"{label} ({codes})")
             has_train = len(series["train"]) > 0
             labels = (None, name, None if has_train else f"{name}, eval")
-            drawn |= _draw_metric(ax, series, color=color, eval_color=color, labels=labels)
+            style = RUN_STYLES[i % len(RUN_STYLES)]
+            drawn |= _draw_metric(
+                ax,
+                series,
+                color=color,
+                eval_color=color,
+                labels=labels,
+                style=style,
+                direct_label=figure_text(label),
+            )
         ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=10.5, loc="left")
         ax.set_xlabel(comparison.x)
         ax.set_xlim(left=0)
@@ -285,7 +331,8 @@ def comparison_figure(comparison: Comparison) -> Figure:
     how = "β-normalised rewards (log-ratios), " if comparison.normalize_beta else ""
     fig.suptitle(
         f"compare: {len(comparison.runs)} runs, {how}aligned by {comparison.x}\n"
-        "thick line: train (smoothed) · faint line: train (raw) · circles: eval",
+        "thick line: train (smoothed), a line style and marker per run · faint line: train (raw) · hollow markers: "
+        "eval",
         fontsize=12,
     )
     return fig

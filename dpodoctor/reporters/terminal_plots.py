@@ -27,6 +27,7 @@ from dpodoctor.reporters.curves import (
     DEFAULT_COLOR,
     EVAL_COLOR,
     REFERENCES,
+    RUN_COLORS,
     SEVERITY_COLORS,
     TERMINAL_PANELS,
     Panel,
@@ -46,8 +47,20 @@ if TYPE_CHECKING:
 CHART_HEIGHT = 13  # rows: a title, 10 rows of canvas, the axis and its tick labels
 MIN_SIDE_BY_SIDE = 84  # below this width two charts per row get too narrow to read: stack them
 RAW_COLOR = "#8a8a8a"  # raw points in grey under the coloured smoothed curve
-# Short titles: a chart is ~48 columns and its title must keep room for the findings' codes and steps.
-CHART_TITLES = {"rewards": "chosen (green) · rejected (red)"}
+# The character each curve is drawn with, so overlaid curves differ without colour (NO_COLOR, a pipe with --plots,
+# a colour-blind reader): the first in braille (a fine line), the others in plain characters (xxxx, ++++).
+RUN_MARKERS: tuple[str, ...] = ("braille", "x", "+", "o", "*", "=")
+METRIC_MARKERS = {"chosen": "braille", "rejected": "x"}
+
+
+def glyph(marker: str) -> str:
+    """How a curve drawn with ``marker`` looks, for a legend or a title: ``⠒⠒`` for braille, ``xx`` for x."""
+    return "⠒⠒" if marker == "braille" else marker * 2
+
+
+# Short titles: a chart is ~48 columns and its title must keep room for the findings' codes and steps. They name
+# each curve by its glyph, not by a colour.
+CHART_TITLES = {"rewards": f"chosen {glyph(METRIC_MARKERS['chosen'])} · rejected {glyph(METRIC_MARKERS['rejected'])}"}
 
 
 @dataclass(frozen=True)
@@ -78,13 +91,14 @@ def _rgb(color: str) -> tuple[int, int, int]:
     return int(color[0:2], 16), int(color[2:4], 16), int(color[4:6], 16)
 
 
-def _curves(series: dict[str, pd.Series], color: str, *, eval_color: str) -> list[Line]:
-    """Raw train points in grey, the smoothed train curve over them in colour, eval points as dots."""
+def _curves(series: dict[str, pd.Series], color: str, *, eval_color: str, marker: str = "braille") -> list[Line]:
+    """Raw train points in grey, the smoothed train curve over them in colour (drawn with ``marker``), eval points
+    as dots."""
     lines = []
     train, evals = series.get("train"), series.get("eval")
     if train is not None and len(train):
         lines.append(Line(train, RAW_COLOR, connect=False))
-        lines.append(Line(smoothed(train), color))
+        lines.append(Line(smoothed(train), color, marker=marker))
     if evals is not None and len(evals):
         lines.append(Line(evals, eval_color, connect=False, marker="•"))
     return lines
@@ -101,7 +115,7 @@ def _marks(findings: Sequence[Finding]) -> str:
 
 
 def run_charts(rr: RunReport, *, panels: Sequence[Panel] = TERMINAL_PANELS) -> list[Chart]:
-    """The charts of one run: loss, margins, accuracy, and chosen beside rejected (green, red), each with the
+    """The charts of one run: loss, margins, accuracy, and chosen beside rejected (two glyphs), each with the
     seed's reference line and the findings on its metric (the loss chart for metrics without a chart)."""
     run = rr.run
     grouped = findings_by_panel(rr.findings, panels)
@@ -111,7 +125,12 @@ def run_charts(rr: RunReport, *, panels: Sequence[Panel] = TERMINAL_PANELS) -> l
         for metric in panel.metrics:
             series = {split: points(run, metric, split) for split in ("train", "eval")}
             color = COLORS.get(metric, DEFAULT_COLOR)
-            lines += _curves(series, color, eval_color=color if len(panel.metrics) > 1 else EVAL_COLOR)
+            lines += _curves(
+                series,
+                color,
+                eval_color=color if len(panel.metrics) > 1 else EVAL_COLOR,
+                marker=METRIC_MARKERS.get(metric, "braille"),
+            )
         title = CHART_TITLES.get(panel.key, panel.title)
         charts.append(
             Chart(
@@ -209,26 +228,30 @@ def run_chart_grid(rr: RunReport) -> ChartGrid:
     return ChartGrid(run_charts(rr))
 
 
-RUN_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
-
-
 def run_color(i: int) -> str:
-    """The colour of the i-th compared run, the same in its charts and its legend."""
-    return RUN_PALETTE[i % len(RUN_PALETTE)]
+    """The colour of the i-th compared run, the same in its charts and its legend (Okabe–Ito)."""
+    return RUN_COLORS[i % len(RUN_COLORS)]
+
+
+def run_marker(i: int) -> str:
+    """The glyph the i-th compared run is drawn with, the same in its charts and its legend."""
+    return RUN_MARKERS[i % len(RUN_MARKERS)]
 
 
 def comparison_charts(comparison: Comparison) -> ChartGrid:
-    """One chart per compared metric with every run overlaid in its own colour (smoothed train curve, eval dots),
-    on the comparison's x axis, rewards divided by β when it normalises."""
+    """One chart per compared metric with every run overlaid in its own colour and glyph (smoothed train curve, eval
+    dots), on the comparison's x axis, rewards divided by β when it normalises."""
     charts = []
     for metric in comparison.metrics:
         lines: list[Line] = []
         for i, rr in enumerate(comparison.runs):
             train, evals = (comparison.curve(rr, metric, split) for split in ("train", "eval"))
             if len(train):
-                lines.append(Line(smoothed(train), run_color(i)))
+                lines.append(Line(smoothed(train), run_color(i), marker=run_marker(i)))
             if len(evals):
-                lines.append(Line(evals, run_color(i), connect=not len(train), marker="•"))
+                lines.append(
+                    Line(evals, run_color(i), connect=not len(train), marker="•" if len(train) else run_marker(i))
+                )
         right = max((float(line.series.index.max()) for line in lines), default=1.0)
         charts.append(
             Chart(
@@ -242,10 +265,11 @@ def comparison_charts(comparison: Comparison) -> ChartGrid:
 
 
 def run_legend(labels: Sequence[str]) -> Text:
-    """``■ run-a  ■ run-b``: which colour is which run (a legend inside a small chart would hide its curves)."""
+    """``⠒⠒ run-a   xx run-b``: which glyph and colour is which run (a legend inside a small chart would hide its
+    curves); the glyph alone tells the runs apart without colour."""
     text = Text()
     for i, label in enumerate(labels):
-        text.append("■ ", style=run_color(i))
+        text.append(f"{glyph(run_marker(i))} ", style=f"bold {run_color(i)}")
         text.append(clean(label))
         text.append("   ")
     return text

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.padding import Padding
 from rich.table import Table
@@ -71,6 +73,48 @@ def _log_text(text: object, style: str = "") -> Text:
     return Text(" ".join(clean(text).splitlines()), style=style)
 
 
+@dataclass(frozen=True)
+class TableLayout:
+    """Column widths of the metric table for one terminal width (0: the column is left out)."""
+
+    label: int
+    healthy: int  # the "healthy behaviour" column; 0 when it is shown under the metric instead
+    healthy_full: int  # what it needs on one line
+    span: int
+    spark: int
+
+    @property
+    def healthy_below(self) -> bool:
+        return self.healthy == 0
+
+
+GAP = 2  # the table's padding between two columns
+MIN_HEALTHY = 14  # narrower than this, the description reads better under the metric name
+MIN_SPARK = 6
+
+
+def table_layout(width: int, *, label: int, span: int, healthy: int, spark: int) -> TableLayout:
+    """Who gives way on a narrow terminal, in order: the description (wrapped in its column, then moved under the
+    metric name), then the sparkline (shortened), then the numbers and the metric name (cut with an ellipsis).
+
+    Why this order: the ✓/⚠/✗ verdict and "start → end" are what a reader acts on; the healthy behaviour is the
+    same reference text on every report. No row is ever wider than ``width``.
+    """
+    fixed = 1 + label + span  # mark, metric, numbers
+    if fixed + healthy + spark + 4 * GAP <= width:
+        return TableLayout(label, healthy, healthy, span, spark)
+    room = width - fixed - 4 * GAP - spark  # for the description beside the numbers, at full trend width
+    if room >= MIN_HEALTHY:
+        return TableLayout(label, room, healthy, span, spark)
+    spark_room = width - fixed - 3 * GAP
+    if spark_room >= MIN_SPARK:
+        return TableLayout(label, 0, healthy, span, min(spark, spark_room))
+    # Very narrow: no trend; the numbers and the metric share what is left, the numbers first.
+    rest = max(width - 1 - 2 * GAP, 2)
+    span_width = min(span, max(rest - 8, rest // 2))
+    return TableLayout(max(rest - span_width, 1), 0, healthy, span_width, 0)
+
+
 class RunView:
     """One run: header, metric table, what was checked, the findings, and with ``plots`` the curves as charts."""
 
@@ -98,20 +142,44 @@ class RunView:
             text.append_text(_log_text(f"  also found, not read: {_top_entries(run.other_sources, run.path)}", "dim"))
         return text
 
-    def table(self) -> Table:
+    def table(self, width: int = 100) -> Table:
+        """The metric table laid out for ``width`` columns (see :func:`table_layout`): the verdict mark and the
+        numbers keep their room, the "healthy behaviour" text gives way (wraps, then moves under the metric)."""
+        rows = metric_rows(self.report)
+        layout = table_layout(
+            width,
+            label=max((cell_len(r.label) for r in rows), default=6),
+            span=max((cell_len(r.span) for r in rows), default=11),
+            healthy=max((cell_len(r.healthy) for r in rows), default=0),
+            spark=self.spark_width,
+        )
         table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
-        table.add_column("", no_wrap=True, width=1)
-        table.add_column("metric", no_wrap=True, min_width=18)
-        table.add_column("healthy behaviour", style="dim", no_wrap=True, overflow="ellipsis", max_width=34)
-        table.add_column("start → end", no_wrap=True)
-        table.add_column("trend", no_wrap=True)
-        for row in metric_rows(self.report):
+        table.add_column("", no_wrap=True, width=1, min_width=1)
+        table.add_column("metric", no_wrap=not layout.healthy_below, width=layout.label, overflow="fold")
+        if layout.healthy:
+            wrap = layout.healthy < layout.healthy_full
+            table.add_column("healthy behaviour", style="dim", no_wrap=not wrap, overflow="fold", width=layout.healthy)
+        table.add_column("start → end", no_wrap=True, width=layout.span, overflow="ellipsis")
+        if layout.spark:
+            table.add_column("trend", no_wrap=True, width=layout.spark)
+        for row in rows:
+            label = Text(row.label)
+            if layout.healthy_below:
+                label.append("\n" + row.healthy, style="dim")
+            cells: list[RenderableType] = [label]
+            if layout.healthy:
+                cells.append(row.healthy)
             if not row.logged:
-                table.add_row(Text(row.mark, style="dim"), row.label, row.healthy, Text(row.span, style="dim"), "")
+                cells.append(Text(row.span, style="dim"))
+                if layout.spark:
+                    cells.append("")
+                table.add_row(Text(row.mark, style="dim"), *cells)
                 continue
             style = "green" if row.severity is None else STYLE[row.severity]
-            spark = sparkline(row.values, width=self.spark_width)
-            table.add_row(Text(row.mark, style=style), row.label, row.healthy, row.span, spark)
+            cells.append(row.span)
+            if layout.spark:
+                cells.append(sparkline(row.values, width=layout.spark))
+            table.add_row(Text(row.mark, style=style), *cells)
         return table
 
     def findings(self) -> list[RenderableType]:
@@ -146,7 +214,7 @@ class RunView:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield self.header()
-        yield self.table()
+        yield self.table(options.max_width)
         yield from self.findings()
         if self.plots:
             from dpodoctor.reporters.terminal_plots import run_chart_grid  # plotext loads only when charts are drawn

@@ -295,6 +295,7 @@ def test_file_vanishing_between_sniff_and_grouping(tmp_path: Path, monkeypatch: 
 # ---------------------------------------------------------------- many files
 
 
+@pytest.mark.slow  # creates and walks 10,000 files
 def test_ten_thousand_empty_files(tmp_path: Path) -> None:
     root = _sweep(tmp_path)
     crowd = root / "crowd"

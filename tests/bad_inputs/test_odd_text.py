@@ -133,6 +133,7 @@ def _big_console_log(path: Path, size: int) -> None:
             i += 1
 
 
+@pytest.mark.slow  # writes a 50 MB console log and reads it twice, once under tracemalloc
 def test_huge_console_log_is_streamed_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 50 MB log read with 256 KiB chunks peaks at a few MB (a 1 GB log would too: memory does not grow with the
     file), and gives the same result as the default 4 MB chunks (nothing is lost at chunk boundaries)."""
