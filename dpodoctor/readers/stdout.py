@@ -55,7 +55,7 @@ from dpodoctor.metrics import (
     split_key,
 )
 from dpodoctor.model import Ended, empty_frame, frame_from_codes, make_frame
-from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers import ReadResult, register, wandb_run
 from dpodoctor.readers.textio import Utf8Reader
 
 __all__ = ["StdoutReader", "StdoutTail", "parse_metric_dict"]
@@ -1434,11 +1434,16 @@ class StdoutReader:
         parts = path.parts
         if "swanlog" in parts and "console" not in parts[parts.index("swanlog") :]:
             return False
+        if wandb_run.is_wandb_internal_log(path):
+            return False
         return path.is_file()
 
     def run_root(self, path: Path) -> Path:
         """The file's folder, except that SwanLab's console capture (``<run>/swanlog/run-*/console/*.log``)
-        belongs to ``<run>``: it duplicates the train.log written there."""
+        belongs to ``<run>``: it duplicates the train.log written there. W&B's (``files/output.log``) belongs to
+        the run of its record file."""
+        if (root := wandb_run.console_root(path)) is not None:
+            return root
         for parent in path.parents:
             if parent.name == "swanlog":
                 return parent.parent
