@@ -158,6 +158,8 @@ class MlflowFileStoreReader:
         meta = _read_meta(run / "meta.yaml")
         notes: list[str] = []
         where = f"{run.parent.name}/{run.name}"
+        if "run_id" not in meta and "status" not in meta:
+            notes.append(f"{where}/meta.yaml: holds no run fields (run_id, status): how the run ended is unknown")
         if meta.get("lifecycle_stage") == "deleted":
             notes.append(f"{where}: the run is deleted in MLflow (lifecycle_stage: deleted)")
         builder = FrameBuilder()
