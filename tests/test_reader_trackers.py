@@ -309,3 +309,75 @@ def test_decoding_arbitrary_records_never_fails(records: list[bytes], cut: int) 
     assert decoded.undecodable <= len(records)
     cut_scan = scan_wandb(data[: max(7, cut)], Path("x.wandb"))
     assert cut_scan.records == scan.records[: len(cut_scan.records)]
+
+
+# ------------------------------------------------------------------------------------------ watch
+
+
+def test_watch_follows_a_growing_wandb_file(tmp_path: Path) -> None:
+    from dpodoctor.live import Tailer
+
+    data = WANDB_RECORD.read_bytes()
+    run_dir = tmp_path / "wandb" / WANDB_RECORD.parent.name
+    run_dir.mkdir(parents=True)
+    path = run_dir / WANDB_RECORD.name
+    tailer = Tailer([tmp_path])
+    steps = []
+    for cut in (len(data) // 3, 2 * len(data) // 3, len(data)):
+        path.write_bytes(data[:cut])
+        poll = tailer.poll()
+        [run] = poll.runs
+        assert run.source == "wandb" and poll.changed == {run.name}
+        steps.append((run.steps, run.ended))
+        assert tailer.poll().changed == set()  # nothing new: not read again
+    assert steps[0][0] < steps[1][0] < steps[2][0] == 120
+    assert [ended for _, ended in steps] == [Ended.TRUNCATED, Ended.TRUNCATED, Ended.FINISHED]
+
+
+def test_watch_follows_a_trackio_database_written_in_wal_mode(tmp_path: Path) -> None:
+    from dpodoctor.live import Tailer
+
+    db = tmp_path / "project.db"
+    shutil.copyfile(TRACKER_SOURCES["trackio"], db)
+    writer = sqlite3.connect(db)
+    try:
+        writer.execute("PRAGMA journal_mode = WAL")
+        query = "SELECT run_id, timestamp, run_name, step, metrics FROM metrics WHERE id > 30"
+        later = writer.execute(query).fetchall()
+        writer.execute("DELETE FROM metrics WHERE id > 30")
+        writer.commit()
+        writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        tailer = Tailer([tmp_path])
+        [first] = tailer.poll().runs
+        half = first.steps
+        assert 0 < half < 120
+        for row in later:  # the trainer goes on: every commit lands in the -wal only
+            writer.execute(
+                "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics) VALUES (?, ?, ?, ?, ?)", row
+            )
+            writer.commit()
+        assert db.with_name("project.db-wal").stat().st_size > 0
+        before = _snapshot(tmp_path)
+        poll = tailer.poll()
+        [run] = poll.runs
+        assert run.steps == 120 and poll.changed == {run.name}
+        assert _snapshot(tmp_path) == before
+    finally:
+        writer.close()
+
+
+def test_a_run_folder_without_its_record_file_falls_back_to_files(tmp_path: Path) -> None:
+    """A run folder copied without ``run-<id>.wandb`` (online runs keep ``files/``): the summary and the console."""
+    import json
+
+    run_dir = tmp_path / "wandb" / WANDB_RECORD.parent.name
+    shutil.copytree(WANDB_RECORD.parent, run_dir, ignore=shutil.ignore_patterns("*.wandb"))
+    summary = decode_records(scan_wandb(WANDB_RECORD.read_bytes(), WANDB_RECORD).records).summary
+    (run_dir / "files" / "wandb-summary.json").write_text(json.dumps(summary))  # the run summary, as W&B keeps it
+    [run] = api.load_all([tmp_path / "wandb"]).runs
+    assert run.source == "wandb"
+    assert any("files/output.log" in n for n in run.notes)
+    assert run.summary["train_runtime"] == summary["train_runtime"]
+    tb = api.load_all([ALL / "runs"]).runs[0]
+    assert len(run.series("loss")) == len(tb.series("loss"))

@@ -420,7 +420,7 @@ class WandbReader:
             *result.notes,
         ]
         result.config = {**config, **result.config}
-        result.summary = {**summary, **result.summary}
+        result.summary = {**result.summary, **summary}  # W&B keeps the full-precision totals
         if result.beta is None and (beta := beta_in(config)) is not None:
             result.beta, result.beta_source = beta, "files/config.yaml"
         return result
