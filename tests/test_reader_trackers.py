@@ -381,3 +381,27 @@ def test_a_run_folder_without_its_record_file_falls_back_to_files(tmp_path: Path
     assert run.summary["train_runtime"] == summary["train_runtime"]
     tb = api.load_all([ALL / "runs"]).runs[0]
     assert len(run.series("loss")) == len(tb.series("loss"))
+
+
+def test_several_runs_in_one_wandb_or_mlruns_folder_are_each_their_own_run(tmp_path: Path) -> None:
+    wandb_dir = tmp_path / "project" / "wandb"
+    shutil.copytree(WANDB_RECORD.parent, wandb_dir / WANDB_RECORD.parent.name)
+    killed = next((KILLED / "wandb").glob("offline-run-*"))
+    shutil.copytree(killed, wandb_dir / killed.name)
+    mlruns = tmp_path / "project" / "mlruns" / "0"
+    source = next((ALL / "mlruns" / "0").glob("*/meta.yaml")).parent
+    shutil.copytree(source, mlruns / source.name)
+    shutil.copytree(source, mlruns / ("f" * 32))
+    loaded = api.load_all([tmp_path / "project"])
+    by_name = {run.name: run for run in loaded.runs}
+    assert sorted(by_name) == sorted(
+        [
+            f"wandb/{WANDB_RECORD.parent.name}",
+            f"wandb/{killed.name}",
+            f"mlruns/0/{source.name}",
+            f"mlruns/0/{'f' * 32}",
+        ]
+    )
+    assert by_name[f"wandb/{killed.name}"].ended is Ended.TRUNCATED
+    assert by_name[f"wandb/{WANDB_RECORD.parent.name}"].ended is Ended.FINISHED
+    assert not loaded.problems and not loaded.ignored

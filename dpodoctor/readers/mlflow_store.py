@@ -174,7 +174,13 @@ class MlflowFileStoreReader:
                 text = file.read_text(encoding="utf-8", errors="replace")
             except OSError as exc:
                 raise ReadError(f"cannot read metric file ({exc.strerror or exc})", file) from exc
-            for line in text.splitlines():
+            lines = text.splitlines()
+            if text and not text.endswith(("\n", "\r")):
+                # MLflow ends every line with a line break: a last line without one was cut while it was written
+                # (`<timestamp> <value>` alone would otherwise read as a point at step 0)
+                notes.append(f"{where}: metrics/{key}: last line cut mid-write (torn tail), not read")
+                lines = lines[:-1]
+            for line in lines:
                 match = _LINE_RE.match(line)
                 if match is None:
                     bad += line.strip() != ""
