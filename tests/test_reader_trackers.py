@@ -405,3 +405,11 @@ def test_several_runs_in_one_wandb_or_mlruns_folder_are_each_their_own_run(tmp_p
     assert by_name[f"wandb/{killed.name}"].ended is Ended.TRUNCATED
     assert by_name[f"wandb/{WANDB_RECORD.parent.name}"].ended is Ended.FINISHED
     assert not loaded.problems and not loaded.ignored
+
+
+def test_a_relative_path_through_wandbs_latest_run_link_is_still_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk may meet the run through ``wandb/latest-run``; a relative argument must still group it with the
+    TensorBoard events of the same folder."""
+    monkeypatch.chdir(ALL.parent)
+    [run] = api.load_all([Path(ALL.name)]).runs
+    assert run.source == "tensorboard"

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import struct
 from pathlib import Path
@@ -245,8 +246,13 @@ def _run_dir(path: Path) -> Path | None:
         if _RUN_DIR_RE.fullmatch(folder.name):
             return folder
         if folder.name == "latest-run" and folder.is_symlink():  # wandb/latest-run -> the newest run folder
-            target = folder.resolve()
-            if _RUN_DIR_RE.fullmatch(target.name):
+            try:
+                link = Path(os.readlink(folder))
+            except OSError:
+                return None
+            # Spelled like the path given (relative stays relative), so it groups with the run's other files.
+            target = Path(os.path.normpath(folder.parent / link))
+            if _RUN_DIR_RE.fullmatch(target.name) and target.is_dir():
                 return target
     return None
 
