@@ -80,12 +80,12 @@ def test_tracker_configs_carry_the_dpo_settings() -> None:
 
 def test_how_each_tracker_says_the_run_ended() -> None:
     ended = {source: api.load_all([path]).runs[0].ended for source, path in TRACKER_SOURCES.items()}
-    # W&B has an exit record, MLflow a FINISHED status; Trackio keeps no status at all
+    # W&B has an exit record, MLflow a FINISHED status; Trackio keeps no status, but the run reached max_steps
     assert ended == {
         "wandb": Ended.FINISHED,
         "mlflow": Ended.FINISHED,
         "mlflow-sqlite": Ended.FINISHED,
-        "trackio": Ended.UNKNOWN,
+        "trackio": Ended.FINISHED,
     }
     [run] = api.load_all([TRACKER_SOURCES["wandb"]]).runs
     assert run.summary["train_runtime"] > 0 and "train_loss" in run.summary
@@ -351,7 +351,7 @@ def test_watch_follows_a_trackio_database_written_in_wal_mode(tmp_path: Path) ->
         tailer = Tailer([tmp_path])
         [first] = tailer.poll().runs
         half = first.steps
-        assert 0 < half < 120
+        assert 0 < half < 120 and first.ended is Ended.UNKNOWN  # short of max_steps: running, or killed
         for row in later:  # the trainer goes on: every commit lands in the -wal only
             writer.execute(
                 "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics) VALUES (?, ?, ?, ?, ?)", row
@@ -361,7 +361,7 @@ def test_watch_follows_a_trackio_database_written_in_wal_mode(tmp_path: Path) ->
         before = _snapshot(tmp_path)
         poll = tailer.poll()
         [run] = poll.runs
-        assert run.steps == 120 and poll.changed == {run.name}
+        assert run.steps == 120 and poll.changed == {run.name} and run.ended is Ended.FINISHED
         assert _snapshot(tmp_path) == before
     finally:
         writer.close()

@@ -12,7 +12,8 @@ Columns are selected by name because the schema grew between releases (``run_id`
 
 transformers' ``TrackioCallback`` logs ``train/<key>``/``eval/<key>`` plus ``train/global_step`` in each dict, like
 W&B's callback: that is the trainer's step and is used as the step. It does not log the end-of-training totals
-(``train_runtime``), and Trackio keeps no run status, so how a run ended is not known from the database.
+(``train_runtime``), and Trackio keeps no run status: a run whose last train step reached the config's
+``max_steps`` is taken as finished, any other ends "unknown" (a run still writing looks the same as a killed one).
 
 Several runs in one database are several runs (grouped by ``run_id`` where the column exists, else by name). The
 database is only read, through :mod:`.sqlite_ro` (immutable, or a private copy when a ``-wal`` holds rows).
@@ -73,6 +74,17 @@ def _is_trackio_schema(path: Path) -> bool:
             return {"run_name", "step", "metrics"} <= columns(conn, "metrics")
     except (ReadError, sqlite3.Error, ValueError):
         return False
+
+
+def _ended(frame: Any, config: dict[str, Any]) -> Ended:
+    """Trackio keeps no run status, but a run whose last train step reached the config's ``max_steps`` finished
+    its training loop (the Trainer stops there). Anything else stays unknown: a run still writing looks the same
+    as a killed one."""
+    max_steps = config.get("max_steps")
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps <= 0 or not len(frame):
+        return Ended.UNKNOWN
+    train = frame["step"][frame["split"] == "train"]
+    return Ended.FINISHED if len(train) and int(train.max()) >= max_steps else Ended.UNKNOWN
 
 
 @register
@@ -148,17 +160,21 @@ class TrackioReader:
             if len(builder) == 0:
                 continue
             label = names[key]
-            notes = [f"{path.name}: run {label}: Trackio records no run status; how the run ended is unknown"]
+            config = configs.get(key) or configs.get(label) or {}
+            frame = builder.build()
+            ended = _ended(frame, config)
+            notes = []
+            if ended is Ended.UNKNOWN:
+                notes.append(f"{path.name}: run {label}: Trackio records no run status; how the run ended is unknown")
             if bad.get(key):
                 notes.append(f"{path.name}: run {label}: skipped {bad[key]} row(s) whose metrics are not a JSON object")
-            config = configs.get(key) or configs.get(label) or {}
             beta = beta_in(config)
             results.append(
                 ReadResult(
-                    frame=builder.build(),
+                    frame=frame,
                     beta=beta,
                     beta_source=f"{path.name}: configs ({label})" if beta is not None else None,
-                    ended=Ended.UNKNOWN,
+                    ended=ended,
                     summary=dict(builder.summary),
                     config=config,
                     notes=notes,
