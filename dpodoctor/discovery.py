@@ -103,6 +103,8 @@ def _dedupe(files: list[Path], seen: dict[tuple[int, int], Path], warnings: list
             continue
         kept.append(path)
     return kept
+
+
 def _classify(path: Path, found: list[Path], warnings: list[str]) -> None:
     """Add ``path`` to ``found`` when it is a readable regular file, else say in ``warnings`` why it is skipped."""
     if path.is_symlink() and not path.exists():

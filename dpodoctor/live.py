@@ -418,7 +418,11 @@ class _StdoutSource:
 
 
 class _WholeSource:
-    """Any other format: read again whole, only when one of its files changed size or modification time."""
+    """Any other format: read again whole, only when one of its files changed size or modification time.
+
+    A database's ``-wal`` counts as one of its files: a WAL writer (Trackio) commits there, and the database
+    file itself changes only at a checkpoint.
+    """
 
     def __init__(self) -> None:
         self.signature: tuple[tuple[str, int, int], ...] = ()
@@ -427,7 +431,7 @@ class _WholeSource:
 
     def update(self, source: RunSource) -> bool:
         signature = []
-        for path in source.files:
+        for path in [p for f in source.files for p in (f, f.with_name(f.name + "-wal"))]:
             try:
                 st = path.stat()
             except OSError:

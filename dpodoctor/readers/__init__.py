@@ -95,4 +95,15 @@ def get_reader(name: str) -> Reader:
 
 
 # Importing the modules registers them.
-from dpodoctor.readers import csvlog, jsonl, llamafactory, stdout, swanlab, tensorboard, trainer_state  # noqa: E402, F401
+from dpodoctor.readers import (  # noqa: E402, F401
+    csvlog,
+    jsonl,
+    llamafactory,
+    mlflow_store,
+    stdout,
+    swanlab,
+    tensorboard,
+    trackio_db,
+    trainer_state,
+    wandb_run,
+)

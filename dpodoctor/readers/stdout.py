@@ -56,7 +56,9 @@ from dpodoctor.metrics import (
     split_key,
 )
 from dpodoctor.model import Ended, empty_frame, frame_from_codes, make_frame
-from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers import ReadResult, register, wandb_run
+from dpodoctor.readers.pasted import UnwrapReader, sniff_content
+from dpodoctor.readers.stdout_config import apply_text_config
 from dpodoctor.readers.textio import Utf8Reader
 
 __all__ = ["StdoutReader", "StdoutTail", "parse_metric_dict"]
@@ -954,7 +956,7 @@ def _scan_file(path: Path) -> _Scan:
     hint_before = False  # the carried-over text came from a chunk that may hold a table header
     try:
         with path.open("rb") as handle:
-            stream = Utf8Reader(handle)  # UTF-16/32 captures (PowerShell's `>`) are transcoded, chunk by chunk
+            stream = UnwrapReader(Utf8Reader(handle))  # UTF-16/32 transcoded; dicts wrapped over lines joined
             while True:
                 raw = stream.read(_CHUNK)
                 final = not raw
@@ -1384,8 +1386,11 @@ def _kv_runs(kv: _KvScan) -> list[ReadResult]:
 
 
 def _read_file_runs(path: Path) -> list[ReadResult]:
-    """Every run in one file: dict lines first, else a step table, else `name: value` lines."""
-    return _results_from_scan(_scan_file(path), path)
+    """Every run in one file: dict lines first, else a step table, else `name: value` lines; with the settings
+    (β, loss type) the text states."""
+    results = _results_from_scan(_scan_file(path), path)
+    apply_text_config(results, path)
+    return results
 
 
 def _results_from_scan(scan: _Scan, path: Path) -> list[ReadResult]:
@@ -1432,26 +1437,34 @@ class StdoutReader:
     priority: ClassVar[int] = 10
 
     def sniff(self, path: Path) -> bool:
-        """By name only: console captures have no magic bytes, and reading one to decide would not be cheap.
+        """By name for ``*.log``/``*.out``/``*.txt``/``stdout*`` (console captures have no magic bytes); any other
+        file by a bounded look at its first bytes (:func:`~dpodoctor.readers.pasted.sniff_content`: a log pasted
+        into a ``.md`` or the comments of a ``.py``).
 
-        SwanLab's own files under ``swanlog/`` (metric logs ``logs/*/*.log``, ``debug.log``) are not console
-        output and are refused; only its ``console/`` capture is.
+        SwanLab's own files under ``swanlog/`` (metric logs ``logs/*/*.log``, ``debug.log``) and W&B's
+        (``debug*.log``, ``files/requirements.txt``) are not console output and are refused; only their console
+        captures are read.
         """
-        if path.suffix.lower() not in _SUFFIXES and not path.name.lower().startswith("stdout"):
-            return False
         parts = path.parts
         if "swanlog" in parts and "console" not in parts[parts.index("swanlog") :]:
             return False
+        if wandb_run.is_wandb_internal_log(path):
+            return False
+        if path.suffix.lower() not in _SUFFIXES and not path.name.lower().startswith("stdout"):
+            return sniff_content(path)
         return path.is_file()
 
     def run_root(self, path: Path) -> Path:
         """The file's folder, except that SwanLab's console capture (``<run>/swanlog/run-*/console/*.log``)
-        belongs to ``<run>``: it duplicates the train.log written there.
+        belongs to ``<run>``: it duplicates the train.log written there. W&B's (``files/output.log``) belongs to
+        the run of its record file.
 
         A SwanLab run folder copied or renamed away from ``swanlog/`` (``<any>/run-*/console/*.log``, known by its
         ``files/swanlab-metadata.json``) keeps its console capture, debug log and files with that run folder, which
         is the SwanLab reader's run too: one run, not a second, stdout one.
         """
+        if (root := wandb_run.console_root(path)) is not None:
+            return root
         for parent in path.parents:
             if parent.name == "swanlog":
                 return parent.parent
@@ -1555,4 +1568,6 @@ class StdoutTail:
 
         Raises :class:`NoMetricsError` while no metric line has arrived yet.
         """
-        return _results_from_scan(self._scan, self.path)
+        results = _results_from_scan(self._scan, self.path)
+        apply_text_config(results, self.path)
+        return results

@@ -26,6 +26,9 @@ FIXTURES: Final = Path(__file__).resolve().parent.parent / "fixtures"
 TRL: Final = FIXTURES / "trl"
 SWANLAB: Final = FIXTURES / "swanlab"
 RUN_DIR: Final = "swanlog/run-20260101_000000-fuzzfuzz"
+TRACKERS: Final = FIXTURES / "trackers"
+WANDB_DIR: Final = "wandb/offline-run-20260101_000000-fuzzfuzz"
+MLFLOW_RUN: Final = "mlruns/0/0123456789abcdef0123456789abcdef"
 
 
 def _files(pattern: str, base: Path = FIXTURES, limit: int = 6) -> tuple[Path, ...]:
@@ -135,6 +138,30 @@ TARGETS: Final[dict[str, Target]] = {
             + _files("*/swanlog/run-*/files/config.yaml", SWANLAB, 2),
             beside={f"{RUN_DIR}/run-fuzzfuzz.swanlab": swanlab_record_file},
         ),
+        Target(
+            "wandb_record",
+            "wandb",
+            f"{WANDB_DIR}/run-fuzzfuzz.wandb",
+            _files("*/wandb/offline-run-*/run-*.wandb", TRACKERS, 2),
+            magic=b":W&B\xe1\xbe\x00",
+        ),
+        Target(
+            "mlflow_metric",
+            "mlflow",
+            f"{MLFLOW_RUN}/metrics/rewards/margins",
+            _files("all/mlruns/0/*/metrics/rewards/margins", TRACKERS, 1)
+            + _files("all/mlruns/0/*/metrics/loss", TRACKERS, 1),
+            beside={f"{MLFLOW_RUN}/meta.yaml": lambda: b"run_name: fuzz\nstatus: 3\n"},
+        ),
+        Target(
+            "mlflow_meta",
+            "mlflow",
+            f"{MLFLOW_RUN}/meta.yaml",
+            _files("all/mlruns/0/*/meta.yaml", TRACKERS, 1),
+            beside={f"{MLFLOW_RUN}/metrics/loss": lambda: b"1700000000000 0.69 1\n1700000000100 0.68 2\n"},
+        ),
+        Target("trackio_db", "trackio", "project.db", _files("all/dpodoctor-fixture.db", TRACKERS, 1)),
+        Target("mlflow_db", "mlflow-sqlite", "mlflow.db", _files("all/mlflow.db", TRACKERS, 1)),
         Target("swanlab_export_csv", "swanlab-export", "export.csv", _files("handmade-export/*.csv", SWANLAB, 4)),
         Target("swanlab_export_json", "swanlab-export", "export.json", _files("handmade-export/*.json", SWANLAB, 1)),
     )

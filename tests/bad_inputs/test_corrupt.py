@@ -202,8 +202,9 @@ _OFFSET_NAMED = {
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_every_reader_reports_empty_nul_and_random_files(name: str, what: str) -> None:
     outcome = replay(name, _WHAT[what])
-    if name == "swanlab_config":  # a broken config beside a good record file: the run is read, the config noted
+    if name in ("swanlab_config", "mlflow_meta"):  # a broken side file beside good metrics: read, and noted
         assert isinstance(outcome, list)
+        assert any("meta.yaml" in n or "config" in n for r in outcome for n in r.notes) or name == "swanlab_config"
         return
     assert isinstance(outcome, DpoDoctorError), outcome
     assert outcome.path is not None

@@ -204,3 +204,51 @@ def test_jsonl_torn_last_line_at_every_offset(tmp_path: Path, reader_name: str) 
             assert result.ended is Ended.TRUNCATED, cut
             assert any("cut short" in n for n in result.notes), (cut, result.notes)
         assert all(math.isfinite(v) for v in f["value"])
+
+
+# ---------------------------------------------------------------- trackers (W&B record file, MLflow metric file)
+
+_TRACKERS = Path(__file__).resolve().parent.parent / "fixtures" / "trackers"
+
+
+def test_wandb_record_file_cut_at_every_offset_keeps_every_complete_record(tmp_path: Path) -> None:
+    """The killed run's own file, cut further: every complete history row before the cut is read, nothing after."""
+    from dpodoctor.readers.wandb_run import decode_records, scan_wandb
+
+    source = next((_TRACKERS / "wandb_killed" / "wandb").glob("offline-run-*/run-*.wandb"))
+    data = source.read_bytes()
+    full = decode_records(scan_wandb(data, source).records).rows
+    path = tmp_path / "wandb" / source.parent.name / source.name
+    path.parent.mkdir(parents=True)
+    reader = get_reader("wandb")
+    for cut in range(0, len(data) + 1, 257):
+        path.write_bytes(data[:cut])
+        try:
+            result = reader.read([path])
+        except ReadError as exc:
+            assert exc.path is not None
+            continue
+        assert result.ended is Ended.TRUNCATED, cut
+        loss = result.frame[(result.frame["split"] == "train") & (result.frame["metric"] == "loss")]
+        expected = [int(items["train/global_step"]) for _, items in full if "train/loss" in items]
+        assert loss["step"].tolist() == expected[: len(loss)], cut  # a prefix of the rows, in order
+        assert any("torn tail (truncated)" in n or "no exit record" in n for n in result.notes), cut
+
+
+def test_mlflow_metric_file_cut_mid_line_drops_only_that_line(tmp_path: Path) -> None:
+    source = next((_TRACKERS / "all" / "mlruns" / "0").glob("*/meta.yaml")).parent
+    run = tmp_path / "mlruns" / "0" / source.name
+    (run / "metrics").mkdir(parents=True)
+    (run / "meta.yaml").write_bytes((source / "meta.yaml").read_bytes())
+    data = (source / "metrics" / "loss").read_bytes()
+    reader = get_reader("mlflow")
+    for cut in range(len(data) + 1):
+        (run / "metrics" / "loss").write_bytes(data[:cut])
+        complete = data[:cut].count(b"\n")
+        try:
+            result = reader.read([run / "meta.yaml"])
+        except ReadError:
+            assert complete == 0, cut
+            continue
+        steps = result.frame[result.frame["metric"] == "loss"]["step"].tolist()
+        assert steps == [int(line.split()[2]) for line in data.splitlines()[:complete]], cut

@@ -38,6 +38,7 @@ __all__ = [
     "VERSION_PROTOBUF",
     "FrameScan",
     "has_swanlab_header",
+    "scan_chunks",
     "scan_frames",
 ]
 
@@ -98,11 +99,19 @@ def scan_frames(data: bytes, path: Path) -> FrameScan:
             f"SwanLab run file version {version}: dpodoctor reads version 1 (swanlab 0.6-0.7) and 2 (0.8-0.10)",
             path,
         )
-    scan = FrameScan(version=version, size=size)
+    return scan_chunks(data, FrameScan(version=version, size=size), FILE_HEADER_SIZE)
+
+
+def scan_chunks(data: bytes, scan: FrameScan, offset: int) -> FrameScan:
+    """The chunk loop of :func:`scan_frames`, from ``offset`` (just after a file header) to the end of ``data``.
+
+    Why separate: W&B's ``.wandb`` files use the same framing (a 7-byte header of their own, 32 KiB blocks, a
+    zlib CRC-32 seeded with the type byte), so its reader checks its own header and reuses this loop.
+    """
+    size = len(data)
     records = scan.records
     pending: list[bytes] | None = None
     pending_at = 0
-    offset = FILE_HEADER_SIZE
     unpack = _CHUNK_HEADER.unpack_from
     crc32 = zlib.crc32
     resynced = False  # just skipped to a block start: the continuation chunks of a record cut by the damage follow
