@@ -67,6 +67,35 @@ def attach_dead_adapter(model: Any) -> None:
         proj.register_forward_hook(lambda mod, args, out: out + (args[0] @ mod.lora_a.T) @ mod.lora_b.T)
 
 
+def supervised_warm_start(model: Any, tokenizer: Any, spec: RunSpec) -> None:
+    """Fine-tune ``model`` on prompt + chosen answer (plain next-token loss, Adam) for ``spec.policy_sft_steps`` steps.
+
+    Used to make a reference that is not the policy's start: DPO then begins with the policy already far from the
+    reference, so the logged rewards are far from 0 at the first step (a user who passes the base model as
+    ``ref_model`` while training an SFT checkpoint, or the reverse).
+    """
+    import torch
+
+    from tools.corpus.tiny import preference_rows
+
+    rows = preference_rows(256, seed=spec.seed + 20_000, noise=0.0, template=spec.template)
+    texts = [p + c for p, c in zip(rows["prompt"], rows["chosen"], strict=True)]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(spec.seed)
+    model.train()
+    for _ in range(spec.policy_sft_steps):
+        index = torch.randint(0, len(texts), (16,), generator=generator)
+        loss = model(
+            input_ids=batch["input_ids"][index], attention_mask=batch["attention_mask"][index], labels=labels[index]
+        ).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    print(f"supervised warm start: {spec.policy_sft_steps} steps, last loss {loss.item():.3f}", flush=True)
+
+
 def kill_callback(step: int, mode: str) -> Any:
     """A callback that kills its own process when ``step`` ends: SIGKILL (nothing flushed) or Ctrl-C."""
     from transformers import TrainerCallback
@@ -92,7 +121,9 @@ def train(spec: RunSpec, out: Path) -> None:
     torch.set_num_threads(1)
     tokenizer = build_tokenizer(tuple(TAIL) if spec.template else ())
     model = tiny_llama(tokenizer, seed=spec.seed)
-    ref_model = tiny_llama(tokenizer, seed=spec.ref_seed) if spec.ref_seed is not None else copy.deepcopy(model)
+    ref_model = copy.deepcopy(model)
+    if spec.policy_sft_steps:
+        supervised_warm_start(model, tokenizer, spec)  # the reference stays the random init: not the policy's start
     if spec.dead_adapter:
         attach_dead_adapter(model)
     train_set = preference_pairs(spec.pairs, seed=spec.seed, noise=spec.noise, template=spec.template)
@@ -217,6 +248,18 @@ def write_manifest(meta_dir: Path, manifest: Path = MANIFEST) -> int:
     return len(rows)
 
 
+def same_recipe(row: dict[str, Any], spec: RunSpec, meta: Path) -> bool:
+    """Whether a run already made used ``spec``'s recipe; its description (``why``) may change without a re-run."""
+    made = {k: v for k, v in row["params"].items() if k != "why"}
+    wanted = {k: v for k, v in spec.params().items() if k != "why"}
+    if made != wanted:
+        return False
+    if row["params"].get("why") != spec.why:
+        row["params"]["why"] = spec.why
+        meta.write_text(json.dumps(row, sort_keys=True, indent=1))
+    return True
+
+
 def expected_ending(spec: RunSpec) -> str:
     if spec.kill_at_step is None:
         return "exit 0"
@@ -248,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     info = versions()
     for n, spec in enumerate(wanted, 1):
         meta = options.meta / f"{spec.name}.json"
-        if meta.exists() and not options.redo and json.loads(meta.read_text())["params"] == spec.params():
+        if meta.exists() and not options.redo and same_recipe(json.loads(meta.read_text()), spec, meta):
             continue  # made already, with the same recipe (a changed recipe is made again)
         out = options.out / spec.name
         if out.exists():

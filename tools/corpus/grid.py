@@ -19,7 +19,8 @@ Labels (what was induced; tools/corpus/labels.py maps them to the rule codes exp
     too_early        killed while the learning rate was still warming up (a few % of the planned steps)
     beta_tiny_drift  β 0.01 with a high lr: the KL leash is weak, the policy drifts far from the reference while the
                      reward margins (β·log-ratio) stay small
-    ref_mismatch     the reference is another random model, not the policy's start: rewards far from 0 at step 1
+    ref_mismatch     the policy was fine-tuned first, the reference is the untouched random init: the reference is not
+                     the policy's start, so rewards are far from 0 (~+5, 50 nats) at the first log
     borderline       settings between healthy and a failure (lr 1e-5/1e-4, 1e-2); reported, not scored
 """
 
@@ -45,6 +46,16 @@ def run(name: str, label: str, why: str, **changes: object) -> RunSpec:
 
 
 OVERFIT = {"pairs": 48, "noise": 0.0, "epochs": 60, "learning_rate": 3e-3, "eval_steps": 20}
+COLLAPSE = {
+    **OVERFIT,
+    "learning_rate": 3e-2,
+    "beta": 1.0,
+    "max_steps": 60,
+    "logging_steps": 10,
+    "template": True,
+    "max_grad_norm": 0.0,
+}
+REF_MISMATCH = {"policy_sft_steps": 150, "template": True}
 BATCH1 = {"batch_size": 1, "pairs": 300, "epochs": 1, "learning_rate": 3e-4, "eval_steps": 50}
 
 CORE = [
@@ -61,8 +72,8 @@ CORE = [
     run(
         "collapse",
         "collapse",
-        "48 clean pairs, lr 3e-2, β 0.5: loss → 0 fast",
-        **{**OVERFIT, "learning_rate": 3e-2, "beta": 0.5, "epochs": 30},
+        "short log (6 points): 48 clean pairs, long answers, β 1, lr 3e-2 unclipped: loss → 0.03, rewards → -15",
+        **COLLAPSE,
     ),
     run("random_labels", "random_labels", "label noise 0.5: no preference in the data", noise=0.5),
     run("inverted_labels", "inverted_labels", "label noise 1.0: the wrong answer is always 'chosen'", noise=1.0),
@@ -83,8 +94,8 @@ CORE = [
     run(
         "ref_mismatch",
         "ref_mismatch",
-        "reference = another random init: rewards far from 0 at the first log",
-        ref_seed=1234,
+        "policy fine-tuned first, reference = the random init: rewards ~+5 at the first log",
+        **REF_MISMATCH,
     ),
     run(
         "beta_tiny_drift",
@@ -247,7 +258,8 @@ REST.append(
         beta=0.5,
     )
 )
-REST.append(run("ref_mismatch_s1", "ref_mismatch", "reference = another random init, seed 1", ref_seed=4321, seed=1))
+REST.append(run("ref_mismatch_s1", "ref_mismatch", "reference not the start, seed 1", **REF_MISMATCH, seed=1))
+REST.append(run("collapse_s1", "collapse", "the collapse recipe, seed 1", **COLLAPSE, seed=1))
 # --- loss types: healthy, stuck (lr 1e-9) and too-high (lr 1e-1) for each
 LOSSES: list[tuple[str, dict[str, object]]] = [
     ("ipo", {"loss_type": ("ipo",), "beta": 0.5}),

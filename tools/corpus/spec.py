@@ -37,7 +37,7 @@ class RunSpec:
     kill_at_step: int | None = None  # the process is killed (a real kill, see kill_mode) when this step ends
     kill_mode: str = "sigkill"  # sigkill: nothing is flushed, as with the OOM killer; sigint: Ctrl-C (traceback)
     dead_adapter: bool = False  # base weights frozen, the only trainable tensors an all-zero LoRA: every gradient is 0
-    ref_seed: int | None = None  # a reference model from another random init (not the policy's start)
+    policy_sft_steps: int = 0  # > 0: the policy is first fine-tuned on the chosen answers, the reference is not
     extra: dict[str, Any] = field(default_factory=dict)  # trainer-specific settings (e.g. CPO's loss_type)
 
     def params(self) -> dict[str, Any]:
