@@ -211,20 +211,22 @@ def render(runs: list[Scored], title: str, *, by_family: bool) -> list[str]:
     rule_header = ["code", "name", "TP", "FP", "FN", "precision", "fires on healthy"]
     out += [table(rule_header, per_rule(runs)) or "(no verdicts)", ""]
     healthy = [r for r in runs if _kind(r) == "healthy" and r.verdict != "unreadable"]
-    alarms = [r for r in healthy if r.verdict == "false alarm"]
-    if healthy:
+    for label in sorted({r.label for r in healthy}):
+        group = [r for r in healthy if r.label == label]
+        alarms = [r for r in group if r.verdict == "false alarm"]
         out.append(
-            f"false-alarm rate on healthy-looking runs (any warning or error): {len(alarms)}/{len(healthy)}"
-            f" = {len(alarms) / len(healthy):.0%}"
+            f"false-alarm rate on {label} runs (any warning or error): {len(alarms)}/{len(group)}"
+            f" = {len(alarms) / len(group):.0%}"
         )
-        if by_family:
-            families: dict[str, list[Scored]] = defaultdict(list)
-            for r in healthy:
-                families[loss_family(r.params)].append(r)
-            parts = [
-                f"{fam} {sum(r.verdict == 'false alarm' for r in rs)}/{len(rs)}" for fam, rs in sorted(families.items())
-            ]
-            out.append("  by loss: " + ", ".join(parts))
+    plain = [r for r in healthy if r.label == "healthy"]
+    if plain and by_family:
+        families: dict[str, list[Scored]] = defaultdict(list)
+        for r in plain:
+            families[loss_family(r.params)].append(r)
+        parts = [
+            f"{fam} {sum(r.verdict == 'false alarm' for r in rs)}/{len(rs)}" for fam, rs in sorted(families.items())
+        ]
+        out.append("  healthy, by loss: " + ", ".join(parts))
     failures = [r for r in runs if _kind(r) == "failure"]
     if failures:
         caught = sum(r.verdict in ("ok", "too severe") for r in failures)

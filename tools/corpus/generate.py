@@ -192,8 +192,8 @@ def train(spec: RunSpec, out: Path) -> None:
     trainer.state.save_to_json(str(out / "trainer_state.json"))
 
 
-def run_in_child(spec: RunSpec, out: Path) -> tuple[str, float]:
-    """Fork, point the child's fd 1 and 2 at ``out/train.log``, train; returns (how it ended, seconds)."""
+def run_in_child(spec: RunSpec, out: Path) -> tuple[str, float, float]:
+    """Fork, point the child's fd 1 and 2 at ``out/train.log``, train; returns (how it ended, wall s, CPU s)."""
     out.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -222,11 +222,12 @@ def run_in_child(spec: RunSpec, out: Path) -> tuple[str, float]:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     seconds = time.monotonic() - started
+    cpu = usage.ru_utime + usage.ru_stime  # the child's own CPU time: comparable on a busy machine, unlike `seconds`
     if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}", seconds
-    return f"exit {os.WEXITSTATUS(status)}", seconds
+        return f"killed by signal {os.WTERMSIG(status)}", seconds, cpu
+    return f"exit {os.WEXITSTATUS(status)}", seconds, cpu
 
 
 def outputs(out: Path) -> list[dict[str, Any]]:
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             import shutil
 
             shutil.rmtree(out)
-        ended, seconds = run_in_child(spec, out)
+        ended, seconds, cpu_seconds = run_in_child(spec, out)
         files = outputs(out)
         row = {
             "name": spec.name,
@@ -308,13 +309,17 @@ def main(argv: list[str] | None = None) -> int:
             "ended": ended,
             "as_intended": ended == expected_ending(spec),
             "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1),
             "total_bytes": sum(f["bytes"] for f in files),
             "files": files,
         }
         meta.write_text(json.dumps(row, sort_keys=True, indent=1))
         write_manifest(options.meta, options.manifest)
         flag = "" if row["as_intended"] else "  <-- NOT AS INTENDED"
-        print(f"[{n}/{len(wanted)}] {spec.name}: {ended} in {seconds:.1f} s, {row['total_bytes']} bytes{flag}")
+        print(
+            f"[{n}/{len(wanted)}] {spec.name}: {ended} in {seconds:.1f} s ({cpu_seconds:.1f} s CPU), "
+            f"{row['total_bytes']} B{flag}"
+        )
         sys.stdout.flush()
     return 0
 
