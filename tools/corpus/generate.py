@@ -250,12 +250,15 @@ def write_manifest(meta_dir: Path, manifest: Path = MANIFEST) -> int:
 
 
 def same_recipe(row: dict[str, Any], spec: RunSpec, meta: Path) -> bool:
-    """Whether a run already made used ``spec``'s recipe; its description (``why``) may change without a re-run."""
-    made = {k: v for k, v in row["params"].items() if k != "why"}
-    wanted = {k: v for k, v in spec.params().items() if k != "why"}
+    """Whether a run already made used ``spec``'s recipe. Its label and description may change without a re-run (they
+    interpret the recipe); the metadata is updated to them."""
+    interpretation = ("why", "label")
+    made = {k: v for k, v in row["params"].items() if k not in interpretation}
+    wanted = {k: v for k, v in spec.params().items() if k not in interpretation}
     if made != wanted:
         return False
-    if row["params"].get("why") != spec.why:
+    if row["label"] != spec.label or row["params"]["why"] != spec.why:
+        row["label"] = row["params"]["label"] = spec.label
         row["params"]["why"] = spec.why
         meta.write_text(json.dumps(row, sort_keys=True, indent=1))
     return True

@@ -21,7 +21,8 @@ Labels (what was induced; tools/corpus/labels.py maps them to the rule codes exp
                      reward margins (β·log-ratio) stay small
     ref_mismatch     the policy was fine-tuned first, the reference is the untouched random init: the reference is not
                      the policy's start, so rewards are far from 0 (~+5, 50 nats) at the first log
-    borderline       settings between healthy and a failure (lr 1e-5/1e-4, 1e-2); reported, not scored
+    borderline       settings between healthy and a failure (lr 1e-5/1e-4, 1e-2; apo_down and discopop, which do not
+                     separate the answers on this data); reported, not scored
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ COLLAPSE = {
     "max_grad_norm": 0.0,
 }
 REF_MISMATCH = {"policy_sft_steps": 150, "template": True}
-BATCH1 = {"batch_size": 1, "pairs": 300, "epochs": 1, "learning_rate": 3e-4, "eval_steps": 50}
+BATCH1 = {"batch_size": 1, "pairs": 400, "epochs": 1, "learning_rate": 1e-3, "eval_steps": 100}
 
 CORE = [
     run("healthy_s0", "healthy", "the baseline"),
@@ -278,8 +279,13 @@ LOSSES: list[tuple[str, dict[str, object]]] = [
     ("sigmoid_sft_template", {"loss_type": ("sigmoid", "sft"), "loss_weights": (1.0, 1.0), "template": True}),
     ("sigmoid_template", {"template": True}),
 ]
+# apo_down lowers both rewards by design and discopop hardly moves at this lr: on this data neither separates the
+# answers (accuracy stays ~0.5), so they are not called healthy.
+NOT_SEPARATING = ("apo_down", "discopop")
 for key, settings in LOSSES:
-    if key not in ("ipo", "hinge", "sigmoid_sft"):  # those three are in CORE
+    if key in NOT_SEPARATING:
+        REST.append(run(f"baseline_{key}", "borderline", f"{key} at the baseline lr: no separation", **settings))
+    elif key not in ("ipo", "hinge", "sigmoid_sft"):  # those three are in CORE
         REST.append(run(f"healthy_{key}", "healthy", f"{key} at the baseline lr", **settings))
 for key, settings in LOSSES[:9] + LOSSES[12:13]:
     REST.append(
