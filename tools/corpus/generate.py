@@ -324,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['total_bytes']} B{flag}"
         )
         sys.stdout.flush()
+    rows = write_manifest(options.meta, options.manifest)  # also when only labels or descriptions changed
+    print(f"manifest: {rows} run(s) in {options.manifest}")
     return 0
 
 

@@ -21,8 +21,8 @@ Labels (what was induced; tools/corpus/labels.py maps them to the rule codes exp
                      reward margins (β·log-ratio) stay small
     ref_mismatch     the policy was fine-tuned first, the reference is the untouched random init: the reference is not
                      the policy's start, so rewards are far from 0 (~+5, 50 nats) at the first log
-    borderline       settings between healthy and a failure (lr 1e-5/1e-4, 1e-2; apo_down and discopop, which do not
-                     separate the answers on this data); reported, not scored
+    borderline       settings between healthy and a failure (lr 1e-5/1e-4, 1e-2; IPO at batch 1, whose eval loss rises;
+                     apo_down and discopop, which do not separate the answers on this data); reported, not scored
 """
 
 from __future__ import annotations
@@ -303,9 +303,10 @@ for key, settings in (LOSSES[0], LOSSES[2], LOSSES[12]):
     REST.append(run(f"random_labels_{key}", "random_labels", f"{key}, noise 0.5", **{**settings, "noise": 0.5}))
     REST.append(
         run(
-            f"healthy_{key}_batch1_log1",
-            "healthy",
-            f"{key} at batch 1, every step",
+            f"healthy_{key}_batch1_log1" if key != "ipo" else "batch1_log1_ipo",
+            "healthy" if key != "ipo" else "borderline",  # IPO at batch 1: eval loss 1.17 → 1.22, eval accuracy ↓
+            f"{key} at batch 1, every step"
+            + (": eval loss rises slightly, eval accuracy falls" if key == "ipo" else ""),
             logging_steps=1,
             **{**settings, **BATCH1},
         )
