@@ -155,13 +155,13 @@ def per_rule(runs: list[Scored]) -> list[list[Any]]:
             tp[code] += 1
         for code in item.false_positives:
             fp[code] += 1
-            if expectation.kind == "healthy":
+            if item.label == "healthy":
                 healthy_fa[code] += 1
         if item.verdict == "missed":
             for code in expectation.codes:
                 fn[code] += 1
     codes = sorted(set(tp) | set(fp) | set(fn))
-    healthy = sum(1 for r in runs if r.verdict in ("ok", "false alarm") and _kind(r) == "healthy")
+    healthy = sum(1 for r in runs if r.verdict in ("ok", "false alarm") and r.label == "healthy")
     rows = []
     for code in codes:
         name = dpodoctor.RULES[code].name if code in dpodoctor.RULES else "(no such rule)"
@@ -208,7 +208,7 @@ def render(runs: list[Scored], title: str, *, by_family: bool) -> list[str]:
     header = ["label", "kind", "runs", "ok", "false alarm", "missed", "too severe", "unreadable", "flagged codes"]
     out += [table(header, per_label(runs)), ""]
     out.append("-- per rule (findings at warning or error; FN counts runs missed by every code of their label)")
-    rule_header = ["code", "name", "TP", "FP", "FN", "precision", "fires on healthy"]
+    rule_header = ["code", "name", "TP", "FP", "FN", "precision", "fires on healthy runs"]
     out += [table(rule_header, per_rule(runs)) or "(no verdicts)", ""]
     healthy = [r for r in runs if _kind(r) == "healthy" and r.verdict != "unreadable"]
     for label in sorted({r.label for r in healthy}):
