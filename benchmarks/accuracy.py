@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout for the modules imported below
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))  # appended: a checkout on PYTHONPATH (or an installed dpodoctor) wins over this one
 
