@@ -4,7 +4,7 @@
     PYTHONPATH=. python -m tools.corpus.generate --only healthy_s0,lr_1e-1
     PYTHONPATH=. python -m tools.corpus.generate --list               # the grid, without training
 
-Each run goes to ``--out/<name>/`` (default /work/corpus-data/runs, outside the repository) and holds exactly what a
+Each run goes to ``--out/<name>/`` (default ../corpus-data/runs, beside the repository) and holds exactly what a
 user has after ``python train.py > train.log 2>&1``: TensorBoard event files under ``runs/``, ``train.log`` (stdout and
 stderr of the process) and ``trainer_state.json`` (``Trainer.state`` at the end; a killed run has none). The run's
 metadata (parameters, label, versions, exit status, duration, output sizes and hashes) goes to ``--meta/<name>.json``,
@@ -37,8 +37,8 @@ from tools.corpus.spec import RunSpec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "manifest.jsonl"
-DEFAULT_OUT = Path("/work/corpus-data/runs")
-DEFAULT_META = Path("/work/corpus-data/meta")
+DEFAULT_OUT = HERE.parents[2] / "corpus-data" / "runs"  # beside the repository, outside it: the bulk stays out of git
+DEFAULT_META = HERE.parents[2] / "corpus-data" / "meta"
 
 
 def versions() -> dict[str, str]:
