@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor.model import Run
+
+if TYPE_CHECKING:
+    from dpodoctor.curve import CurveSummary
+    from dpodoctor.expectations import Expectations
 
 
 class Severity(str, Enum):
@@ -74,6 +78,29 @@ class RunReport:
     beta_note: str = ""
     # per core metric, what its curve did ("loss fell from 0.693 to 0.49 and levelled off")
     health: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def curves(self) -> dict[tuple[str, str], CurveSummary]:
+        """Every logged curve summarised once, keyed by (split, metric): what the table, the messages and the JSON
+        all quote. The rules' own summaries when this report came from :func:`~dpodoctor.rules.diagnose_run`;
+        computed on first use otherwise (a report read back from the cache). Not a dataclass field, so the cache's
+        record of a report keeps its shape: the summaries are derived from the run, never stored."""
+        cached = self.__dict__.get("_curves")
+        if cached is None:
+            from dpodoctor.curve import summarize_run
+
+            cached = self.__dict__["_curves"] = summarize_run(self.run)
+        return cached
+
+    @property
+    def expectations(self) -> Expectations:
+        """What this run was judged against (loss family, phase, noise), derived from the run and the β used."""
+        cached = self.__dict__.get("_expectations")
+        if cached is None:
+            from dpodoctor.expectations import expect
+
+            cached = self.__dict__["_expectations"] = expect(self.run, self.beta_used)
+        return cached
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)

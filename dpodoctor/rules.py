@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from dpodoctor import stats
+from dpodoctor.curve import CurveSummary, fmt, summarize
+from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import CORE_METRICS, LN2, Split
 from dpodoctor.model import Ended, Run
 from dpodoctor.results import Finding, RunReport, Severity
@@ -149,7 +151,22 @@ class Context:
         self.beta_assumed = beta is None and not (run.beta is not None and run.beta > 0)
         self._params = params or {}
         self._cache: dict[tuple[str, str], pd.Series] = {}
+        self._curves: dict[tuple[str, str], CurveSummary] = {}
         self.current: Rule | None = None
+        # what a healthy run of this setup looks like (loss family, phase, noise): the rules judge against it
+        self.expect: Expectations = expect(run, self.beta)
+
+    def curve(self, metric: str, split: Split | None = None) -> CurveSummary:
+        """The one summary of a curve (computed once per run): what messages quote and reporters print."""
+        split = split or self.split_for(metric)
+        key = (split, metric)
+        if key not in self._curves:
+            self._curves[key] = summarize(self.raw(metric, split), split, metric)
+        return self._curves[key]
+
+    def curves(self) -> dict[tuple[str, str], CurveSummary]:
+        """Every logged curve of the run, summarised (reusing the ones the rules already asked for)."""
+        return {(split, metric): self.curve(metric, split) for split, metric in self.run.metrics}  # type: ignore[arg-type]
 
     def param(self, name: str) -> float:
         assert self.current is not None
@@ -1609,16 +1626,6 @@ def grad_spike(ctx: Context) -> Hit | Skip | None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _levelled(series: pd.Series) -> bool:
-    """True when the last third moves much less than the first third did (the curve flattened)."""
-    third = len(series) // 3
-    if third < 3:
-        return False
-    early = abs(stats.trend(series.iloc[:third]).slope)
-    late_slope = stats.trend(series.iloc[-third:])
-    return early > 0 and (abs(late_slope.slope) < 0.3 * early or not late_slope.significant(0.05))
-
-
 def _moved(start: float, end: float, threshold: float) -> str:
     if end - start > threshold:
         return "rose"
@@ -1629,32 +1636,22 @@ def _moved(start: float, end: float, threshold: float) -> str:
 
 def describe_health(ctx: Context) -> dict[str, str]:
     """One sentence per row of the seed table saying what the curve did, so a clean run reads as checked, not
-    as silence. The verdict itself comes from the findings; this only describes."""
+    as silence. The verdict itself comes from the findings; this only describes. Every number is the curve
+    summary's (:meth:`Context.curve`): the raw first point, and the end level saying what it is the median of."""
     out: dict[str, str] = {}
-    loss = ctx.series("loss")
-    if len(loss):
-        start, end = stats.head(loss), stats.tail_level(loss, 0.1)
-        text = f"loss {_moved(start, end, max(0.01, stats.noise_sigma(loss)))} from {start:.3g} to {end:.3g}"
-        if len(loss) >= MIN_POINTS * 2 and end < start:
-            text += " and levelled off" if _levelled(loss) else " and was still falling at the end"
-        out["loss"] = text
-    margins = ctx.series("margins")
-    if len(margins):
-        start, end = stats.head(margins), stats.tail_level(margins, 0.1)
-        out["margins"] = (
-            f"margins {_moved(start, end, 0.25 * ctx.beta)} from {start:.3g} to {end:.3g} "
-            f"({ctx.nats(end):.1f} nats at {ctx.beta_label})"
-        )
-    acc = ctx.series("accuracy")
-    if len(acc):
-        start, end = stats.head(acc), stats.tail_level(acc, 0.1)
-        out["accuracy"] = f"accuracy {_moved(start, end, 0.05)} from {start:.2f} to {end:.2f}"
-    for metric in ("chosen", "rejected"):
-        s = ctx.series(metric)
-        if len(s) >= MIN_POINTS:
-            direction, change = ctx.direction(metric)
-            word = {1: "rose", -1: "fell", 0: "stayed level"}[direction]
-            out[metric] = f"{metric} reward {word} ({change:+.3g}, {ctx.nats(change):+.1f} nats)"
+    for metric in ("loss", "margins", "accuracy", "chosen", "rejected"):
+        c = ctx.curve(metric)
+        if not c.logged:
+            continue
+        label = {"chosen": "chosen reward", "rejected": "rejected reward"}.get(metric, metric)
+        threshold = {"loss": max(0.01, c.noise), "accuracy": 0.05}.get(metric, 0.25 * ctx.beta)
+        text = f"{label} {_moved(c.start, c.end, threshold)} from {fmt(c.first_value)} at step {c.first_step} to "
+        text += c.level_text("end")
+        if metric in ("margins", "chosen", "rejected"):
+            text += f" ({fmt(round(ctx.nats(c.end), 1))} nats at {ctx.beta_label})"
+        if metric == "loss" and c.n >= MIN_POINTS * 2 and c.end < c.start:
+            text += " and levelled off" if c.levelled else " and was still falling at the end"
+        out[metric] = text
     return out
 
 
@@ -1714,7 +1711,7 @@ def diagnose_run(
             if symptom is not None:
                 findings[r.code].corroborating.append(f"{symptom.code} {symptom.name}: {symptom.message}")
     ordered = sorted(findings.values(), key=lambda f: (-f.severity.rank, f.code))
-    return RunReport(
+    report = RunReport(
         run=run,
         findings=ordered,
         skipped=skipped,
@@ -1723,3 +1720,6 @@ def diagnose_run(
         beta_note=ctx.beta_note,
         health=describe_health(ctx),
     )
+    report.__dict__["_curves"] = ctx.curves()  # the summaries the rules quoted: the report shows the same numbers
+    report.__dict__["_expectations"] = ctx.expect
+    return report
