@@ -196,10 +196,10 @@ class Context:
 
     @property
     def beta_label(self) -> str:
-        """``β=0.1``, marked when assumed: a threshold in nats is only as good as the β it divides by."""
-        return (
-            f"β={self.beta:g} (assumed: the log does not say; pass --beta)" if self.beta_assumed else f"β={self.beta:g}"
-        )
+        """``β=0.1``, or ``assumed β=0.1`` when assumed: a threshold in nats is only as good as the β it divides by.
+        One word: the report's header says once why it is assumed and how to set it (:attr:`beta_note`), so a
+        sentence quoting several numbers in nats does not repeat the explanation for each."""
+        return f"assumed β={self.beta:g}" if self.beta_assumed else f"β={self.beta:g}"
 
     def nats(self, reward: float) -> float:
         """A reward or margin in log-ratio units (reward / β)."""

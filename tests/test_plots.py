@@ -28,7 +28,7 @@ from dpodoctor.cli import app
 from dpodoctor.compare import SEED_METRICS, Comparison, compare, steps_to_epochs
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.reporters import FORMATS, render
-from dpodoctor.reporters.common import end_level
+from dpodoctor.reporters.common import metric_rows
 from dpodoctor.reporters.curves import FIGURE_PANELS, nice_ticks, panel_for, safe_filename
 from dpodoctor.reporters.html import render_html
 from dpodoctor.reporters.plots import (
@@ -263,7 +263,7 @@ def test_compare_final_values_and_codes_through_the_api() -> None:
     assert [rr.run.name for rr in raw.runs] == ["beta_0.01", "beta_1.0"]
     assert [rr.beta_used for rr in raw.runs] == [0.01, 1.0]
     for rr in raw.runs:
-        margins = end_level(rr.run.series("margins"))
+        margins = rr.curves[("train", "margins")].end
         assert raw.final(rr, "margins") == pytest.approx(margins)
         assert norm.final(rr.run.name, "margins") == pytest.approx(margins / rr.beta_used)
         assert norm.final(rr.run.name, "loss") == pytest.approx(raw.final(rr, "loss"))  # only rewards scale
@@ -275,9 +275,17 @@ def test_compare_final_values_and_codes_through_the_api() -> None:
         "rewards/accuracies",
         "rewards/chosen ÷ β (log-ratio, nats)",
         "rewards/rejected ÷ β (log-ratio, nats)",
+        "eval/loss",
+        "eval/rewards/margins ÷ β (log-ratio, nats)",
+        "eval/rewards/accuracies",
+        "eval/rewards/chosen ÷ β (log-ratio, nats)",
+        "eval/rewards/rejected ÷ β (log-ratio, nats)",
         "β",
         "findings",
     ]
+    # each metric cell carries the check report's verdict mark for that row
+    marks = {row.label: row.marks for row in norm.table()}
+    assert marks["loss"] == tuple(metric_rows(rr)[0].mark for rr in norm.runs)
     assert table["findings"] == tuple(", ".join(Comparison.codes(rr)) or "none" for rr in norm.runs)
     assert table["β"] == (0.01, 1.0)
     # at β = 0.01 the raw margin looks ~20× smaller than at β = 1, as log-ratios it is the larger one
