@@ -57,6 +57,27 @@ def start_loss(loss_type: str, beta: float, label_smoothing: float = 0.0) -> flo
     return None
 
 
+START_FORMULA = {
+    "sigmoid": "ln 2",
+    "robust": "ln 2",
+    "aot": "ln 2",
+    "aot_unpaired": "ln 2",
+    "sigmoid_norm": "ln 2",
+    "simpo": "ln 2",
+    "cpo": "ln 2",
+    "hinge": "1",
+    "ipo": "1/(4β²)",
+    "sppo_hard": "0.5/β²",
+    "nca_pair": "2 ln 2",
+    "bco_pair": "2 ln 2",
+    "apo_zero": "1",
+    "apo_down": "1",
+    "discopop": "ln 2/2 + 1/2",
+    "kto": "½ per side",
+    "exo_pair": "−ln 2 − ½ ln(ε(1−ε))",
+}
+
+
 def loss_floor(loss_type: str, label_smoothing: float = 0.0) -> float | None:
     """The lowest value the term can reach; None when unbounded below (robust DPO goes negative by design)."""
     if loss_type == "robust":
@@ -90,6 +111,14 @@ class LossFamily:
     margin_target_nats: float | None
     source: str
     assumed: bool = False
+
+    @property
+    def start_text(self) -> str:
+        """How the expected start is computed, for messages: ``ln 2 for sigmoid``, ``1/(4β²) for ipo``."""
+        if self.start is None:
+            return "unknown: the loss includes an NLL/SFT term whose size depends on the data"
+        parts = [f"{w:g}×{START_FORMULA.get(t, '?')}" if w != 1 else START_FORMULA.get(t, "?") for t, w in self.terms]
+        return f"{' + '.join(parts)} for {self.name}"
 
     @property
     def zero_is_normal(self) -> bool:

@@ -56,6 +56,11 @@ class Hit:
     split: Split | None = None
     severity: Severity | None = None  # overrides the rule's default severity
     cause: str | None = None  # overrides the page's "Likely causes" when the evidence tells them apart
+    # Cause before symptom: the codes this finding explains (None: the rule's ``absorbs``), and how strongly it is a
+    # cause. Findings fold symptoms in order of decreasing ``priority``, so a cause seen at one run (grad_norm exactly
+    # 0 at every step) can absorb a rule that would otherwise absorb it (the loss stuck at its start).
+    absorbs: tuple[str, ...] | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Rule:
     check: Callable[[Context], Hit | Skip | None]
     params: dict[str, float]
     absorbs: tuple[str, ...] = ()
+    # judges a trend: not run on a log that is too early to judge (warm-up not over, a few % of the planned steps)
+    trend: bool = False
 
     @property
     def doc(self) -> str:
@@ -97,15 +104,22 @@ def rule(
     metrics: Iterable[str] = (),
     params: dict[str, float] | None = None,
     absorbs: Iterable[str] = (),
+    trend: bool = False,
 ) -> Callable[[Callable[[Context], Hit | Skip | None]], Callable[[Context], Hit | Skip | None]]:
-    """Register a rule function under ``code``. Refuses malformed or duplicate codes."""
+    """Register a rule function under ``code``. Refuses malformed or duplicate codes.
+
+    ``trend``: the rule judges how a curve develops, which a log still in its warm-up cannot show; the engine skips
+    it there (recorded as not checked, "too early to judge") instead of letting it call a warm-up a failure.
+    """
 
     def decorate(func: Callable[[Context], Hit | Skip | None]) -> Callable[[Context], Hit | Skip | None]:
         if not CODE_RE.match(code):
             raise ValueError(f"rule code {code!r} does not match {CODE_RE.pattern}")
         if code in RULES:
             raise ValueError(f"rule code {code} registered twice")
-        RULES[code] = Rule(code, name, severity, tuple(metrics), summary, func, dict(params or {}), tuple(absorbs))
+        RULES[code] = Rule(
+            code, name, severity, tuple(metrics), summary, func, dict(params or {}), tuple(absorbs), trend
+        )
         ordered = dict(sorted(RULES.items()))
         RULES.clear()
         RULES.update(ordered)
@@ -196,10 +210,9 @@ class Context:
 
     @property
     def beta_label(self) -> str:
-        """``β=0.1``, or ``assumed β=0.1`` when assumed: a threshold in nats is only as good as the β it divides by.
-        One word: the report's header says once why it is assumed and how to set it (:attr:`beta_note`), so a
-        sentence quoting several numbers in nats does not repeat the explanation for each."""
-        return f"assumed β={self.beta:g}" if self.beta_assumed else f"β={self.beta:g}"
+        """``β=0.1``, marked ``(assumed)`` when the log does not say: a threshold in nats is only as good as the β it
+        divides by. The report header says once where β came from; messages only carry the short mark."""
+        return f"β={self.beta:g} (assumed)" if self.beta_assumed else f"β={self.beta:g}"
 
     def nats(self, reward: float) -> float:
         """A reward or margin in log-ratio units (reward / β)."""
@@ -292,6 +305,35 @@ def describe_health(ctx: Context) -> dict[str, str]:
     return out
 
 
+def fold_symptoms(findings: dict[str, Finding], declared: dict[str, tuple[tuple[str, ...] | None, int]]) -> None:
+    """Cause before symptom: each finding that explains others absorbs them, in place.
+
+    Causes are taken in order of decreasing priority (then code); a finding already absorbed absorbs nothing more,
+    and what it had gathered moves with it. The cause keeps the worst severity of what it absorbed: folding a symptom
+    in must never make a run look healthier than the symptom alone did.
+    """
+    order = sorted(findings, key=lambda code: (-declared.get(code, (None, 0))[1], code))
+    absorbed: set[str] = set()
+    for code in order:
+        if code in absorbed:
+            continue
+        own, _ = declared.get(code, (None, 0))
+        rule_ = RULES.get(code)
+        targets = own if own is not None else (rule_.absorbs if rule_ else ())
+        cause = findings[code]
+        for target in targets:
+            symptom = findings.get(target)
+            if symptom is None or target in absorbed or target == code:
+                continue
+            absorbed.add(target)
+            cause.corroborating.append(f"{symptom.code} {symptom.name}: {symptom.message}")
+            cause.corroborating.extend(symptom.corroborating)
+            if symptom.severity.rank > cause.severity.rank:
+                cause.severity = symptom.severity
+    for code in absorbed:
+        findings.pop(code, None)
+
+
 def select_rules(select: Iterable[str] | None = None, ignore: Iterable[str] | None = None) -> list[Rule]:
     """Rules whose code starts with one of ``select`` (all when None) and with none of ``ignore``."""
     chosen = [r for r in RULES.values() if select is None or any(r.code.startswith(p) for p in select)]
@@ -312,10 +354,15 @@ def diagnose_run(
     skipped: dict[str, list[str]] = {}
     checked: list[str] = []
     rules = select_rules(select, ignore)
+    phase = ctx.expect.phase
+    hits: dict[str, Hit] = {}
     for r in rules:
         missing = [m for m in r.metrics if not ctx.has(m)]
         if missing:
             skipped[r.code] = missing
+            continue
+        if r.trend and phase.too_early:
+            skipped[r.code] = [f"a log past its warm-up (too early to judge: {phase.reason})"]
             continue
         ctx.current = r
         checked.append(r.code)
@@ -326,6 +373,7 @@ def diagnose_run(
             continue
         if hit is None:
             continue
+        hits[r.code] = hit
         metric = hit.metric or (r.metrics[0] if r.metrics else "loss")
         findings[r.code] = Finding(
             code=r.code,
@@ -340,13 +388,7 @@ def diagnose_run(
             cause=hit.cause or r.section("Likely causes"),
             fix=r.section("What to try"),
         )
-    for r in rules:
-        if r.code not in findings:
-            continue
-        for code in r.absorbs:
-            symptom = findings.pop(code, None)
-            if symptom is not None:
-                findings[r.code].corroborating.append(f"{symptom.code} {symptom.name}: {symptom.message}")
+    fold_symptoms(findings, {code: (h.absorbs, h.priority) for code, h in hits.items()})
     ordered = sorted(findings.values(), key=lambda f: (-f.severity.rank, f.code))
     report = RunReport(
         run=run,

@@ -1,5 +1,6 @@
 """DPODoctorCallback: unit behaviour on synthetic logs, its per-log cost, and two real ``trl.DPOTrainer`` runs on a
-tiny random Llama on the CPU (no download: the tokenizer and the data are built here).
+tiny random Llama on the CPU (no download: tools/corpus/tiny.py builds the tokenizer, the model and the data, the
+same recipe as the fixtures and the calibration corpus).
 
 Skipped without the ``[trl]`` extra (``pip install -e '.[test,trl]'``); CI installs it.
 """
@@ -10,7 +11,6 @@ import copy
 import json
 import logging
 import math
-import random
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +24,7 @@ pytest.importorskip("transformers")
 from transformers import TrainerControl
 
 from dpodoctor.integrations.transformers import REPORT_JSON, REPORT_MARKDOWN, DPODoctorCallback
+from tools.corpus.tiny import build_tokenizer, preference_pairs, tiny_llama
 
 LN2 = math.log(2)
 
@@ -152,61 +153,14 @@ def test_a_log_step_costs_under_5_ms_with_10k_logged_steps(tmp_path: Path) -> No
 
 # ------------------------------------------------------------------------------------------ a real DPOTrainer
 
-# Number words 0-18: every sum of two digits has its word.
-NUMBERS = [
-    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
-    *("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen"),
-]
-
-
-def _tokenizer() -> Any:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = ["<pad>", "<unk>", "<bos>", "<eos>", "what", "is", "plus", "?", *NUMBERS]
-    tokenizer = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", bos_token="<bos>"
-    )
-
-
-def _pairs(n: int, seed: int = 0) -> Any:
-    """Preference pairs: 'what is three plus four ?' → chosen ' seven', rejected a wrong sum."""
-    from datasets import Dataset
-
-    rng = random.Random(seed)
-    rows: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
-    for _ in range(n):
-        a, b = rng.randint(0, 9), rng.randint(0, 9)
-        wrong = rng.choice([x for x in range(len(NUMBERS)) if x != a + b])
-        rows["prompt"].append(f"what is {NUMBERS[a]} plus {NUMBERS[b]} ?")
-        rows["chosen"].append(f" {NUMBERS[a + b]}")
-        rows["rejected"].append(f" {NUMBERS[wrong]}")
-    return Dataset.from_dict(rows)
-
 
 def _train(tmp_path: Path, learning_rate: float, max_steps: int, callback: DPODoctorCallback) -> Any:
     """A real trl.DPOTrainer run: a 2-layer, 64-wide random Llama, 200 pairs, batch 8, logging every step."""
-    torch = pytest.importorskip("torch")
-    from transformers import LlamaConfig, LlamaForCausalLM
+    pytest.importorskip("torch")
     from trl import DPOConfig, DPOTrainer
 
-    torch.manual_seed(0)
-    tokenizer = _tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = LlamaForCausalLM(config)
+    tokenizer = build_tokenizer()
+    model = tiny_llama(tokenizer, seed=0)
     args = DPOConfig(
         output_dir=str(tmp_path / f"lr{learning_rate:g}"),
         learning_rate=learning_rate,
@@ -225,7 +179,7 @@ def _train(tmp_path: Path, learning_rate: float, max_steps: int, callback: DPODo
         model=model,
         ref_model=copy.deepcopy(model),  # a model built in memory has no hub id to load the reference from
         args=args,
-        train_dataset=_pairs(200),
+        train_dataset=preference_pairs(200),
         processing_class=tokenizer,
         callbacks=[callback],
     )

@@ -20,6 +20,7 @@ from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_
     "accuracy stays near 0.5 (or at 0 with zero margins: ties)",
     metrics=("accuracy",),
     params={"upper": 0.6},
+    trend=True,
 )
 def accuracy_chance(ctx: Context) -> Hit | Skip | None:
     """Reward accuracy stays at chance.
@@ -28,6 +29,10 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
         After the first 10% of steps the median of rewards/accuracies is at most `upper` (0.6), and the margins
         are not clearly negative (that case is DPO201). A dead run that logs 0.0 with zero margins counts too:
         TRL's accuracy is the share of pairs with chosen reward strictly above rejected, so ties count as misses.
+        When each logged accuracy averages only a few pairs (batch size 1 logged every step gives only 0 or 1), the
+        median is meaningless: the mean of the logged values is used instead, and the rule fires only when that
+        mean plus two standard errors (over the pairs averaged) stays at or below `upper`, so a short log of
+        0/1 values is not called "chance" on a coin-flip's evidence.
     Why it matters:
         Accuracy is the share of pairs the model ranks the right way. Healthy runs rise from about 0.5 toward
         0.8–0.95; one that stays near 0.5 has learned no preference.
@@ -43,7 +48,17 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
     s = stats.late(ctx.series("accuracy"))
     if len(s) < MIN_POINTS:
         return too_few(len(s))
+    noise = ctx.expect.noise
+    how = "median"
     median = float(np.median(s.to_numpy()))
+    if noise.coarse_accuracy and noise.accuracy_quantum:
+        # each logged value averages 1/quantum pairs: judge the mean, with its binomial standard error
+        median = float(np.mean(s.to_numpy()))
+        pairs = len(s) / noise.accuracy_quantum
+        se = float(np.sqrt(max(median * (1 - median), 0.25 * 0.25) / pairs))
+        how = f"mean (each logged value averages {1 / noise.accuracy_quantum:.0f} pair(s), so a median says nothing)"
+        if median + 2 * se > ctx.param("upper"):
+            return None
     if median > ctx.param("upper"):
         return None
     ties = ""
@@ -55,7 +70,7 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
             ties = " with margins ≈ 0: chosen and rejected are scored alike, and TRL counts ties as misses"
     first, last = span_of(s)
     return Hit(
-        f"accuracy median {median:.2f} from step {first} to {last}{ties}",
+        f"accuracy {how} {median:.2f} from step {first} to {last}{ties}",
         first,
         last,
         {"median": rounded(median), "upper": ctx.param("upper")},
@@ -69,6 +84,7 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
     "accuracy reaches ~1.0 early and stays there",
     metrics=("accuracy",),
     params={"level": 0.98, "by": 0.5},
+    trend=True,
 )
 def accuracy_saturated(ctx: Context) -> Hit | Skip | None:
     """Reward accuracy reaches about 1.0 early and stays there.
@@ -116,6 +132,7 @@ def accuracy_saturated(ctx: Context) -> Hit | Skip | None:
     metrics=("accuracy", "margins"),
     params={"accuracy": 0.75, "nats": 0.5},
     absorbs=("DPO203",),
+    trend=True,
 )
 def low_confidence(ctx: Context) -> Hit | Skip | None:
     """High accuracy with a tiny margin: the pairs are separated, but barely.
@@ -161,6 +178,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     "accuracy stays below 0.5: the preference is learned backwards",
     metrics=("accuracy",),
     params={"upper": 0.45},
+    trend=True,
 )
 def accuracy_below_chance(ctx: Context) -> Hit | Skip | None:
     """Reward accuracy stays below chance: the model prefers the rejected answers.

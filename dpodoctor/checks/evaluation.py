@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpodoctor import stats
+from dpodoctor.curve import fmt
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
 
@@ -19,13 +20,20 @@ from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_
     Severity.WARNING,
     "the eval loss rises from its minimum while the train loss keeps falling",
     params={"min_rise": 0.02},
+    trend=True,
 )
 def eval_diverging(ctx: Context) -> Hit | Skip | None:
     """The eval loss climbs from its minimum while the train loss keeps falling.
 
     What it detects:
-        The eval loss ends at least `min_rise` (0.02) and twice its noise above its minimum, and over the same
-        steps the train loss still falls significantly (Kendall's test, p < 0.05).
+        Sparse evals (fewer than 12, the usual eval_steps): the lowest logged eval loss is followed by at least two
+        evals, all of them above it, and the last eval sits at least `min_rise` (0.02) and 10% above it, while the
+        typical eval after the minimum (their median) is `min_rise` above it too. The eval set is the same at every
+        eval, so a change between two evals is the model's, not batch noise: the raw points are judged, not a
+        smoothed curve (three-point smoothing of nine evals hides a late rise). Dense evals (12 or more): the
+        3-point rolling median's minimum against the median of the last three evals, which must exceed `min_rise`
+        and twice the eval noise. In both cases the train loss must still fall after the eval minimum (Kendall's
+        test p < 0.05, or its end level below its level at the minimum by more than its noise).
     Why it matters:
         This is the textbook overfitting signature: the model keeps improving on the training pairs and gets worse
         on held-out ones. The best checkpoint is the one at the eval minimum, not the last.
@@ -35,31 +43,59 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
         Keep the checkpoint at the eval minimum (load_best_model_at_end with metric_for_best_model=eval_loss),
         train fewer epochs, add data or raise β.
     Example:
-        train loss 0.60 0.40 0.25 0.15 0.08     eval loss 0.62 0.52 0.50 0.56 0.63
+        train loss 0.60 0.40 0.25 0.15 0.08     eval loss 0.40 0.34 0.255 0.317 0.313 0.369
     """
     if not ctx.run.has("loss", "eval") or not ctx.run.has("loss", "train"):
         return Skip("train and eval loss")
     ev = ctx.series("loss", "eval")
-    if len(ev) < 5:
-        return too_few(len(ev), 5)
-    smoothed = ev.rolling(3, center=True, min_periods=1).median()
-    min_step = int(smoothed.idxmin())
-    end = float(np.median(ev.to_numpy()[-3:]))
-    rise = end - float(smoothed.min())
-    sigma = stats.noise_sigma(ev, 3)
-    if min_step >= int(ev.index[-1]) or rise < max(ctx.param("min_rise"), 2 * sigma):
-        return None
-    train_after = ctx.series("loss", "train")
-    train_after = train_after[train_after.index >= min_step]
+    if len(ev) < 4:
+        return too_few(len(ev), 4)
+    values = ev.to_numpy()
+    steps = ev.index.to_numpy()
+    min_rise = ctx.param("min_rise")
+    if len(ev) < 12:
+        low = int(np.argmin(values))
+        after = values[low + 1 :]
+        if len(after) < 2:
+            return None
+        minimum, end = float(values[low]), float(values[-1])
+        typical = float(np.median(after))
+        if not ((after > minimum).all() and end - minimum >= max(min_rise, 0.1 * abs(minimum))):
+            return None
+        if typical - minimum < min_rise:
+            return None
+        min_step = int(steps[low])
+        how = "logged"
+    else:
+        smoothed = ev.rolling(3, center=True, min_periods=1).median()
+        min_step = int(smoothed.idxmin())
+        minimum = float(smoothed.min())
+        end = float(np.median(values[-3:]))
+        sigma = stats.noise_sigma(ev, 3)
+        if min_step >= int(steps[-1]) or end - minimum < max(min_rise, 2 * sigma):
+            return None
+        how = "3-point median"
+    train = ctx.series("loss", "train")
+    train_after = train[train.index >= min_step]
     t = stats.trend(train_after)
-    if t.n < MIN_POINTS or t.slope >= 0 or not t.significant(0.05):
+    falling = t.n >= MIN_POINTS and t.slope < 0 and t.significant(0.05)
+    if not falling and len(train_after) >= 3:
+        level_then = float(np.median(train_after.to_numpy()[:3]))
+        level_end = float(np.median(train_after.to_numpy()[-3:]))
+        falling = level_then - level_end > max(stats.noise_sigma(train), 0.02)
+    if not falling:
         return None
+    c = ctx.curve("loss", "eval")
+    tr = ctx.curve("loss", "train")
+    near = tr.nearest(min_step)
     return Hit(
-        f"eval loss rose from {smoothed.min():.4g} at step {min_step} to {end:.4g} while the train loss kept "
-        f"falling ({t.change:+.3g} over the same steps)",
+        f"eval loss rose from {fmt(minimum)} at step {min_step} ({how}) to {c.point_text(int(steps[-1]))}"
+        f"{' (median of the last 3: ' + fmt(end) + ')' if how != 'logged' else ''} while the train loss kept "
+        f"falling, from {fmt(near[1]) if near else '?'} at step {near[0] if near else min_step} to "
+        f"{tr.level_text('end')}",
         min_step,
-        int(ev.index[-1]),
-        {"eval_min": rounded(float(smoothed.min())), "eval_end": rounded(end), "train_change": rounded(t.change)},
+        int(steps[-1]),
+        {"eval_min": rounded(minimum), "eval_end": rounded(end), "train_change": rounded(t.change)},
         metric="loss",
         split="eval",
     )
@@ -71,6 +107,7 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
     Severity.WARNING,
     "train accuracy rises while eval accuracy stays at chance",
     params={"train": 0.7, "eval": 0.55},
+    trend=True,
 )
 def eval_not_learning(ctx: Context) -> Hit | Skip | None:
     """Train accuracy rises but eval accuracy stays at chance.

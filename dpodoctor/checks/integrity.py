@@ -14,10 +14,16 @@ from dpodoctor import stats
 from dpodoctor.metrics import CORE_METRICS
 from dpodoctor.model import Ended
 from dpodoctor.results import Severity
-from dpodoctor.rules import MIN_POINTS, RULES, Context, Hit, Skip, rule, too_few
+from dpodoctor.rules import MIN_POINTS, RULES, Context, Hit, Skip, rounded, rule, too_few
 
 
-@rule("DPO001", "nonfinite", Severity.ERROR, "NaN or ±inf in a core metric", absorbs=("DPO103", "DPO104"))
+@rule(
+    "DPO001",
+    "nonfinite",
+    Severity.ERROR,
+    "NaN or ±inf in a core metric",
+    absorbs=("DPO103", "DPO104", "DPO106", "DPO601", "DPO602"),
+)
 def nonfinite(ctx: Context) -> Hit | Skip | None:
     """NaN or ±inf values in loss, margins, accuracy or the rewards.
 
@@ -67,6 +73,7 @@ def missing_metrics(ctx: Context) -> Hit | Skip | None:
     What it detects:
         One of loss, rewards/margins, rewards/accuracies, rewards/chosen or rewards/rejected has no finite value in
         either the train or the eval split: it is not logged at all, or only as NaN/inf (then DPO001 fires too).
+        A loss family that logs no reward accuracy by design (KTO) is not asked for one.
         The finding lists the rules that could not run because of it.
     Why it matters:
         A rule that cannot run has not passed. A report that is silent because the metric was never logged would
@@ -80,7 +87,8 @@ def missing_metrics(ctx: Context) -> Hit | Skip | None:
     Example:
         logged: loss, learning_rate    missing: rewards/margins, rewards/accuracies, rewards/chosen, rewards/rejected
     """
-    missing = [m for m in CORE_METRICS if not ctx.has(m)]
+    expected = [m for m in CORE_METRICS if m != "accuracy" or ctx.expect.family.has_accuracy]
+    missing = [m for m in expected if not ctx.has(m)]
     if not missing:
         return None
     logged = {m for _, m in ctx.run.metrics}
@@ -98,6 +106,9 @@ def missing_metrics(ctx: Context) -> Hit | Skip | None:
         None,
         {"missing": absent, "nonfinite_only": nonfinite_only, "rules_not_run": blocked},
         metric=missing[0],
+        # a metric that is logged nowhere belongs to no split: say "train", the split the rules judge first, rather
+        # than "eval margins" on a log that has no eval split at all
+        split="train" if any(split == "train" for split, _ in ctx.run.metrics) or not ctx.run.metrics else "eval",
     )
 
 
@@ -230,10 +241,53 @@ def run_ended_early(ctx: Context) -> Hit | Skip | None:
         )
     )
     last = ctx.run.steps
+    how = "the run crashed or was killed" if ended is Ended.CRASHED else "the log is cut short"
     return Hit(
-        f"the log ends {ended.value} at step {last}" + (f": {detail}" if detail else ""),
+        f"the log stops at step {last}: {how}" + (f" ({detail})" if detail else ""),
         last,
         last,
         {"ended": ended.value, "last_step": last},
         metric="loss",
+    )
+
+
+@rule("DPO006", "too-early", Severity.INFO, "the log ends during the warm-up: too early to judge its trends")
+def too_early(ctx: Context) -> Hit | Skip | None:
+    """The log ends too early in the run's schedule to judge how training goes.
+
+    What it detects:
+        A log that did not finish and ends while the logged learning rate is still rising (the warm-up is not over,
+        or warmup_steps/warmup_ratio in the config are not reached yet), or that covers under 5% of the planned
+        steps (max_steps, LLaMA-Factory's total_steps). The trend rules (loss stuck, accuracy at chance, reward
+        directions, eval divergence ...) are then not run; the level checks (NaN, a loss of 0, dead gradients,
+        rewards far from 0, extreme margins) still are.
+    Why it matters:
+        During the warm-up the learning rate is a fraction of its peak and the curves barely move by design: a
+        loss near its start and accuracy near 0.5 are what a healthy run looks like there. Calling that "stuck"
+        is a false alarm, and a gate that raises false alarms gets switched off.
+    Likely causes:
+        A run checked while it is still going (a live log, an early checkpoint's trainer_state.json), or a run
+        stopped early (killed, crashed, out of time) before its warm-up ended.
+    What to try:
+        Check the run again once it is past its warm-up (dpodoctor watch follows a live run); if it was stopped,
+        see DPO005 for why.
+    Example:
+        learning_rate 0 4e-8 8e-8 1.2e-7 1.6e-7 2e-7 (rising)   stopped at step 202 of 5100
+    """
+    phase = ctx.expect.phase
+    if not phase.too_early:
+        return None
+    skipped = sorted(code for code, r in RULES.items() if r.trend)
+    return Hit(
+        f"too early to judge: {phase.reason}; trend rules not run ({', '.join(skipped)})",
+        None,
+        None,
+        {
+            "last_step": phase.last_step,
+            "planned_steps": phase.planned_steps,
+            "fraction_done": None if phase.fraction_done is None else rounded(phase.fraction_done, 3),
+            "warming_up": phase.warming_up,
+            "last_lr": None if phase.last_lr is None else rounded(phase.last_lr),
+        },
+        metric="learning_rate" if ctx.run.has("learning_rate") else "loss",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpodoctor import stats
+from dpodoctor.curve import fmt
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
 
@@ -20,6 +21,7 @@ from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_
     "margins stay below 0",
     metrics=("margins",),
     absorbs=("DPO304", "DPO401", "DPO402"),
+    trend=True,
 )
 def margin_negative(ctx: Context) -> Hit | Skip | None:
     """The reward margin stays negative: rejected answers are scored above chosen ones.
@@ -65,6 +67,7 @@ def margin_negative(ctx: Context) -> Hit | Skip | None:
     metrics=("margins",),
     params={"band_nats": 0.25},
     absorbs=("DPO303",),
+    trend=True,
 )
 def margin_flat(ctx: Context) -> Hit | Skip | None:
     """The reward margin hovers around 0 and never grows.
@@ -108,6 +111,7 @@ def margin_flat(ctx: Context) -> Hit | Skip | None:
     "margins barely grow for the β in use",
     metrics=("margins",),
     params={"nats": 2.0},
+    trend=True,
 )
 def margin_slow(ctx: Context) -> Hit | Skip | None:
     """The margin grows, but only a little for the β in use.
@@ -152,44 +156,63 @@ def margin_slow(ctx: Context) -> Hit | Skip | None:
     "DPO204",
     "margin-runaway",
     Severity.WARNING,
-    "margins/β keep growing without levelling off, or reach extreme values",
+    "margins/β reach extreme values (~100 nats), or keep growing past 10 nats without levelling off",
     metrics=("margins",),
-    params={"extreme_nats": 25.0, "drift_nats": 10.0},
+    params={"extreme_nats": 100.0, "drift_nats": 10.0},
 )
 def margin_runaway(ctx: Context) -> Hit | Skip | None:
-    """The log-ratio gap (margin / β) keeps growing or reaches extreme values.
+    """The log-ratio gap (margin / β) reaches extreme values, or keeps growing without levelling off.
 
     What it detects:
-        The margin in nats (margin / β) ends above `extreme_nats` (25), or ends above `drift_nats` (10) while still
-        growing as fast in the last third of the run as in the first (no levelling off).
+        The margin in nats (margin / β) ends above `extreme_nats` (100), judged at any length, even on a few
+        logged points; or, on a log of at least 16 points past its warm-up, it ends above `drift_nats` (10) while
+        still growing as fast in the last third of the run as in the first (no levelling off). A margin that has
+        levelled off — at 25 nats or wherever — is not reported by the second test, and neither is cDPO's margin,
+        which settles near ln((1−ε)/ε) by design (label_smoothing=ε).
     Why it matters:
-        A healthy margin rises and then levels off. A gap of tens of nats means the policy has moved far from the
-        reference: it exploits the pairs rather than learning a preference, and generations often degrade
-        (repetition, length hacking).
+        A healthy margin rises and then levels off. One that keeps growing means the policy keeps moving away from
+        the reference; a gap of about 100 nats means it has moved so far that it exploits the pairs rather than
+        learning a preference, and generations often degrade (repetition, length hacking).
     Likely causes:
         A tiny β (0.01) that barely constrains the policy, too many epochs, or too high a learning rate.
     What to try:
         Raise β, train for fewer steps, and look at sample generations from the late checkpoints; watch the eval
         margins and loss (DPO501).
     Example:
-        margins (β=0.1)  0.4 1.4 2.5 3.4 4.0 4.6 4.9 5.0   (50 nats)
+        margins (β=0.1)  0.4 1.4 2.5 3.4 4.0 4.6 4.9 5.0 ...   (50 nats and still growing)
     """
-    s = ctx.series("margins")
-    if len(s) < MIN_POINTS * 2:
-        return too_few(len(s), MIN_POINTS * 2)
-    end_nats = ctx.nats(stats.tail_level(s))
-    third = len(s) // 3
-    early, late_part = stats.trend(s.iloc[:third]), stats.trend(s.iloc[-third:])
-    still_growing = late_part.significant(0.05) and late_part.slope >= 0.5 * max(early.slope, 0.0) > 0
-    extreme = end_nats > ctx.param("extreme_nats")
-    drifting = end_nats > ctx.param("drift_nats") and still_growing
-    if not (extreme or drifting):
+    c = ctx.curve("margins")
+    if not c.logged:
         return None
-    first, last = span_of(s)
-    why = "an extreme log-ratio gap" if extreme else "still growing as fast as at the start"
+    end_nats = ctx.nats(c.end)
+    extreme = end_nats > ctx.param("extreme_nats")
+    still_growing = False
+    if not extreme:
+        if ctx.expect.phase.too_early:
+            return Skip(f"a log past its warm-up (too early to judge: {ctx.expect.phase.reason})")
+        s = ctx.series("margins")
+        if len(s) < MIN_POINTS * 2:
+            return too_few(len(s), MIN_POINTS * 2)
+        target = ctx.expect.family.margin_target_nats
+        if target is not None and end_nats <= 2 * target:
+            return None  # cDPO: the margin settles near ln((1−ε)/ε) by design
+        third = len(s) // 3
+        early, late_part = stats.trend(s.iloc[:third]), stats.trend(s.iloc[-third:])
+        still_growing = (
+            not c.levelled and late_part.significant(0.05) and late_part.slope >= 0.5 * max(early.slope, 0.0) > 0
+        )
+        if not (end_nats > ctx.param("drift_nats") and still_growing):
+            return None
+    why = (
+        f"beyond {ctx.param('extreme_nats'):g} nats: an extreme log-ratio gap"
+        if extreme
+        else "still growing as fast as at the start, not levelling off"
+    )
     return Hit(
-        f"margin / β reaches {end_nats:.1f} nats at {ctx.beta_label} ({why})",
-        first,
-        last,
+        f"margin / β ends at {fmt(round(end_nats, 1))} nats at {ctx.beta_label} ({why}); the margin went from "
+        f"{c.point_text(int(c.first_step or 0))} to {c.level_text('end')}, "
+        f"peaking at {c.point_text(int(c.max_step or 0))}",
+        c.first_step,
+        c.last_step,
         {"final_margin_nats": rounded(end_nats), "still_growing": bool(still_growing), "beta": ctx.beta},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dpodoctor import stats
+from dpodoctor.curve import fmt
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
 
@@ -23,6 +24,9 @@ def _rewards(ctx: Context) -> tuple[int, float, int, float]:
     c_dir, c_change = ctx.direction("chosen")
     r_dir, r_change = ctx.direction("rejected")
     return c_dir, c_change, r_dir, r_change
+
+
+LEVELS_NOTE = " (levels: median of the first 5% of points against the median of the last third)"
 
 
 def _reward_span(ctx: Context) -> tuple[int | None, int | None]:
@@ -44,6 +48,7 @@ def _moves(ctx: Context, c_change: float, r_change: float) -> dict[str, Any]:
     Severity.WARNING,
     "the chosen reward decreases while the rejected one does not",
     metrics=("chosen", "rejected"),
+    trend=True,
 )
 def chosen_falling(ctx: Context) -> Hit | Skip | None:
     """The chosen reward falls while the rejected reward does not.
@@ -72,7 +77,7 @@ def chosen_falling(ctx: Context) -> Hit | Skip | None:
     first, last = _reward_span(ctx)
     return Hit(
         f"chosen reward fell by {-c_change:.3g} ({ctx.nats(-c_change):.1f} nats) while rejected "
-        f"{'rose' if r_dir == 1 else 'stayed level'} ({r_change:+.3g})",
+        f"{'rose' if r_dir == 1 else 'stayed level'} ({r_change:+.3g}){LEVELS_NOTE}",
         first,
         last,
         _moves(ctx, c_change, r_change),
@@ -86,6 +91,7 @@ def chosen_falling(ctx: Context) -> Hit | Skip | None:
     Severity.WARNING,
     "the rejected reward increases while the chosen one does not",
     metrics=("chosen", "rejected"),
+    trend=True,
 )
 def rejected_rising(ctx: Context) -> Hit | Skip | None:
     """The rejected reward rises while the chosen reward does not.
@@ -114,7 +120,7 @@ def rejected_rising(ctx: Context) -> Hit | Skip | None:
     first, last = _reward_span(ctx)
     return Hit(
         f"rejected reward rose by {r_change:.3g} ({ctx.nats(r_change):.1f} nats) while chosen "
-        f"{'fell' if c_dir == -1 else 'stayed level'} ({c_change:+.3g})",
+        f"{'fell' if c_dir == -1 else 'stayed level'} ({c_change:+.3g}){LEVELS_NOTE}",
         first,
         last,
         _moves(ctx, c_change, r_change),
@@ -123,13 +129,11 @@ def rejected_rising(ctx: Context) -> Hit | Skip | None:
 
 
 def _margin_context(ctx: Context) -> str:
+    """The loss and margin beside a reward finding, as the curve summary has them (raw first point → end level)."""
     if not ctx.has("margins") or not ctx.has("loss"):
         return ""
-    m = ctx.series("margins")
-    loss = ctx.series("loss")
     return (
-        f"; beside it, the loss went {stats.head(loss):.3g} → {stats.tail_level(loss):.3g} and the margin "
-        f"{stats.head(m):.3g} → {stats.tail_level(m):.3g}"
+        f"; beside it, the loss went {ctx.curve('loss').span_text()} and the margin {ctx.curve('margins').span_text()}"
     )
 
 
@@ -140,6 +144,7 @@ def _margin_context(ctx: Context) -> str:
     "chosen and rejected rewards rise together (info when rejected rises much slower)",
     metrics=("chosen", "rejected"),
     params={"ratio": 0.5},
+    trend=True,
 )
 def both_rising(ctx: Context) -> Hit | Skip | None:
     """Chosen and rejected rewards rise together.
@@ -178,7 +183,7 @@ def both_rising(ctx: Context) -> Hit | Skip | None:
     first, last = _reward_span(ctx)
     return Hit(
         f"chosen rose by {c_change:.3g} and rejected by {r_change:.3g} "
-        f"({ctx.nats(c_change):.1f} and {ctx.nats(r_change):.1f} nats, ratio {ratio:.2f}): {verdict}"
+        f"({ctx.nats(c_change):.1f} and {ctx.nats(r_change):.1f} nats, ratio {ratio:.2f}){LEVELS_NOTE}: {verdict}"
         f"{_margin_context(ctx)}",
         first,
         last,
@@ -195,6 +200,7 @@ def both_rising(ctx: Context) -> Hit | Skip | None:
     "chosen and rejected rewards fall together (warning when chosen falls nearly as fast)",
     metrics=("chosen", "rejected"),
     params={"ratio": 0.5},
+    trend=True,
 )
 def both_falling(ctx: Context) -> Hit | Skip | None:
     """Chosen and rejected rewards fall together (likelihood displacement).
@@ -231,7 +237,7 @@ def both_falling(ctx: Context) -> Hit | Skip | None:
     )
     evidence = _moves(ctx, c_change, r_change) | {"ratio": rounded(ratio, 3)}
     return Hit(
-        f"chosen fell by {-c_change:.3g} and rejected by {-r_change:.3g} (ratio {ratio:.2f}): {verdict}"
+        f"chosen fell by {-c_change:.3g} and rejected by {-r_change:.3g} (ratio {ratio:.2f}){LEVELS_NOTE}: {verdict}"
         f"{_margin_context(ctx)}",
         first,
         last,
@@ -254,7 +260,8 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
 
     What it detects:
         logps/chosen falls by at least `min_drop` (1 nat) from its start, either steadily (a significant downward
-        trend, Kendall's test p < 0.01) or early and then holding (90% of the last third below the start).
+        trend, Kendall's test p < 0.01) or early and then holding (90% of the last third below the start). On a
+        log too short for a trend (2–7 points), a fall of ten times `min_drop` from the first point to the last.
     Why it matters:
         DPO only needs chosen to beat rejected; it can get there by pushing both down. When the preferred answers
         themselves become less likely ("likelihood displacement"), the probability mass goes to other outputs,
@@ -269,6 +276,19 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
         logps/chosen  -7.2 -14.1 -16.6 -18.1 -17.3 -17.8
     """
     s = ctx.series("logps_chosen")
+    c = ctx.curve("logps_chosen")
+    if 2 <= len(s) < MIN_POINTS:
+        # a short log carries no trend, but a large fall from the first point to the last is still a level
+        drop = c.first_value - c.last_value
+        if drop < 10 * ctx.param("min_drop"):
+            return None
+        return Hit(
+            f"logps/chosen falls from {c.point_text(int(c.first_step or 0))} to "
+            f"{c.point_text(int(c.last_step or 0))} ({fmt(drop)} nats, {len(s)} logged points)",
+            c.first_step,
+            c.last_step,
+            {"drop": rounded(drop)},
+        )
     if len(s) < MIN_POINTS:
         return too_few(len(s))
     t = stats.trend(s)
@@ -281,8 +301,120 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
         return None
     first, last = span_of(s)
     return Hit(
-        f"logps/chosen falls by {drop:.3g} nats from step {first} to {last} (Kendall τ={t.tau:.2f})",
+        f"logps/chosen falls by {fmt(drop)} nats, from {c.level_text('start')} to {c.level_text('end')} "
+        f"(Kendall τ={t.tau:.2f})",
         first,
         last,
         {"drop": rounded(drop), "tau": rounded(t.tau, 3)},
+    )
+
+
+@rule(
+    "DPO406",
+    "rewards-off-zero",
+    Severity.WARNING,
+    "the rewards are far from 0 at the first log: the reference is not the policy's start, or damage came first",
+    metrics=("chosen", "rejected"),
+    params={"nats": 20.0},
+)
+def rewards_off_zero(ctx: Context) -> Hit | Skip | None:
+    """The rewards are far from 0 at the first logged step.
+
+    What it detects:
+        For a reference-based loss (every DPOTrainer loss type; not CPO, SimPO or ORPO, whose rewards are β·logp
+        and start far below 0 by design), the first logged chosen or rejected reward is beyond `nats` (20) nats
+        (reward / β) from 0, on a log whose first point is within 25 steps of the start. Judged at any length.
+        When the chosen reward also stays below 0 for the whole run, the finding says so.
+    Why it matters:
+        Rewards are β·log(π/π_ref). At step 0 the policy is the reference, so every reward is exactly 0, and in the
+        first few steps it moves by a few nats at most. Tens of nats at the first log mean the comparison point is
+        wrong (a reference model that is not the checkpoint the policy starts from), or the policy was already
+        wrecked before the first log by a learning rate far too high — later trends then describe a broken model.
+    Likely causes:
+        ref_model set to a different checkpoint than the policy (a base model against an SFT policy, or a LoRA
+        policy whose adapter was merged differently), precomputed reference log-probs from another model or
+        template, or a learning rate orders of magnitude too high (no warm-up).
+    What to try:
+        Make the reference the exact checkpoint the policy starts from (or leave ref_model=None so TRL copies it),
+        recompute precomputed reference log-probs with the same template, and check the learning rate and warm-up.
+    Example:
+        rewards/chosen 15.2 14.8 15.5   rewards/rejected 14.9 15.1 15.0   (β=0.1: 150 nats at step 1)
+    """
+    family = ctx.expect.family
+    if not family.reference_based:
+        return Skip(f"reference-based rewards (this run's {family.name} logs β·logp rewards, negative by design)")
+    chosen, rejected = ctx.curve("chosen"), ctx.curve("rejected")
+    step = min(int(chosen.first_step or 0), int(rejected.first_step or 0))
+    if step > 25:
+        return Skip(f"a first log within 25 steps of the start (first reward at step {step})")
+    c0, r0 = chosen.first_value, rejected.first_value
+    worst = max(abs(ctx.nats(c0)), abs(ctx.nats(r0)))
+    if worst < ctx.param("nats"):
+        return None
+    text = (
+        f"at the first log the rewards are chosen {chosen.point_text(int(chosen.first_step or 0))} and rejected "
+        f"{rejected.point_text(int(rejected.first_step or 0))}: {fmt(round(worst))} nats from 0 at {ctx.beta_label}, "
+        "where a policy that starts as its reference logs 0"
+    )
+    stays = chosen.n >= 2 and ctx.nats(chosen.max_value) < -ctx.param("nats") / 4
+    if stays:
+        text += (
+            f"; the chosen reward stays below 0 for the whole run (its highest is "
+            f"{chosen.point_text(int(chosen.max_step or 0))})"
+        )
+    same_sign = c0 * r0 > 0 and abs(ctx.nats(c0 - r0)) < 0.25 * worst
+    cause = (
+        "Both rewards are shifted the same way with little margin between them: the reference model is not the "
+        "checkpoint the policy starts from (or its precomputed log-probs come from another model or template)."
+        if same_sign
+        else None
+    )
+    return Hit(
+        text,
+        step,
+        step,
+        {"first_chosen": rounded(c0), "first_rejected": rounded(r0), "nats": rounded(worst), "stays_below": stays},
+        metric="chosen",
+        cause=cause,
+    )
+
+
+@rule(
+    "DPO407",
+    "entropy-collapse",
+    Severity.WARNING,
+    "the policy's token entropy collapses (when the trainer logs it)",
+    metrics=("entropy",),
+    params={"fraction": 0.1, "floor": 0.05},
+)
+def entropy_collapse(ctx: Context) -> Hit | Skip | None:
+    """The mean per-token entropy of the policy collapses.
+
+    What it detects:
+        TRL ≥ 0.20 logs `entropy`, the mean per-token entropy of the policy on the completions. The rule fires when
+        its end level falls below `fraction` (0.1) of its start level, or below `floor` (0.05 nats) from a start
+        above it. Judged at any length (the start and end are the raw points on a short log).
+    Why it matters:
+        A policy whose entropy collapses puts nearly all its probability on one token at each position: it has
+        stopped being a language model of the data and generates the same few strings (mode collapse). DPO alone
+        does not need that; it comes from a policy pushed far from the reference.
+    Likely causes:
+        A learning rate too high, a tiny β, many epochs, or a reference mismatch that the policy overcorrects.
+    What to try:
+        Lower the learning rate, raise β, train fewer steps, and sample from the checkpoint to confirm; an SFT term
+        (rpo_alpha) also keeps the policy closer to the data.
+    Example:
+        entropy  1.92 1.85 1.10 0.31 0.04 0.02
+    """
+    c = ctx.curve("entropy")
+    if c.n < 2 or c.start <= 0:
+        return None
+    ratio = c.end / c.start
+    if ratio >= ctx.param("fraction") and not (c.end < ctx.param("floor") < c.start):
+        return None
+    return Hit(
+        f"entropy fell from {c.level_text('start')} to {c.level_text('end')} ({ratio:.0%} of its start)",
+        c.first_step,
+        c.last_step,
+        {"start": rounded(c.start), "end": rounded(c.end), "ratio": rounded(ratio, 3)},
     )
