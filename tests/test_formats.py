@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
@@ -408,11 +410,9 @@ def test_one_end_value_everywhere(sweep: Report, run: str) -> None:
             assert fmt(c.first_value) in rr.health[row.metric] and fmt(c.end) in rr.health[row.metric]
 
 
-@pytest.mark.parametrize("run", TRL_RUNS)
-def test_no_check_mark_beside_a_wrong_way_move(sweep: Report, run: str) -> None:
+def assert_no_check_mark_beside_a_wrong_way_move(rr: RunReport) -> None:
     """A ✓ never sits next to a curve whose end level moved against the seed's healthy direction by more than its
     noise (from its start level or from the first value the table shows); such a row without a finding is ⚠."""
-    rr = _run(sweep, run)
     for row in metric_rows(rr):
         if not row.logged:
             assert row.mark == "–"
@@ -425,6 +425,23 @@ def test_no_check_mark_beside_a_wrong_way_move(sweep: Report, run: str) -> None:
             assert not moved_against, row
         if moved_against and row.severity in (None, Severity.INFO):
             assert (row.verdict, row.mark) == ("against", "⚠"), row
+
+
+@pytest.mark.parametrize("run", TRL_RUNS)
+def test_no_check_mark_beside_a_wrong_way_move(sweep: Report, run: str) -> None:
+    assert_no_check_mark_beside_a_wrong_way_move(_run(sweep, run))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), drift=st.floats(-3, 3), n=st.integers(2, 80), beta=st.sampled_from([0.01, 0.1, 1]))
+def test_no_check_mark_beside_a_wrong_way_move_on_any_curve(seed: int, drift: float, n: int, beta: float) -> None:
+    """The same on synthetic runs whose rejected reward and loss drift either way, short or long, at any β."""
+    data = curves(n, seed=seed, beta=beta)
+    ramp = np.linspace(0, 1, n)
+    data["rejected"] = data["rejected"] + drift * beta * 10 * ramp
+    data["margins"] = data["chosen"] - data["rejected"]
+    data["loss"] = data["loss"] + 0.1 * drift * ramp
+    assert_no_check_mark_beside_a_wrong_way_move(diagnose_run(make_run(data, beta=beta)))
 
 
 def test_rewards_rejected_that_rose_is_not_a_check_mark(sweep: Report) -> None:

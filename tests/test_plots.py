@@ -345,6 +345,21 @@ def test_cli_compare_prints_the_table_and_writes_the_png(tmp_path: Path) -> None
     assert forced.exit_code == 0 and has_chart(forced.stdout) and "■ beta_0.01" in forced.stdout
 
 
+def test_cli_compare_rows_are_the_check_reports_rows() -> None:
+    """compare prints, per run, the end value and the verdict mark of the same row of `check`'s table (eval rows
+    too), so the two commands cannot disagree about where a curve ended or whether it is healthy."""
+    runs = [TRL / "lr_too_low", TRL / "healthy"]
+    result = runner.invoke(app, ["compare", *map(str, runs), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    report = api.check(runs, fail_on="never")
+    for label in ("loss", "eval/rewards/margins"):
+        [line] = [ln for ln in lines if ln.split("  ")[0].strip() == label]
+        expected = [next(r for r in metric_rows(rr) if r.label == label) for rr in report.runs]
+        assert expected[0].mark == ("✗" if label == "loss" else "✓")  # lr_too_low: DPO101 on the train loss
+        assert line.split()[1:] == [part for row in expected for part in (row.end, row.mark)], line
+
+
 def test_cli_compare_usage_errors() -> None:
     result = runner.invoke(app, ["compare", str(TRL / "healthy"), "--metric", "nope"])
     assert result.exit_code == 2 and "unknown metric" in result.stderr
