@@ -68,16 +68,22 @@ VERDICT_MARK: dict[str, str] = {
 SPAN_HEADER = "first → end"
 
 
-def _finding_metrics(f: Finding) -> set[tuple[str, str]]:
-    """The (split, metric) curves a finding is about: its own, and those of the symptoms folded into it (a folded
-    symptom keeps marking its own row, so the table shows every curve that looks wrong; symptoms are folded within
-    one split, so they carry the finding's split)."""
-    keys = {(f.split, f.metric)}
+def _finding_codes(f: Finding) -> dict[tuple[str, str], list[str]]:
+    """The (split, metric) curves a finding is about, each with the codes that are about it: the finding's own
+    curve, and the curve of each symptom folded into it under the symptom's code (a folded symptom keeps marking its
+    own row, so the table shows every curve that looks wrong; symptoms are folded within one split, so they carry
+    the finding's split)."""
+    keys: dict[tuple[str, str], list[str]] = {(f.split, f.metric): [f.code]}
     for text in f.corroborating:
-        rule = RULES.get(text.split(" ", 1)[0])
+        code = text.split(" ", 1)[0]
+        rule = RULES.get(code)
         if rule and rule.metrics:
-            keys.add((f.split, rule.metrics[0]))
+            keys.setdefault((f.split, rule.metrics[0]), []).append(code)
     return keys
+
+
+def _finding_metrics(f: Finding) -> set[tuple[str, str]]:
+    return set(_finding_codes(f))
 
 
 def row_severity(metric: str, findings: Sequence[Finding], split: str = "train") -> Severity | None:
@@ -121,7 +127,7 @@ class MetricRow:
     curve: CurveSummary | None
     severity: Severity | None  # the worst finding on this curve; None when no finding is about it
     verdict: str  # a key of VERDICTS
-    codes: tuple[str, ...] = ()  # the findings about this curve
+    codes: tuple[str, ...] = ()  # the findings about this curve (a folded symptom by its own code)
 
     @property
     def logged(self) -> bool:
@@ -177,7 +183,7 @@ def _row(report: RunReport, metric: str, split: str, label: str, healthy: str) -
     if curve is None or not curve.logged:
         return MetricRow(metric, shown, healthy, None, None, None, "not_logged")
     severity = row_severity(metric, report.findings, split)
-    codes = tuple(f.code for f in report.findings if (split, metric) in _finding_metrics(f))
+    codes = tuple(code for f in report.findings for code in _finding_codes(f).get((split, metric), []))
     if severity is not None and severity is not Severity.INFO:
         verdict = severity.value
     elif against_direction(curve, report.beta_used):
