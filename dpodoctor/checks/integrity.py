@@ -205,7 +205,8 @@ def run_ended_early(ctx: Context) -> Hit | Skip | None:
     What it detects:
         The reader found that the run did not finish: no `train_runtime` summary with a traceback, `CANCELLED` or
         a kill at the end of stdout, a SwanLab CRASHED or missing finish record, a truncated event file or a torn
-        last record.
+        last record. Or the log has no end-of-training record and reaches under 95% of its planned schedule
+        (max_steps, or num_train_epochs against the logged epoch): a run killed with SIGKILL leaves no other trace.
     Why it matters:
         The curves end where the log ends, so every trend is judged on part of a run, and the checkpoint that would
         ship may be an early one. A crash is exactly when people run dpodoctor, so it says so first.
@@ -219,6 +220,23 @@ def run_ended_early(ctx: Context) -> Hit | Skip | None:
         ... {'loss': 0.512, ...}  slurmstepd: error: *** JOB 123 CANCELLED AT ... DUE TO TIME LIMIT ***
     """
     ended = ctx.run.ended
+    phase = ctx.expect.phase
+    if ended is Ended.UNKNOWN and phase.fraction_done is not None and phase.fraction_done < 0.95:
+        # no end-of-training record, and the log reaches only part of the planned schedule
+        last = ctx.run.steps
+        planned = (
+            f"{phase.planned_steps} planned steps"
+            if phase.planned_steps
+            else "the planned epochs (by the logged epoch)"
+        )
+        return Hit(
+            f"the log stops at step {last}, {phase.fraction_done:.0%} of {planned}, with no end-of-training record: "
+            "the run was stopped, crashed, or is still going",
+            last,
+            last,
+            {"ended": ended.value, "last_step": last, "fraction_done": rounded(phase.fraction_done, 3)},
+            metric="loss",
+        )
     if ended not in (Ended.CRASHED, Ended.TRUNCATED):
         return None
     detail = "; ".join(
