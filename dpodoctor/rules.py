@@ -173,6 +173,9 @@ class Context:
         self.current: Rule | None = None
         # what a healthy run of this setup looks like (loss family, phase, noise): the rules judge against it
         self.expect: Expectations = expect(run, self.beta)
+        # the log is being followed while the run writes it (dpodoctor watch): a log that has not reached its planned
+        # end is then simply not there yet, not stopped
+        self.live = False
 
     def curve(self, metric: str, split: Split | None = None) -> CurveSummary:
         """The one summary of a curve (computed once per run): what messages quote and reporters print."""
@@ -375,9 +378,15 @@ def diagnose_run(
     select: Iterable[str] | None = None,
     ignore: Iterable[str] | None = None,
     params: dict[str, dict[str, float]] | None = None,
+    live: bool = False,
 ) -> RunReport:
-    """Run every selected rule on one run, fold symptoms into their causes, and return the run's report."""
+    """Run every selected rule on one run, fold symptoms into their causes, and return the run's report.
+
+    ``live``: the run is still being written (a watch); rules that read "the log ends before its planned end" as a
+    stopped run (DPO005's schedule test, DPO006) stay quiet, since the rest of the log has simply not come yet.
+    """
     ctx = Context(run, beta=beta, params=params)
+    ctx.live = live
     findings: dict[str, Finding] = {}
     skipped: dict[str, list[str]] = {}
     checked: list[str] = []
