@@ -133,7 +133,7 @@ class Phase:
 
     last_step: int
     planned_steps: int | None
-    fraction_done: float | None
+    fraction_done: float | None  # of max_steps, or of num_train_epochs by the logged epoch
     warming_up: bool
     first_lr: float | None
     last_lr: float | None
@@ -322,6 +322,14 @@ def phase(run: Run) -> Phase:
     last = run.steps
     planned = _int(cfg, "max_steps", "total_steps")
     fraction = last / planned if planned else None
+    planned_epochs = _number(cfg.get("num_train_epochs"))
+    last_epoch: float | None = None
+    if run.has("epoch"):
+        epochs = stats.finite(run.series("epoch"))
+        last_epoch = float(epochs.iloc[-1]) if len(epochs) else None
+    if fraction is None and planned_epochs and planned_epochs > 0 and last_epoch is not None:
+        # max_steps=-1 (train by epochs): the logged epoch against the planned epochs is the fraction done
+        fraction = last_epoch / planned_epochs
     lr = stats.finite(run.series("learning_rate")) if run.has("learning_rate") else None
     first_lr = last_lr = peak_lr = None
     warming = False
@@ -342,7 +350,8 @@ def phase(run: Run) -> Phase:
         lr_text = f" ({last_lr:.2g} and rising)" if last_lr is not None else ""
         reasons.append(f"the learning rate is still warming up at the last log{lr_text}")
     if fraction is not None and fraction < 0.05:
-        reasons.append(f"the log covers {last} of {planned} planned steps ({fraction:.0%})")
+        planned_text = f"{planned} planned steps" if planned else f"{planned_epochs:g} planned epochs"
+        reasons.append(f"the log covers {last} steps, {fraction:.0%} of {planned_text}")
     # a finished run is judged whatever its schedule did (a warm-up longer than the run is the run's setup)
     too_early = run.ended is not Ended.FINISHED and (warming or (fraction is not None and fraction < 0.05))
     return Phase(last, planned, fraction, warming, first_lr, last_lr, peak_lr, too_early, "; ".join(reasons))

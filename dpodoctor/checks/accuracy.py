@@ -156,13 +156,13 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     margins = stats.late(ctx.series("margins"))
     if min(len(acc), len(margins)) < MIN_POINTS:
         return too_few(min(len(acc), len(margins)))
-    acc_median = float(np.median(acc.to_numpy()))
+    acc_median, how = ctx.accuracy_level()
     margin_median = float(np.median(margins.to_numpy()))
     if acc_median < ctx.param("accuracy") or ctx.nats(margin_median) >= ctx.param("nats"):
         return None
     first, last = span_of(acc)
     return Hit(
-        f"accuracy median {acc_median:.2f} but margin median {margin_median:.3g} "
+        f"accuracy {how} {acc_median:.2f} but margin median {margin_median:.3g} "
         f"({ctx.nats(margin_median):.2f} nats at {ctx.beta_label})",
         first,
         last,
@@ -200,14 +200,20 @@ def accuracy_below_chance(ctx: Context) -> Hit | Skip | None:
     s = stats.late(ctx.series("accuracy"))
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    median = float(np.median(s.to_numpy()))
+    median, how = ctx.accuracy_level()
     if median >= ctx.param("upper"):
         return None
+    noise = ctx.expect.noise
+    if noise.coarse_accuracy and noise.accuracy_quantum:
+        # a mean of 0/1 values: below chance only when its binomial error leaves no doubt
+        se = float(np.sqrt(max(median * (1 - median), 0.25 * 0.25) / (len(s) / noise.accuracy_quantum)))
+        if median + 2 * se >= 0.5:
+            return None
     if ctx.has("margins") and abs(ctx.nats(ctx.late_median("margins"))) < 0.05:
         return None  # ties, not a backwards preference: DPO301 covers it
     first, last = span_of(s)
     return Hit(
-        f"accuracy median {median:.2f} from step {first} to {last}: rejected answers win most pairs",
+        f"accuracy {how} {median:.2f} from step {first} to {last}: rejected answers win most pairs",
         first,
         last,
         {"median": rounded(median), "upper": ctx.param("upper")},

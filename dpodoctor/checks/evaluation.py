@@ -133,13 +133,13 @@ def eval_not_learning(ctx: Context) -> Hit | Skip | None:
     ev = stats.late(ctx.series("accuracy", "eval"))
     if len(train) < MIN_POINTS or len(ev) < 3:
         return too_few(min(len(train), len(ev)), MIN_POINTS)
-    train_median = float(np.median(train.to_numpy()))
+    train_median, how = ctx.accuracy_level("train")  # the mean when batch-1 accuracies are only 0 or 1
     eval_median = float(np.median(ev.to_numpy()))
     if train_median < ctx.param("train") or eval_median > ctx.param("eval"):
         return None
     first, last = span_of(ev)
     return Hit(
-        f"train accuracy median {train_median:.2f} but eval accuracy median {eval_median:.2f}",
+        f"train accuracy {how} {train_median:.2f} but eval accuracy median {eval_median:.2f}",
         first,
         last,
         {"train_accuracy": rounded(train_median), "eval_accuracy": rounded(eval_median)},

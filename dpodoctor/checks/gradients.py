@@ -196,6 +196,13 @@ def grad_spike(ctx: Context) -> Hit | Skip | None:
     )
 
 
+# What a learning rate far too high explains: NaNs, collapse, spikes, rewards far from 0, any reward direction.
+HIGH_LR_SYMPTOMS = (
+    "DPO001", "DPO102", "DPO103", "DPO105", "DPO106", "DPO201", "DPO202", "DPO204", "DPO301", "DPO401",
+    "DPO402", "DPO403", "DPO404", "DPO406", "DPO407",
+)  # fmt: skip
+
+
 @rule(
     "DPO603",
     "lr-absurd",
@@ -237,7 +244,7 @@ def lr_absurd(ctx: Context) -> Hit | Skip | None:
             c.last_step,
             {"peak_lr": rounded(peak)},
             metric="learning_rate",
-            absorbs=("DPO001", "DPO102", "DPO103", "DPO105", "DPO106", "DPO204", "DPO404", "DPO406"),
+            absorbs=HIGH_LR_SYMPTOMS,
             priority=6,
         )
     return None

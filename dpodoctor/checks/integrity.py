@@ -205,7 +205,8 @@ def run_ended_early(ctx: Context) -> Hit | Skip | None:
     What it detects:
         The reader found that the run did not finish: no `train_runtime` summary with a traceback, `CANCELLED` or
         a kill at the end of stdout, a SwanLab CRASHED or missing finish record, a truncated event file or a torn
-        last record.
+        last record. Or the log has no end-of-training record and reaches under 95% of its planned schedule
+        (max_steps, or num_train_epochs against the logged epoch): a run killed with SIGKILL leaves no other trace.
     Why it matters:
         The curves end where the log ends, so every trend is judged on part of a run, and the checkpoint that would
         ship may be an early one. A crash is exactly when people run dpodoctor, so it says so first.
@@ -219,6 +220,23 @@ def run_ended_early(ctx: Context) -> Hit | Skip | None:
         ... {'loss': 0.512, ...}  slurmstepd: error: *** JOB 123 CANCELLED AT ... DUE TO TIME LIMIT ***
     """
     ended = ctx.run.ended
+    phase = ctx.expect.phase
+    if ended is Ended.UNKNOWN and not ctx.live and phase.fraction_done is not None and phase.fraction_done < 0.95:
+        # no end-of-training record, and the log reaches only part of the planned schedule
+        last = ctx.run.steps
+        planned = (
+            f"{phase.planned_steps} planned steps"
+            if phase.planned_steps
+            else "the planned epochs (by the logged epoch)"
+        )
+        return Hit(
+            f"the log stops at step {last}, {phase.fraction_done:.0%} of {planned}, with no end-of-training record: "
+            "the run was stopped, crashed, or is still going",
+            last,
+            last,
+            {"ended": ended.value, "last_step": last, "fraction_done": rounded(phase.fraction_done, 3)},
+            metric="loss",
+        )
     if ended not in (Ended.CRASHED, Ended.TRUNCATED):
         return None
     detail = "; ".join(
@@ -260,7 +278,7 @@ def too_early(ctx: Context) -> Hit | Skip | None:
         or warmup_steps/warmup_ratio in the config are not reached yet), or that covers under 5% of the planned
         steps (max_steps, LLaMA-Factory's total_steps). The trend rules (loss stuck, accuracy at chance, reward
         directions, eval divergence ...) are then not run; the level checks (NaN, a loss of 0, dead gradients,
-        rewards far from 0, extreme margins) still are.
+        rewards far from 0, extreme margins) still are. While a watch follows the run, the rules wait silently.
     Why it matters:
         During the warm-up the learning rate is a fraction of its peak and the curves barely move by design: a
         loss near its start and accuracy near 0.5 are what a healthy run looks like there. Calling that "stuck"
@@ -275,8 +293,8 @@ def too_early(ctx: Context) -> Hit | Skip | None:
         learning_rate 0 4e-8 8e-8 1.2e-7 1.6e-7 2e-7 (rising)   stopped at step 202 of 5100
     """
     phase = ctx.expect.phase
-    if not phase.too_early:
-        return None
+    if not phase.too_early or ctx.live:
+        return None  # a watch waits for the warm-up to end; the trend rules still wait with it
     skipped = sorted(code for code, r in RULES.items() if r.trend)
     return Hit(
         f"too early to judge: {phase.reason}; trend rules not run ({', '.join(skipped)})",

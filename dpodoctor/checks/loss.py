@@ -141,7 +141,8 @@ def loss_spike(ctx: Context) -> Hit | Skip | None:
     What it detects:
         Once the loss is below its start, a stretch where the median of three consecutive points rises
         above the median of the preceding window by more than `sigmas` (5) times the batch noise and by at least
-        `min_jump` (0.1). Single noisy batches do not count, nor do logs of fewer than 24 points (their batch noise
+        `min_jump` (0.1), undoing at least three quarters of the progress made since the start. Single noisy
+        batches do not count, nor do logs of fewer than 24 points (their batch noise
         cannot be told from a spike), nor a loss with an SFT/NLL term (RPO, `loss_type=["sigmoid","sft"]`,
         pref_ftx), whose noisy likelihood term moves the total without saying anything about the preference.
     Why it matters:
@@ -172,7 +173,10 @@ def loss_spike(ctx: Context) -> Hit | Skip | None:
     start = stats.head(s, points=window)
     threshold = max(ctx.param("sigmas") * sigma, ctx.param("min_jump"))
     jump = short - baseline
-    spiking = (jump > threshold) & (baseline < start) & np.isfinite(jump)
+    # a spike undoes most of the progress made (the loss goes back toward where it started); a heavy-tailed loss
+    # (IPO's square) wobbles by a fraction of its progress without anything having gone wrong
+    progress = np.maximum(start - baseline, 0.0)
+    spiking = (jump > threshold) & (baseline < start) & (jump >= 0.75 * progress) & np.isfinite(jump)
     if not spiking.any():
         return None
     idx = np.flatnonzero(spiking)
@@ -206,7 +210,7 @@ def loss_spike(ctx: Context) -> Hit | Skip | None:
     "the loss goes to ~0 (the preference pairs are memorised)",
     metrics=("loss",),
     params={"threshold": 0.05},
-    absorbs=("DPO204", "DPO302"),
+    absorbs=("DPO204", "DPO302", "DPO407"),
 )
 def loss_collapse(ctx: Context) -> Hit | Skip | None:
     """The loss goes to about zero.
@@ -214,7 +218,9 @@ def loss_collapse(ctx: Context) -> Hit | Skip | None:
     What it detects:
         The smoothed loss falls below `threshold` (0.05, scaled with the loss family's starting value when it is
         above ln 2, e.g. 1/(4β²) for IPO) and stays below it for the rest of the run. Robust DPO, whose loss goes
-        negative by design, and cDPO, whose loss settles at the entropy of its label smoothing, are not judged.
+        negative by design, and cDPO, whose loss settles at the entropy of its label smoothing, are not judged. A
+        log shorter than 8 points is judged on the median of each two consecutive points (a collapse can happen in
+        the first few logs).
     Why it matters:
         A DPO loss near 0 means every training pair is separated by a huge margin: the model has memorised the
         pairs. Accuracy sits at 1.0 and the margins keep growing, but held-out preference quality usually stops
@@ -232,15 +238,16 @@ def loss_collapse(ctx: Context) -> Hit | Skip | None:
     if family.floor is None:
         return Skip(f"a loss bounded below (this run's {family.name} goes negative by design)")
     s = ctx.series("loss")
-    if len(s) < MIN_POINTS:
-        return too_few(len(s))
+    if len(s) < 3:
+        return too_few(len(s), 3)
     # the threshold is stated for sigmoid DPO (0.05 of a start at ln 2); other families scale it with their start,
     # and a floor above it (cDPO's H(ε)) is where the loss settles by design, not a collapse
     scale = family.start / LN2 if family.start is not None and family.start > 0 else 1.0
     threshold = ctx.param("threshold") * max(1.0, scale)
     if family.floor >= threshold:
         return None
-    smoothed = stats.smooth(s)
+    # a short log has no smoothed curve: its end level (the median of its last points) is the judge, at any length
+    smoothed = stats.smooth(s) if len(s) >= MIN_POINTS else s.rolling(2, min_periods=1).median()
     below = (smoothed < threshold).to_numpy()
     if not below[-1]:
         return None

@@ -156,16 +156,16 @@ def margin_slow(ctx: Context) -> Hit | Skip | None:
     "DPO204",
     "margin-runaway",
     Severity.WARNING,
-    "margins/β reach extreme values (~100 nats), or keep growing past 10 nats without levelling off",
+    "margins/β reach extreme values (~100 nats), or keep growing past 15 nats without levelling off",
     metrics=("margins",),
-    params={"extreme_nats": 100.0, "drift_nats": 10.0},
+    params={"extreme_nats": 100.0, "drift_nats": 15.0},
 )
 def margin_runaway(ctx: Context) -> Hit | Skip | None:
     """The log-ratio gap (margin / β) reaches extreme values, or keeps growing without levelling off.
 
     What it detects:
         The margin in nats (margin / β) ends above `extreme_nats` (100), judged at any length, even on a few
-        logged points; or, on a log of at least 16 points past its warm-up, it ends above `drift_nats` (10) while
+        logged points; or, on a log of at least 16 points past its warm-up, it ends above `drift_nats` (15) while
         still growing as fast in the last third of the run as in the first (no levelling off). A margin that has
         levelled off — at 25 nats or wherever — is not reported by the second test, and neither is cDPO's margin,
         which settles near ln((1−ε)/ε) by design (label_smoothing=ε).

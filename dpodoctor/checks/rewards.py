@@ -251,9 +251,9 @@ def both_falling(ctx: Context) -> Hit | Skip | None:
     "DPO405",
     "chosen-logps-falling",
     Severity.INFO,
-    "logps/chosen falls steadily (likelihood displacement)",
+    "logps/chosen falls steadily (likelihood displacement; warning when it falls far below its start)",
     metrics=("logps_chosen",),
-    params={"min_drop": 1.0},
+    params={"min_drop": 1.0, "severe_drop": 10.0},
 )
 def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
     """The log-probability of the chosen answers falls steadily.
@@ -262,6 +262,8 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
         logps/chosen falls by at least `min_drop` (1 nat) from its start, either steadily (a significant downward
         trend, Kendall's test p < 0.01) or early and then holding (90% of the last third below the start). On a
         log too short for a trend (2–7 points), a fall of ten times `min_drop` from the first point to the last.
+        It is a warning when the fall is at least `severe_drop` (10 nats) and half the start's own size (−8 → −23):
+        the policy has moved far from the reference, as with a tiny β or damage from a learning rate too high.
     Why it matters:
         DPO only needs chosen to beat rejected; it can get there by pushing both down. When the preferred answers
         themselves become less likely ("likelihood displacement"), the probability mass goes to other outputs,
@@ -300,12 +302,17 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
     if drop < ctx.param("min_drop") or not ((t.slope < 0 and t.significant()) or held):
         return None
     first, last = span_of(s)
+    # far below where it started: tens of nats and a large share of the start's own size (sequence log-probs are
+    # sums over tokens, so a long completion falls by more nats for the same per-token change)
+    severe = drop >= ctx.param("severe_drop") and start < 0 and drop >= 0.5 * abs(start)
     return Hit(
         f"logps/chosen falls by {fmt(drop)} nats, from {c.level_text('start')} to {c.level_text('end')} "
-        f"(Kendall τ={t.tau:.2f})",
+        f"(Kendall τ={t.tau:.2f})"
+        + (": the preferred answers became far less likely than at the start" if severe else ""),
         first,
         last,
-        {"drop": rounded(drop), "tau": rounded(t.tau, 3)},
+        {"drop": rounded(drop), "tau": rounded(t.tau, 3), "relative_drop": rounded(drop / abs(start), 3)},
+        severity=Severity.WARNING if severe else None,
     )
 
 
