@@ -436,7 +436,9 @@ def loss_zero(ctx: Context) -> Hit | Skip | None:
         m = ctx.curve("margins")
         value = m.value_at(first)
         if value is not None:
-            parts.append(f"margin {fmt(value)} = {fmt(round(ctx.nats(value)))} nats at {ctx.beta_label} there")
+            nats = ctx.nats(value)
+            nats_text = fmt(round(nats) if np.isfinite(nats) else nats)  # a margin of ±inf has no integer part
+            parts.append(f"margin {fmt(value)} = {nats_text} nats at {ctx.beta_label} there")
             evidence["margin_nats_at_first_zero"] = rounded(ctx.nats(value))
     if ctx.has("grad_norm"):
         g = ctx.curve("grad_norm")
