@@ -432,6 +432,14 @@ def test_no_check_mark_beside_a_wrong_way_move(sweep: Report, run: str) -> None:
     assert_no_check_mark_beside_a_wrong_way_move(_run(sweep, run))
 
 
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "real-logs").is_dir(), reason="../shared/real-logs is not present")
+def test_no_check_mark_beside_a_wrong_way_move_on_real_logs() -> None:
+    report = api.check([ROOT.parent / "shared" / "real-logs"], fail_on="never")
+    assert report.runs
+    for rr in report.runs:
+        assert_no_check_mark_beside_a_wrong_way_move(rr)
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), drift=st.floats(-3, 3), n=st.integers(2, 80), beta=st.sampled_from([0.01, 0.1, 1]))
 def test_no_check_mark_beside_a_wrong_way_move_on_any_curve(seed: int, drift: float, n: int, beta: float) -> None:
