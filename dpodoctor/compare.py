@@ -22,7 +22,7 @@ import pandas as pd
 from dpodoctor import api
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.metrics import KEY_MAP
-from dpodoctor.reporters.common import HEALTHY, end_level
+from dpodoctor.reporters.common import HEALTHY, metric_rows
 from dpodoctor.reporters.curves import METRIC_LABELS, REWARD_METRICS, points
 from dpodoctor.results import RunReport
 
@@ -39,6 +39,8 @@ class TableRow:
     label: str
     metric: str | None  # canonical metric, None for the β and findings rows
     values: tuple[float | str, ...]
+    split: str | None = None  # the split of a metric row
+    marks: tuple[str, ...] = ()  # per run the verdict mark of a metric row, as the check report's table shows it
 
 
 @dataclass
@@ -75,12 +77,16 @@ class Comparison:
             series.index = pd.Index(steps_to_epochs(rr, series.index.to_numpy(dtype=float)), name="epoch")
         return series
 
-    def final(self, rr: RunReport | str, metric: str) -> float:
-        """Where a run's metric ended (median of its last tenth, as the check report's ``start → end``), train split
-        when logged there else eval, scaled like its curve; NaN when not logged."""
+    def final(self, rr: RunReport | str, metric: str, split: str | None = None) -> float:
+        """Where a run's metric ended: the end level of its curve summary (the same number the check report's
+        ``first → end`` shows), train split when logged there else eval unless ``split`` is given, scaled like its
+        curve; NaN when not logged."""
         rr = self.run(rr) if isinstance(rr, str) else rr
-        split = "train" if rr.run.has(metric, "train") else "eval"
-        return end_level(points(rr.run, metric, split)) * self.scale(rr, metric)
+        split = split or ("train" if rr.run.has(metric, "train") else "eval")
+        curve = rr.curves.get((split, metric))
+        if curve is None or not curve.logged:
+            return float("nan")
+        return curve.end * self.scale(rr, metric)
 
     @staticmethod
     def codes(rr: RunReport) -> list[str]:
@@ -95,14 +101,24 @@ class Comparison:
         return label
 
     def table(self) -> list[TableRow]:
-        """The comparison table: the seed's five metrics (final values), β, and the finding codes, one column per
-        run in the order given."""
-        rows = [
-            TableRow(
-                self.axis_label(m) if m in REWARD_METRICS else label, m, tuple(self.final(rr, m) for rr in self.runs)
-            )
-            for m, (label, _) in HEALTHY.items()
+        """The comparison table: the rows of the check report's table (the seed's five metrics, then the eval ones
+        any run logs) with each run's end level and verdict mark, then β and the finding codes, one column per run
+        in the order given."""
+        per_run = [{(row.split or "train", row.metric): row for row in metric_rows(rr)} for rr in self.runs]
+        keys = [("train", m) for m in HEALTHY] + [
+            ("eval", m) for m in HEALTHY if any(("eval", m) in r for r in per_run)
         ]
+        rows = []
+        for split, m in keys:
+            label = self.axis_label(m) if m in REWARD_METRICS else HEALTHY[m][0]
+            label = label if split == "train" else f"eval/{label}"
+            cells = [r.get((split, m)) for r in per_run]
+            values = tuple(
+                self.final(rr, m, split) if c is not None else float("nan")
+                for rr, c in zip(self.runs, cells, strict=True)
+            )
+            marks = tuple(c.mark if c is not None else "–" for c in cells)
+            rows.append(TableRow(label, m, values, split, marks))
         rows.append(TableRow("β", None, tuple(rr.beta_used for rr in self.runs)))
         rows.append(TableRow("findings", None, tuple(", ".join(self.codes(rr)) or "none" for rr in self.runs)))
         return rows

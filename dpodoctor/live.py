@@ -270,7 +270,9 @@ class LiveDiagnosis:
 
     def diagnose(self, run: Run) -> tuple[RunReport, list[Finding]]:
         """The run's report and its confirmed findings not announced before (QUIET_WHILE_LIVE ones never are)."""
-        report = diagnose_run(run, beta=self.beta, select=self.select, ignore=self.ignore, params=self.params)
+        report = diagnose_run(
+            run, beta=self.beta, select=self.select, ignore=self.ignore, params=self.params, live=True
+        )
         present = {(run.name, f.code) for f in report.findings}
         for key in [k for k in self.streaks if k[0] == run.name and k not in present]:
             del self.streaks[key]

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor.model import Run
+
+if TYPE_CHECKING:
+    from dpodoctor.curve import CurveSummary
+    from dpodoctor.expectations import Expectations
 
 
 class Severity(str, Enum):
@@ -22,6 +26,10 @@ class Severity(str, Enum):
     def rank(self) -> int:
         return {"info": 1, "warning": 2, "error": 3}[self.value]
 
+
+# The JSON document's schema version: "version" stays 1 (only additive changes, as the README promises), and this
+# minor number says which additions a document carries (1.1: per-metric table, curve summaries, β source).
+SCHEMA_VERSION = "1.1"
 
 # `--fail-on` values: a severity, or "never".
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
@@ -75,6 +83,39 @@ class RunReport:
     # per core metric, what its curve did ("loss fell from 0.693 to 0.49 and levelled off")
     health: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def curves(self) -> dict[tuple[str, str], CurveSummary]:
+        """Every logged curve summarised once, keyed by (split, metric): what the table, the messages and the JSON
+        all quote. The rules' own summaries when this report came from :func:`~dpodoctor.rules.diagnose_run`;
+        computed on first use otherwise (a report read back from the cache). Not a dataclass field, so the cache's
+        record of a report keeps its shape: the summaries are derived from the run, never stored."""
+        cached = self.__dict__.get("_curves")
+        if cached is None:
+            from dpodoctor.curve import summarize_run
+
+            cached = self.__dict__["_curves"] = summarize_run(self.run)
+        return cached
+
+    @property
+    def expectations(self) -> Expectations:
+        """What this run was judged against (loss family, phase, noise), derived from the run and the β used."""
+        cached = self.__dict__.get("_expectations")
+        if cached is None:
+            from dpodoctor.expectations import expect
+
+            cached = self.__dict__["_expectations"] = expect(self.run, self.beta_used)
+        return cached
+
+    @property
+    def beta_source(self) -> str:
+        """Where the β used came from: ``user`` (``--beta``/``beta=``), ``log`` (the run's own logs or config) or
+        ``assumed`` (TRL's default, because neither says)."""
+        if self.beta_note == "given by the user":
+            return "user"
+        if self.run.beta is not None and self.run.beta > 0 and self.run.beta == self.beta_used:
+            return "log"
+        return "assumed"
+
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
 
@@ -112,18 +153,28 @@ class Report:
         return int(self.gate_failed and not self.exit_zero)
 
     def to_dict(self) -> dict[str, Any]:
-        """The documented JSON document (version 1)."""
+        """The documented JSON document: version 1, schema 1.1 (additive: each run's per-metric table and curve
+        summaries, and the β used with where it came from)."""
+        from dpodoctor.table import VERDICT_MARK, VERDICTS, metric_rows  # the table reads rules; imported when used
+
         return {
             "version": 1,
+            "schema_version": SCHEMA_VERSION,
+            "verdicts": {word: {"mark": VERDICT_MARK[word], "meaning": text} for word, text in VERDICTS.items()},
             "runs": [
                 {
                     "name": r.run.name,
                     "path": str(r.run.path),
                     "source": r.run.source,
                     "steps": r.run.steps,
-                    "beta": r.run.beta,
+                    "beta": r.beta_used,
+                    "beta_source": r.beta_source,
+                    "beta_logged": r.run.beta,
+                    "beta_note": r.beta_note,
                     "ended": r.run.ended.value,
                     "findings": [f.to_dict() for f in r.findings],
+                    "table": [row.to_dict() for row in metric_rows(r)],
+                    "curves": [c.to_dict() for c in r.curves.values() if c.logged],
                 }
                 for r in self.runs
             ],

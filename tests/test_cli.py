@@ -101,6 +101,13 @@ def test_json_document_shape() -> None:
         "evidence",
     }
     assert finding["first_step"] <= finding["last_step"]
+    # schema 1.1 (additive): the per-metric table the text report prints, with the curve summaries it reads
+    assert doc["schema_version"] == "1.1" and run["beta"] == 0.1 and run["beta_source"] == "log"
+    loss = next(row for row in run["table"] if row["label"] == "loss")
+    assert (loss["verdict"], loss["mark"], loss["codes"][0]) == ("error", "✗", "DPO101")
+    assert loss["curve"]["end"]["points"] == 8 and loss["curve"]["first"]["step"] == 5
+    assert {"eval/loss", "eval/rewards/margins"} <= {row["label"] for row in run["table"]}
+    assert ("train", "grad_norm") in {(c["split"], c["metric"]) for c in run["curves"]}
 
 
 @pytest.mark.parametrize(("fail_on", "expected"), [("error", 0), ("warning", 1), ("info", 1), ("never", 0)])

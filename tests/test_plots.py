@@ -28,7 +28,7 @@ from dpodoctor.cli import app
 from dpodoctor.compare import SEED_METRICS, Comparison, compare, steps_to_epochs
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.reporters import FORMATS, render
-from dpodoctor.reporters.common import end_level
+from dpodoctor.reporters.common import metric_rows
 from dpodoctor.reporters.curves import FIGURE_PANELS, nice_ticks, panel_for, safe_filename
 from dpodoctor.reporters.html import render_html
 from dpodoctor.reporters.plots import (
@@ -275,7 +275,7 @@ def test_compare_final_values_and_codes_through_the_api() -> None:
     assert [rr.run.name for rr in raw.runs] == ["beta_0.01", "beta_1.0"]
     assert [rr.beta_used for rr in raw.runs] == [0.01, 1.0]
     for rr in raw.runs:
-        margins = end_level(rr.run.series("margins"))
+        margins = rr.curves[("train", "margins")].end
         assert raw.final(rr, "margins") == pytest.approx(margins)
         assert norm.final(rr.run.name, "margins") == pytest.approx(margins / rr.beta_used)
         assert norm.final(rr.run.name, "loss") == pytest.approx(raw.final(rr, "loss"))  # only rewards scale
@@ -287,9 +287,17 @@ def test_compare_final_values_and_codes_through_the_api() -> None:
         "rewards/accuracies",
         "rewards/chosen ÷ β (log-ratio, nats)",
         "rewards/rejected ÷ β (log-ratio, nats)",
+        "eval/loss",
+        "eval/rewards/margins ÷ β (log-ratio, nats)",
+        "eval/rewards/accuracies",
+        "eval/rewards/chosen ÷ β (log-ratio, nats)",
+        "eval/rewards/rejected ÷ β (log-ratio, nats)",
         "β",
         "findings",
     ]
+    # each metric cell carries the check report's verdict mark for that row
+    marks = {row.label: row.marks for row in norm.table()}
+    assert marks["loss"] == tuple(metric_rows(rr)[0].mark for rr in norm.runs)
     assert table["findings"] == tuple(", ".join(Comparison.codes(rr)) or "none" for rr in norm.runs)
     assert table["β"] == (0.01, 1.0)
     # at β = 0.01 the raw margin looks ~20× smaller than at β = 1, as log-ratios it is the larger one
@@ -347,6 +355,21 @@ def test_cli_compare_prints_the_table_and_writes_the_png(tmp_path: Path) -> None
     assert width > 1000 and height > 600
     forced = runner.invoke(app, ["compare", *map(str, BETAS), "--plots", "--metric", "margins", "--x", "epoch"])
     assert forced.exit_code == 0 and has_chart(forced.stdout) and "⠒⠒ beta_0.01" in forced.stdout
+
+
+def test_cli_compare_rows_are_the_check_reports_rows() -> None:
+    """compare prints, per run, the end value and the verdict mark of the same row of `check`'s table (eval rows
+    too), so the two commands cannot disagree about where a curve ended or whether it is healthy."""
+    runs = [TRL / "lr_too_low", TRL / "healthy"]
+    result = runner.invoke(app, ["compare", *map(str, runs), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    report = api.check(runs, fail_on="never")
+    for label in ("loss", "eval/rewards/margins"):
+        [line] = [ln for ln in lines if ln.split("  ")[0].strip() == label]
+        expected = [next(r for r in metric_rows(rr) if r.label == label) for rr in report.runs]
+        assert expected[0].mark == ("✗" if label == "loss" else "✓")  # lr_too_low: DPO101 on the train loss
+        assert line.split()[1:] == [part for row in expected for part in (row.end, row.mark)], line
 
 
 def test_cli_compare_usage_errors() -> None:

@@ -191,10 +191,10 @@ def test_missing_metrics_skip_rules_instead_of_passing() -> None:
 
 
 def test_select_and_ignore_by_prefix() -> None:
-    run = make_run(curves())  # no logps_chosen: DPO405 cannot run
+    run = make_run(curves())  # no logps_chosen nor entropy: DPO405 and DPO407 cannot run
     report = diagnose_run(run, select=["DPO4"])
     assert set(report.checked) | set(report.skipped) == {c for c in RULES if c.startswith("DPO4")}
-    assert report.skipped == {"DPO405": ["logps_chosen"]}
+    assert report.skipped == {"DPO405": ["logps_chosen"], "DPO407": ["entropy"]}
     data = curves(seed=2)
     data["loss"][10] = math.nan
     assert "DPO001" not in {f.code for f in diagnose_run(make_run(data), ignore=["DPO0"]).findings}

@@ -155,7 +155,46 @@ def grad_spike(seed: int) -> Planted:
     rng = np.random.default_rng(seed)
     data["grad_norm"] = np.abs(1.0 + rng.normal(0, 0.3, 400))
     data["grad_norm"][300] = 80.0
+    data["loss"] = data["loss"].copy()
+    data["loss"][300:302] += 1.0  # the update at the spike throws the loss off
     return make_run(data), (301, 301)
+
+
+def too_early(seed: int) -> Planted:
+    data = {k: v[:40] for k, v in curves(seed=seed).items()}
+    data["learning_rate"] = np.linspace(0, 2e-7, 40)  # still warming up when the log stops
+    run = dataclasses.replace(make_run(data), ended=Ended.TRUNCATED, config={"max_steps": 2000})
+    return run, None
+
+
+def loss_zero(seed: int) -> Planted:
+    data = {k: v[:4] for k, v in curves(seed=seed).items()}
+    data["steps"] = np.array([1, 10, 20, 30])
+    data["loss"] = np.array([LN2, 0.16, 0.0, 0.0])
+    data["margins"] = np.array([0.0, 26.7, 119.6, 141.7])
+    data["grad_norm"] = np.array([3.1, 0.014, 1.7e-8, 8.1e-8])
+    return make_run(data), (20, 30)
+
+
+def rewards_off_zero(seed: int) -> Planted:
+    data = curves(seed=seed)
+    shift = 15.0 + np.random.default_rng(seed).normal(0, 0.5)
+    data["chosen"] = data["chosen"] + shift  # a reference that is not the policy's start
+    data["rejected"] = data["rejected"] + shift
+    return make_run(data), (1, 1)
+
+
+def entropy_collapse(seed: int) -> Planted:
+    data = curves(seed=seed)
+    t = data["steps"].astype(float)
+    data["entropy"] = 2.0 * np.exp(-t / 50) + np.abs(np.random.default_rng(seed).normal(0, 0.005, 400))
+    return make_run(data), (1, 400)
+
+
+def lr_absurd(seed: int) -> Planted:
+    data = curves(seed=seed)
+    data["learning_rate"] = np.full(400, 0.1 * (1 + 0.01 * np.random.default_rng(seed).random()))
+    return make_run(data), (1, 400)
 
 
 def nonfinite(seed: int) -> Planted:
@@ -234,11 +273,13 @@ PLANTED: dict[str, Callable[[int], Planted]] = {
     "DPO003": too_short,
     "DPO004": inconsistent_margins,
     "DPO005": run_ended_early,
+    "DPO006": too_early,
     "DPO101": loss_stuck,
     "DPO102": loss_spike,
     "DPO103": loss_collapse,
     "DPO104": loss_start_off,
     "DPO105": loss_rising,
+    "DPO106": loss_zero,
     "DPO201": margin_negative,
     "DPO202": margin_flat,
     "DPO203": margin_slow,
@@ -252,10 +293,13 @@ PLANTED: dict[str, Callable[[int], Planted]] = {
     "DPO403": _rewards(6.0, 5.0),
     "DPO404": _rewards(-5.0, -8.0),
     "DPO405": chosen_logps_falling,
+    "DPO406": rewards_off_zero,
+    "DPO407": entropy_collapse,
     "DPO501": eval_diverging,
     "DPO502": eval_not_learning,
     "DPO601": grad_dead,
     "DPO602": grad_spike,
+    "DPO603": lr_absurd,
 }
 
 

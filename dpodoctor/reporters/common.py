@@ -1,36 +1,35 @@
-"""What every reporter shares: the seed-style metric rows, finding labels, and cleaning text that came from logs.
+"""What every reporter shares: the seed-style metric rows (from :mod:`dpodoctor.table`, re-exported here), finding
+labels, and cleaning text that came from logs.
 
-Why one module: the text, Markdown and (later) HTML reports must show the same ✓/⚠/✗ for the same run, so the row
-computation lives here once; and every machine format must strip the same terminal escapes before its own escaping,
-so a log cannot smuggle colour codes or hyperlinks into an annotation, a PR comment or an XML report.
+Why one module: the text, Markdown and HTML reports must show the same ✓/⚠/✗ for the same run, so they all take
+the rows of :mod:`dpodoctor.table`; and every machine format must strip the same terminal escapes before its own
+escaping, so a log cannot smuggle colour codes or hyperlinks into an annotation, a PR comment or an XML report.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from dpodoctor import stats
-from dpodoctor.results import Finding, Report, RunReport, Severity
+from dpodoctor.results import Finding, Report, Severity
 from dpodoctor.rules import RULES
-
-# The seed's quick-reference table: what a healthy curve does, per core metric (canonical name -> label, behaviour).
-HEALTHY: dict[str, tuple[str, str]] = {
-    "loss": ("loss", "≈ ln 2 (0.693), falls, levels > 0"),
-    "margins": ("rewards/margins", "rises from ~0, then levels off"),
-    "accuracy": ("rewards/accuracies", "~0.5, rises toward 0.8–0.95"),
-    "chosen": ("rewards/chosen", "increases"),
-    "rejected": ("rewards/rejected", "decreases"),
-}
-
-MARK: dict[Severity, str] = {Severity.ERROR: "✗", Severity.WARNING: "⚠", Severity.INFO: "ℹ"}
-PASS_MARK = "✓"
-NOT_LOGGED_MARK = "–"
+from dpodoctor.table import (
+    DIRECTION,
+    HEALTHY,
+    MARK,
+    NOT_LOGGED_MARK,
+    PASS_MARK,
+    SPAN_HEADER,
+    VERDICT_MARK,
+    VERDICTS,
+    MetricRow,
+    against_direction,
+    against_legend,
+    fmt_number,
+    metric_rows,
+    row_severity,
+    span_legend,
+)
 
 # Terminal escape sequences, longest forms first: OSC/DCS/SOS/PM/APC strings (ESC ] ... BEL or ESC \, e.g. the OSC 8
 # hyperlink), CSI (ESC [ ... final byte, and its 8-bit form 0x9B), then any other two-byte escape such as ESC ( B.
@@ -61,90 +60,6 @@ def clean_data(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [clean_data(v) for v in value]
     return value
-
-
-def fmt_number(x: float) -> str:
-    """Three significant digits, scientific below 1e-3: rewards at small β are tiny but still meaningful."""
-    if not np.isfinite(x):
-        return str(x)
-    return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
-
-
-def end_level(series: pd.Series) -> float:
-    """The level a curve ended at: the median of its last tenth (at least 3 points), not its noisy last point."""
-    s = stats.finite(series)
-    k = max(3, len(s) // 10)
-    return float(np.median(s.to_numpy()[-k:])) if len(s) else float("nan")
-
-
-def row_severity(metric: str, findings: Sequence[Finding]) -> Severity | None:
-    """The worst finding touching this metric, directly or as corroborating evidence (a folded symptom still marks
-    its own row, so the table shows every curve that looks wrong)."""
-    worst: Severity | None = None
-    for f in findings:
-        metrics = {f.metric}
-        for text in f.corroborating:
-            rule = RULES.get(text.split(" ", 1)[0])
-            if rule and rule.metrics:
-                metrics.add(rule.metrics[0])
-        if metric in metrics and (worst is None or f.severity.rank > worst.rank):
-            worst = f.severity
-    return worst
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """One row of the seed-style table: a core metric, how a healthy run behaves, where this run went, verdict."""
-
-    metric: str  # canonical name
-    label: str  # the TRL key, with " (eval)" when only the eval split logs it
-    healthy: str
-    split: str | None  # None: not logged in either split
-    start: float
-    end: float
-    severity: Severity | None  # the worst finding on this metric; None when it passed
-    values: np.ndarray  # the finite values, for a sparkline
-
-    @property
-    def logged(self) -> bool:
-        return self.split is not None
-
-    @property
-    def span(self) -> str:
-        """``start → end`` as the text report prints it, or ``not logged``."""
-        return f"{fmt_number(self.start)} → {fmt_number(self.end)}" if self.logged else "not logged"
-
-    @property
-    def mark(self) -> str:
-        if not self.logged:
-            return NOT_LOGGED_MARK
-        return PASS_MARK if self.severity is None else MARK[self.severity]
-
-
-def metric_rows(report: RunReport) -> list[MetricRow]:
-    """The seed-style table of one run: train split when logged there, else eval (the split the rules judge)."""
-    run = report.run
-    rows = []
-    for metric, (label, healthy) in HEALTHY.items():
-        split = "train" if run.has(metric, "train") else "eval"
-        series = stats.finite(run.series(metric, split))  # type: ignore[arg-type]
-        if len(series) == 0:
-            nan = float("nan")
-            rows.append(MetricRow(metric, label, healthy, None, nan, nan, None, np.empty(0)))
-            continue
-        rows.append(
-            MetricRow(
-                metric=metric,
-                label=label if split == "train" else f"{label} (eval)",
-                healthy=healthy,
-                split=split,
-                start=stats.head(series),
-                end=end_level(series),
-                severity=row_severity(metric, report.findings),
-                values=series.to_numpy(),
-            )
-        )
-    return rows
 
 
 def steps_text(f: Finding) -> str:
@@ -189,3 +104,30 @@ def summary_line(report: Report) -> str:
     if report.problems:
         text += f", {len(report.problems)} unreadable input(s)"
     return text + f" · {failing} run(s) at or above --fail-on {report.fail_on} · exit {report.exit_code}"
+
+
+__all__ = [
+    "DIRECTION",
+    "HEALTHY",
+    "MARK",
+    "NOT_LOGGED_MARK",
+    "PASS_MARK",
+    "SPAN_HEADER",
+    "VERDICTS",
+    "VERDICT_MARK",
+    "MetricRow",
+    "against_direction",
+    "against_legend",
+    "at_or_above",
+    "clean",
+    "clean_data",
+    "details",
+    "fmt_number",
+    "metric_rows",
+    "row_severity",
+    "span_legend",
+    "steps_text",
+    "summary_line",
+    "title",
+    "where_text",
+]

@@ -11,8 +11,15 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from dpodoctor.compare import Comparison
+from dpodoctor.compare import Comparison, TableRow
 from dpodoctor.reporters.common import clean, fmt_number
+
+
+def cell(value: float, row: TableRow, index: int) -> str:
+    """A metric cell: the end level as the check report prints it, and that report's verdict mark for the row
+    (``0.4339 ✓``, ``-0.985 ⚠``); β and other numbers alone."""
+    text = fmt_number(value) if value == value else "–"  # NaN: not logged
+    return f"{text} {row.marks[index]}" if row.marks and value == value else text
 
 
 def comparison_table(comparison: Comparison) -> Table:
@@ -23,8 +30,8 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_column(Text(clean(label), style="bold"), justify="right", overflow="fold")
     for row in comparison.table():
         cells = [
-            Text(v, style="dim" if v == "none" else "yellow") if isinstance(v, str) else Text(fmt_number(v))
-            for v in row.values
+            Text(v, style="dim" if v == "none" else "yellow") if isinstance(v, str) else Text(cell(v, row, i))
+            for i, v in enumerate(row.values)
         ]
         table.add_row(Text(row.label), *cells)
     return table
@@ -40,7 +47,10 @@ class ComparisonView:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         c = self.comparison
         how = f"aligned by {c.x}" + (", rewards ÷ β (log-ratios)" if c.normalize_beta else "")
-        yield Text(f"{len(c.runs)} run(s) compared, {how}; values are where each curve ended", style="dim")
+        yield Text(
+            f"{len(c.runs)} run(s) compared, {how}; values: each curve's end level and verdict, as check shows them",
+            style="dim",
+        )
         yield comparison_table(c)
         if self.plots:
             from dpodoctor.reporters.terminal_plots import comparison_charts, run_legend  # plotext loads here

@@ -13,7 +13,19 @@ from __future__ import annotations
 
 import html
 
-from dpodoctor.reporters.common import MARK, PASS_MARK, clean, details, metric_rows, summary_line, title, where_text
+from dpodoctor.reporters.common import (
+    MARK,
+    PASS_MARK,
+    SPAN_HEADER,
+    against_legend,
+    clean,
+    details,
+    metric_rows,
+    span_legend,
+    summary_line,
+    title,
+    where_text,
+)
 from dpodoctor.results import Finding, Report, RunReport, Severity
 
 _CSS = """
@@ -44,6 +56,7 @@ footer { margin-top: 3rem; color: #888; font-size: .8rem; }
 """
 
 _CLASS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "info"}
+_ROW_CLASS = {"pass": "ok", "not_logged": "dim", "against": "warning"}
 
 
 def esc(text: object) -> str:
@@ -63,14 +76,16 @@ def _finding(f: Finding) -> str:
 
 def _table(rr: RunReport) -> str:
     rows = []
-    for row in metric_rows(rr):
-        cls = "dim" if not row.logged else ("ok" if row.severity is None else _CLASS[row.severity])
+    shown = metric_rows(rr)
+    for row in shown:
+        cls = _ROW_CLASS.get(row.verdict) or _CLASS[row.severity or Severity.WARNING]
         rows.append(
             f'<tr><td>{esc(row.label)}</td><td>{esc(row.healthy)}</td><td class="num">{esc(row.span)}</td>'
             f'<td class="mark {cls}">{row.mark}</td></tr>'
         )
-    head = "<tr><th>metric</th><th>healthy behaviour</th><th>start → end</th><th>verdict</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table>"
+    head = f"<tr><th>metric</th><th>healthy behaviour</th><th>{SPAN_HEADER}</th><th>verdict</th></tr>"
+    legend = "<br>".join(esc(line) for line in (span_legend(shown), against_legend(shown)) if line)
+    return f"<table>{head}{''.join(rows)}</table>" + (f'<p class="dim">{legend}</p>' if legend else "")
 
 
 def _figure(rr: RunReport, *, plots: bool) -> str:

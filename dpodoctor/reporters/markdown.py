@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import re
 
-from dpodoctor.reporters.common import MARK, PASS_MARK, clean, details, metric_rows, summary_line, title, where_text
+from dpodoctor.reporters.common import (
+    MARK,
+    PASS_MARK,
+    SPAN_HEADER,
+    against_legend,
+    clean,
+    details,
+    metric_rows,
+    span_legend,
+    summary_line,
+    title,
+    where_text,
+)
 from dpodoctor.results import Finding, Report, RunReport, Severity
 
 # Inline Markdown syntax a log could use to restyle the report or add a link: backslash first, so the escapes added
@@ -47,12 +59,16 @@ def _run(rr: RunReport) -> list[str]:
         "",
         f"{md(run.source)}: {md(run.path)} · {steps} · {ended} · β = {rr.beta_used:g}, {md(rr.beta_note)}",
         "",
-        "| metric | healthy behaviour | start → end | verdict |",
+        f"| metric | healthy behaviour | {SPAN_HEADER} | verdict |",
         "|---|---|---|:---:|",
     ]
-    for row in metric_rows(rr):
+    rows = metric_rows(rr)
+    for row in rows:
         lines.append(f"| {md(row.label)} | {md(row.healthy)} | {row.span} | {row.mark} |")
     lines.append("")
+    legend = [md(line) for line in (span_legend(rows), against_legend(rows)) if line]
+    if legend:
+        lines += ["  \n".join(legend), ""]
     for f in rr.findings:
         lines += _finding(f)
     if not rr.findings:

@@ -20,11 +20,31 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from dpodoctor.reporters.common import MARK, clean, details, metric_rows, row_severity, summary_line, where_text
+from dpodoctor.reporters.common import (
+    MARK,
+    SPAN_HEADER,
+    MetricRow,
+    against_legend,
+    clean,
+    details,
+    metric_rows,
+    span_legend,
+    summary_line,
+    where_text,
+)
 from dpodoctor.results import Report, RunReport, Severity
 
 BARS = "▁▂▃▄▅▆▇█"
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def row_style(row: MetricRow) -> str:
+    """The colour of a row's mark: green when it passed, else its verdict's (⚠ against its direction is yellow)."""
+    if row.verdict == "pass":
+        return "green"
+    if row.verdict == "against":
+        return STYLE[Severity.WARNING]
+    return STYLE[row.severity] if row.severity is not None else "dim"
 
 
 def sparkline(values: Sequence[float] | np.ndarray, *, width: int = 24) -> str:
@@ -159,7 +179,7 @@ class RunView:
         if layout.healthy:
             wrap = layout.healthy < layout.healthy_full
             table.add_column("healthy behaviour", style="dim", no_wrap=not wrap, overflow="fold", width=layout.healthy)
-        table.add_column("start → end", no_wrap=True, width=layout.span, overflow="ellipsis")
+        table.add_column(SPAN_HEADER, no_wrap=True, width=layout.span, overflow="ellipsis")
         if layout.spark:
             table.add_column("trend", no_wrap=True, width=layout.spark)
         for row in rows:
@@ -175,22 +195,34 @@ class RunView:
                     cells.append("")
                 table.add_row(Text(row.mark, style="dim"), *cells)
                 continue
-            style = "green" if row.severity is None else STYLE[row.severity]
+            style = row_style(row)
             cells.append(row.span)
             if layout.spark:
                 cells.append(sparkline(row.values, width=layout.spark))
             table.add_row(Text(row.mark, style=style), *cells)
         return table
 
+    def legend(self) -> Padding | None:
+        """What the table's numbers are (first value, end level) and why a row without a finding is ⚠."""
+        rows = metric_rows(self.report)
+        lines = [line for line in (span_legend(rows), against_legend(rows)) if line]
+        if not lines:
+            return None
+        return Padding(Text("\n".join(lines), style="dim"), (0, 0, 0, 2), expand=False)
+
     def findings(self) -> list[RenderableType]:
         out: list[RenderableType] = []
         checked = Text()
+        rows = {row.metric: row for row in metric_rows(self.report) if row.split == "train"}
         for metric, sentence in self.report.health.items():
-            severity = row_severity(metric, self.report.findings)
-            if severity is not None and severity is not Severity.INFO:
-                continue
-            checked.append("\n✓ ", style="green")
+            row = rows.get(metric)
+            if row is None or row.verdict in ("error", "warning"):
+                continue  # the finding about this curve says what it did
+            style = row_style(row)
+            checked.append(f"\n{row.mark} ", style=style)
             checked.append(sentence)
+            if row.against:
+                checked.append(f", against its healthy direction ({row.healthy}); no rule flagged it")
         if checked:
             out.append(Text("  checked:", style="dim"))
             out.append(Padding(checked[1:], (0, 0, 0, 4), expand=False))
@@ -215,6 +247,9 @@ class RunView:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield self.header()
         yield self.table(options.max_width)
+        legend = self.legend()
+        if legend is not None:
+            yield legend
         yield from self.findings()
         if self.plots:
             from dpodoctor.reporters.terminal_plots import run_chart_grid  # plotext loads only when charts are drawn

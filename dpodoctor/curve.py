@@ -1,0 +1,282 @@
+"""One summary per logged curve, computed once, that every rule and reporter reads.
+
+Why one module: a report that computes "the end value" in three places shows three different end values (the table
+took the median of the last tenth, a rule the last third, a message the smoothed point). Here each (split, metric)
+curve is summarised once: the robust start and end levels, the raw first and last logged values with their steps,
+the minimum and maximum with their steps, the batch-noise scale, the Theil–Sen slope and whether the curve has
+levelled off. Rules quote these numbers; reporters print them; nobody recomputes them.
+
+Robust vs raw: per-batch DPO metrics jump ±0.2 between logged steps, so a level is the median of a few points
+(:attr:`CurveSummary.start` / :attr:`CurveSummary.end`). A message that quotes such a level must say so, and one that
+cites a step must quote the value logged at that step (:meth:`CurveSummary.value_at`). :meth:`CurveSummary.level_text`
+and :meth:`CurveSummary.point_text` word both, so that every message says the same thing the same way.
+
+API (stable; the reporters build on it)::
+
+    from dpodoctor.curve import CurveSummary, summarize, summarize_run
+
+    curves = summarize_run(run)                 # {(split, metric): CurveSummary}, every metric the run logged
+    c = curves[("train", "loss")]
+    c.start, c.end                              # robust levels (median of c.start_points / c.end_points points)
+    c.first_step, c.first_value                 # raw first finite point; c.last_step, c.last_value the last
+    c.min_step, c.min_value, c.max_step, c.max_value
+    c.noise, c.slope, c.change, c.levelled, c.interval
+    c.value_at(step)                            # the raw logged value at a step (None when not logged there)
+    c.span_text()                               # "0.693 (step 1) → 0.41 (median of the last 40, steps 361–400)"
+    c.to_dict()                                 # JSON-ready, for the per-metric table of the JSON report
+
+A rule reads the same objects through ``Context.curve(metric, split)``; a :class:`~dpodoctor.results.RunReport`
+carries them as ``curves``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dpodoctor import stats
+from dpodoctor.model import Run
+
+# The slope and the levelling test describe a curve; they need not be exact to the last pair. Thinning long curves
+# to this many points keeps the summaries of a 20k-step run with 30 metrics well under a second.
+SUMMARY_TREND_POINTS = 400
+
+
+def level_points(n: int) -> int:
+    """How many points a robust start or end level is the median of: about a tenth of the curve, at least 3 once
+    there are 6 points (a median of 3 ignores one bad batch), never more than a third, and 1 for a very short curve
+    (then the level is the raw point and is quoted as such)."""
+    if n <= 0:
+        return 0
+    return max(1, min(n // 3, max(3, round(n * 0.1))))
+
+
+def fmt(x: float | None) -> str:
+    """A logged value for a message: 4 significant digits, no ``-0.00``, ``nan``/``inf`` spelled as logged."""
+    if x is None:
+        return "n/a"
+    if not np.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    text = f"{x:.4g}"
+    return "0" if float(text) == 0 else text
+
+
+@dataclass(frozen=True)
+class CurveSummary:
+    """What one logged curve did, in numbers every report quotes identically.
+
+    Levels (``start``, ``end``) are medians of ``start_points``/``end_points`` finite points; the ``first_*`` and
+    ``last_*`` fields are the raw logged points. ``noise`` is the robust σ of the step-to-step batch noise;
+    ``slope`` the Theil–Sen slope per step over the whole curve and ``change`` that slope times the step span;
+    ``levelled`` is True when the last third moves much less than the first third did. ``interval`` is the median
+    number of steps between two logged points (the logging interval), 0 for a single point.
+    """
+
+    split: str
+    metric: str
+    n: int
+    n_nonfinite: int
+    first_step: int | None
+    first_value: float
+    last_step: int | None
+    last_value: float
+    start: float
+    start_points: int
+    end: float
+    end_points: int
+    min_step: int | None
+    min_value: float
+    max_step: int | None
+    max_value: float
+    noise: float
+    slope: float
+    change: float
+    levelled: bool
+    interval: int
+    # the finite points themselves (steps, values), for value_at and for reporters that draw the curve
+    steps: np.ndarray
+    values: np.ndarray
+
+    @property
+    def logged(self) -> bool:
+        """True when the curve has at least one finite point."""
+        return self.n > 0
+
+    @property
+    def start_smoothed(self) -> bool:
+        return self.start_points > 1
+
+    @property
+    def end_smoothed(self) -> bool:
+        return self.end_points > 1
+
+    @property
+    def end_steps(self) -> tuple[int, int] | None:
+        """First and last step of the points the end level is the median of."""
+        if not self.n:
+            return None
+        return int(self.steps[-self.end_points]), int(self.steps[-1])
+
+    @property
+    def start_steps(self) -> tuple[int, int] | None:
+        if not self.n:
+            return None
+        return int(self.steps[0]), int(self.steps[self.start_points - 1])
+
+    def value_at(self, step: int) -> float | None:
+        """The raw value logged at ``step`` (the last finite one if repeated), or None when none was logged there."""
+        idx = np.searchsorted(self.steps, step)
+        if idx < len(self.steps) and int(self.steps[idx]) == int(step):
+            return float(self.values[idx])
+        return None
+
+    def nearest(self, step: int) -> tuple[int, float] | None:
+        """The logged point closest to ``step`` (for a message that cites a step the metric was not logged at)."""
+        if not self.n:
+            return None
+        idx = int(np.argmin(np.abs(self.steps - step)))
+        return int(self.steps[idx]), float(self.values[idx])
+
+    def point_text(self, step: int) -> str:
+        """``0.3556 at step 180``: the raw logged value at a step, as messages cite it."""
+        value = self.value_at(step)
+        if value is None:
+            near = self.nearest(step)
+            if near is None:
+                return f"nothing logged at step {step}"
+            return f"{fmt(near[1])} at step {near[0]}"
+        return f"{fmt(value)} at step {step}"
+
+    def level_text(self, which: str) -> str:
+        """``0.41 (median of the last 40 points, steps 361–400)`` or ``0.41 at step 400``: a level, saying when it
+        is a median and of what."""
+        if which not in ("start", "end"):
+            raise ValueError(which)
+        if not self.n:
+            return "not logged"
+        value, k = (self.start, self.start_points) if which == "start" else (self.end, self.end_points)
+        steps = self.start_steps if which == "start" else self.end_steps
+        assert steps is not None
+        if k <= 1:
+            return f"{fmt(value)} at step {steps[0] if which == 'start' else steps[1]}"
+        part = "first" if which == "start" else "last"
+        return f"{fmt(value)} (median of the {part} {k} points, steps {steps[0]}–{steps[1]})"
+
+    def span_text(self) -> str:
+        """Raw first and last point and the robust end: ``0.693 (step 1) → 0.41 (median of the last 40 …)``."""
+        if not self.n:
+            return "not logged"
+        first = f"{fmt(self.first_value)} (step {self.first_step})"
+        return f"{first} → {self.level_text('end')}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (no arrays): the per-metric table of a JSON report."""
+
+        def num(x: float) -> float | None:
+            return float(f"{x:.6g}") if np.isfinite(x) else None
+
+        return {
+            "split": self.split,
+            "metric": self.metric,
+            "points": self.n,
+            "nonfinite": self.n_nonfinite,
+            "first": {"step": self.first_step, "value": num(self.first_value)},
+            "last": {"step": self.last_step, "value": num(self.last_value)},
+            "start": {"value": num(self.start), "points": self.start_points},
+            "end": {"value": num(self.end), "points": self.end_points},
+            "min": {"step": self.min_step, "value": num(self.min_value)},
+            "max": {"step": self.max_step, "value": num(self.max_value)},
+            "noise": num(self.noise),
+            "slope": num(self.slope),
+            "change": num(self.change),
+            "levelled": self.levelled,
+            "interval": self.interval,
+        }
+
+
+def _thin(s: pd.Series, max_points: int) -> pd.Series:
+    if len(s) <= max_points:
+        return s
+    keep = np.unique(np.linspace(0, len(s) - 1, max_points).round().astype(np.int64))
+    return s.iloc[keep]
+
+
+def _slope(s: pd.Series) -> float:
+    if len(s) < 3 or float(np.ptp(s.to_numpy())) == 0.0:
+        return 0.0
+    t = _thin(s, SUMMARY_TREND_POINTS)
+    value = stats.theil_sen_slope(t.index.to_numpy(dtype=float), t.to_numpy(dtype=float))
+    return 0.0 if not np.isfinite(value) else float(value)
+
+
+def levelled_off(s: pd.Series) -> bool:
+    """True when the last third of a curve moves much less than its first third did (or not significantly at all):
+    the curve has flattened. Needs 9 points; shorter curves are never called levelled."""
+    third = len(s) // 3
+    if third < 3:
+        return False
+    early = abs(_slope(s.iloc[:third]))
+    late = s.iloc[-third:]
+    late_slope = abs(_slope(late))
+    if early == 0:
+        return late_slope == 0
+    if late_slope < 0.3 * early:
+        return True
+    # a late slope that the batch noise could produce over the late span is no slope
+    span = float(late.index[-1] - late.index[0]) or 1.0
+    return late_slope * span < stats.noise_sigma(s)
+
+
+def summarize(series: pd.Series, split: str = "train", metric: str | None = None) -> CurveSummary:
+    """Summarise one curve (values indexed by step; NaN/inf are counted, not summarised)."""
+    raw = series.sort_index()
+    s = stats.finite(raw)
+    s = s[~s.index.duplicated(keep="last")]
+    n = len(s)
+    name = metric if metric is not None else str(series.name)
+    steps = s.index.to_numpy(dtype=np.int64)
+    values = s.to_numpy(dtype=float)
+    if n == 0:
+        nan = float("nan")
+        return CurveSummary(
+            split, name, 0, len(raw), None, nan, None, nan, nan, 0, nan, 0, None, nan, None, nan, 0.0, 0.0, 0.0,
+            False, 0, steps, values,
+        )  # fmt: skip
+    k = level_points(n)
+    imin, imax = int(np.argmin(values)), int(np.argmax(values))
+    slope = _slope(s)
+    return CurveSummary(
+        split=split,
+        metric=name,
+        n=n,
+        n_nonfinite=len(raw) - len(stats.finite(raw)),
+        first_step=int(steps[0]),
+        first_value=float(values[0]),
+        last_step=int(steps[-1]),
+        last_value=float(values[-1]),
+        start=float(np.median(values[:k])),
+        start_points=k,
+        end=float(np.median(values[-k:])),
+        end_points=k,
+        min_step=int(steps[imin]),
+        min_value=float(values[imin]),
+        max_step=int(steps[imax]),
+        max_value=float(values[imax]),
+        noise=stats.noise_sigma(s) if n >= 3 else 0.0,
+        slope=slope,
+        change=slope * float(steps[-1] - steps[0]),
+        levelled=levelled_off(s),
+        interval=int(np.median(np.diff(steps))) if n > 1 else 0,
+        steps=steps,
+        values=values,
+    )
+
+
+def summarize_run(run: Run) -> dict[tuple[str, str], CurveSummary]:
+    """Every (split, metric) curve of a run, summarised once."""
+    return {(split, metric): summarize(run.series(metric, split), split, metric) for split, metric in run.metrics}  # type: ignore[arg-type]

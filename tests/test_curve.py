@@ -1,0 +1,77 @@
+"""The curve summary: one set of numbers per (split, metric), on a real TRL run and on property-tested series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dpodoctor
+from dpodoctor.curve import fmt, level_points, summarize, summarize_run
+
+FIXTURES = Path(__file__).parent / "fixtures" / "trl"
+
+
+def test_real_run_summary_quotes_raw_points_and_robust_levels() -> None:
+    report = dpodoctor.check([FIXTURES / "healthy"])
+    rr = report.runs[0]
+    loss = rr.curves[("train", "loss")]
+    raw = rr.run.series("loss", "train")
+    assert loss.first_step == int(raw.index[0]) and loss.first_value == float(raw.iloc[0])
+    assert loss.last_step == int(raw.index[-1]) and loss.last_value == float(raw.iloc[-1])
+    assert loss.end == float(np.median(raw.to_numpy()[-loss.end_points :]))
+    assert loss.min_value == float(raw.min()) and loss.value_at(int(raw.idxmin())) == loss.min_value
+    assert loss.end < loss.start and loss.slope < 0
+    # the "checked" sentence quotes the summary's numbers, and says the end level is a median
+    assert fmt(loss.end) in rr.health["loss"] and "median of the last" in rr.health["loss"]
+    # every logged curve is summarised, eval included when logged
+    assert set(rr.curves) == set(rr.run.metrics)
+
+
+def test_short_curve_levels_are_raw_points() -> None:
+    s = pd.Series([0.69, 0.16, 0.0, 0.0], index=[10, 20, 30, 40])
+    c = summarize(s, "train", "loss")
+    assert c.start_points == c.end_points == 1
+    assert c.level_text("end") == "0 at step 40"
+    assert c.point_text(20) == "0.16 at step 20"
+    assert c.min_step == 30 and c.max_step == 10 and c.interval == 10
+    assert not c.levelled
+
+
+def test_nonfinite_points_are_counted_not_summarised() -> None:
+    c = summarize(pd.Series([0.7, np.nan, 0.6, np.inf]), "train", "loss")
+    assert c.n == 2 and c.n_nonfinite == 2 and c.last_value == 0.6
+    empty = summarize(pd.Series([np.nan]), "eval", "loss")
+    assert not empty.logged and empty.span_text() == "not logged" and empty.to_dict()["end"]["value"] is None
+
+
+def test_fmt_never_prints_negative_zero() -> None:
+    assert fmt(-0.0) == "0" and fmt(-1e-30) == "-1e-30" and fmt(float("nan")) == "nan"
+
+
+def test_levelled_and_still_growing_curves_are_told_apart() -> None:
+    t = np.arange(1, 301, dtype=float)
+    rng = np.random.default_rng(0)
+    plateau = pd.Series(3 * (1 - np.exp(-t / 30)) + rng.normal(0, 0.05, 300), index=t.astype(int))
+    line = pd.Series(0.01 * t + rng.normal(0, 0.05, 300), index=t.astype(int))
+    assert summarize(plateau).levelled
+    assert not summarize(line).levelled
+
+
+@settings(max_examples=50, deadline=None)
+@given(values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200))
+def test_levels_lie_within_the_curve(values: list[float]) -> None:
+    s = pd.Series(values, index=np.arange(1, len(values) + 1) * 5)
+    c = summarize(s)
+    assert c.min_value <= c.start <= c.max_value and c.min_value <= c.end <= c.max_value
+    assert 1 <= c.end_points <= max(1, len(values)) and c.end_points == level_points(len(values))
+    assert c.value_at(c.last_step) == values[-1]
+    assert c.to_dict()["points"] == len(values)
+
+
+def test_summarize_run_covers_every_metric() -> None:
+    run = dpodoctor.load(FIXTURES / "healthy")[0]
+    assert set(summarize_run(run)) == set(run.metrics)
