@@ -361,8 +361,8 @@ def _quantum(values: Iterable[float]) -> float | None:
     """The spacing of logged accuracies (1/pairs per logged value), when they sit on a coarse grid."""
     arr = np.asarray(list(values), dtype=float)
     arr = arr[np.isfinite(arr)]
-    if len(arr) < 3:
-        return None
+    if len(arr) < 3 or len(np.unique(arr)) < 2:
+        return None  # a constant accuracy (a dead run's 0.0) says nothing about how many pairs it averages
     for pairs in (1, 2, 3, 4):
         grid = arr * pairs
         if np.allclose(grid, np.round(grid), atol=1e-6):
