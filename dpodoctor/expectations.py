@@ -251,6 +251,11 @@ def loss_family(run: Run, beta: float) -> LossFamily:
         types = _types(cfg["pref_loss"])  # LLaMA-Factory: sigmoid, hinge, ipo, kto_pair, orpo, simpo
         types = ["kto" if t == "kto_pair" else t for t in types]
         source = f"config pref_loss={cfg['pref_loss']}"
+    if "cpo_alpha" in cfg or "simpo_gamma" in cfg:
+        # CPOConfig (CPO, SimPO): its loss_type names the preference term, but the rewards are β·logp, no reference
+        simpo = "simpo" in types
+        source = f"config: CPOConfig (cpo_alpha), loss_type={cfg.get('loss_type')}"
+        types = ["simpo" if simpo else "cpo"]
     if not types:
         if keys & {"log_odds_ratio", "log_odds_chosen", "odds_ratio_loss"}:
             types, source = ["orpo"], "keys: ORPO's log_odds_ratio / odds_ratio_loss"
