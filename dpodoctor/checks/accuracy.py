@@ -151,7 +151,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
 
     What it detects:
         After the warm-up the median accuracy is at least `accuracy` (0.75) while the median margin stays below
-        `nats` (0.5) nats × β.
+        `nats` (0.5) nats × β. Not judged for CPO, SimPO and ORPO, whose margins are not log-ratios.
     Why it matters:
         Accuracy only counts which side wins; the margin says by how much. Winning most pairs by a hair is a
         low-confidence separation that flips under small changes (sampling, a new prompt distribution).
@@ -164,6 +164,11 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     Example:
         accuracy 0.80 0.84 0.83   margins 0.003 0.004 0.004 (β=0.1: 0.04 nats)
     """
+    family = ctx.expect.family
+    if not family.reference_based:
+        # CPO/SimPO/ORPO margins are β × a difference of (average) log-probabilities, not a log-ratio against a
+        # reference: a threshold in nats of log-ratio does not apply to them
+        return Skip(f"reference-based rewards (this run's {family.name} logs β·logp rewards)")
     acc = stats.late(ctx.series("accuracy"))
     margins = stats.late(ctx.series("margins"))
     if min(len(acc), len(margins)) < MIN_POINTS:
