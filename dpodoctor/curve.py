@@ -66,6 +66,14 @@ def fmt(x: float | None) -> str:
     return "0" if float(text) == 0 else text
 
 
+def fixed(x: float, digits: int = 2) -> str:
+    """``x`` with a fixed number of decimals, as nats are quoted (``0.22``), but never ``-0.00``."""
+    if not np.isfinite(x):
+        return str(x)
+    text = f"{x:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
 @dataclass(frozen=True)
 class CurveSummary:
     """What one logged curve did, in numbers every report quotes identically.

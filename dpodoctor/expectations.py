@@ -251,6 +251,11 @@ def loss_family(run: Run, beta: float) -> LossFamily:
         types = _types(cfg["pref_loss"])  # LLaMA-Factory: sigmoid, hinge, ipo, kto_pair, orpo, simpo
         types = ["kto" if t == "kto_pair" else t for t in types]
         source = f"config pref_loss={cfg['pref_loss']}"
+    if "cpo_alpha" in cfg or "simpo_gamma" in cfg:
+        # CPOConfig (CPO, SimPO): its loss_type names the preference term, but the rewards are β·logp, no reference
+        simpo = "simpo" in types
+        source = f"config: CPOConfig (cpo_alpha), loss_type={cfg.get('loss_type')}"
+        types = ["simpo" if simpo else "cpo"]
     if not types:
         if keys & {"log_odds_ratio", "log_odds_chosen", "odds_ratio_loss"}:
             types, source = ["orpo"], "keys: ORPO's log_odds_ratio / odds_ratio_loss"
@@ -361,8 +366,8 @@ def _quantum(values: Iterable[float]) -> float | None:
     """The spacing of logged accuracies (1/pairs per logged value), when they sit on a coarse grid."""
     arr = np.asarray(list(values), dtype=float)
     arr = arr[np.isfinite(arr)]
-    if len(arr) < 3:
-        return None
+    if len(arr) < 3 or len(np.unique(arr)) < 2:
+        return None  # a constant accuracy (a dead run's 0.0) says nothing about how many pairs it averages
     for pairs in (1, 2, 3, 4):
         grid = arr * pairs
         if np.allclose(grid, np.round(grid), atol=1e-6):

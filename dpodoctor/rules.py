@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dpodoctor import stats
-from dpodoctor.curve import CurveSummary, fmt, summarize
+from dpodoctor.curve import CurveSummary, fixed, fmt, summarize
 from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
 from dpodoctor.model import Run
@@ -261,10 +261,21 @@ class Context:
                 learning |= acc - 2 * se > 0.5 and separated
         if margin_nats is not None:
             parts.append(
-                f"margin median {fmt(self.late_median('margins'))} ({fmt(round(margin_nats, 2))} nats at "
-                f"{self.beta_label})"
+                f"margin median {fmt(self.late_median('margins'))} ({fixed(margin_nats, 2)} nats at {self.beta_label})"
             )
             learning |= margin_nats > 0.5
+            # a slow learner (noisy labels, batch 1, few steps): the margin grows steadily, if not far yet
+            t = stats.trend(self.series("margins"))
+            if t.n >= MIN_POINTS and t.slope > 0 and t.significant(0.05) and self.nats(t.change) > 0.25:
+                learning = True
+                grown = fixed(self.nats(t.change))
+                parts.append(f"the margin grows steadily (+{grown} nats, Kendall p={t.p_value:.1g})")
+        if self.run.has("accuracy", "eval") and self.run.has("margins", "eval"):
+            # held-out pairs are the cleanest evidence: their labels are not the training noise
+            acc_eval, margin_eval = self.curve("accuracy", "eval"), self.curve("margins", "eval")
+            if acc_eval.n >= 3 and acc_eval.end > 0.6 and self.nats(margin_eval.end) > 0.1:
+                learning = True
+                parts.append(f"eval accuracy ends at {acc_eval.level_text('end')}")
         return learning, ", ".join(parts)
 
     def direction(self, metric: str) -> tuple[int, float]:
@@ -329,7 +340,7 @@ def describe_health(ctx: Context) -> dict[str, str]:
         text = f"{label} {_moved(c.start, c.end, threshold)} from {fmt(c.first_value)} at step {c.first_step} to "
         text += c.level_text("end")
         if metric in ("margins", "chosen", "rejected"):
-            text += f" ({fmt(round(ctx.nats(c.end), 1))} nats at {ctx.beta_label})"
+            text += f" ({fixed(ctx.nats(c.end), 1)} nats at {ctx.beta_label})"
         if metric == "loss" and c.n >= MIN_POINTS * 2 and c.end < c.start:
             text += " and levelled off" if c.levelled else " and was still falling at the end"
         out[metric] = text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpodoctor import stats
+from dpodoctor.curve import fixed
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
 
@@ -29,10 +30,12 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
         After the first 10% of steps the median of rewards/accuracies is at most `upper` (0.6), and the margins
         are not clearly negative (that case is DPO201). A dead run that logs 0.0 with zero margins counts too:
         TRL's accuracy is the share of pairs with chosen reward strictly above rejected, so ties count as misses.
-        When each logged accuracy averages only a few pairs (batch size 1 logged every step gives only 0 or 1), the
-        median is meaningless: the mean of the logged values is used instead, and the rule fires only when that
-        mean plus two standard errors (over the pairs averaged) stays at or below `upper`, so a short log of
-        0/1 values is not called "chance" on a coin-flip's evidence.
+        Needs 16 points past the first 10% (8 when the accuracy is constant), and stays quiet when the accuracy is
+        above 0.5 by more than its noise while the margin grows steadily (a slow learner: noisy labels, batch 1). When
+        each logged accuracy averages only a few pairs (batch size 1 logged every step gives only 0 or 1), the median
+        is meaningless: the mean of the logged values is used instead, and the rule fires only when that mean plus two
+        standard errors (over the pairs averaged) stays at or below `upper`, so a short log of 0/1 values is not
+        called "chance" on a coin-flip's evidence.
     Why it matters:
         Accuracy is the share of pairs the model ranks the right way. Healthy runs rise from about 0.5 toward
         0.8–0.95; one that stays near 0.5 has learned no preference.
@@ -46,11 +49,20 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
         accuracy  0.38 0.50 0.45 0.55 0.50 0.52
     """
     s = stats.late(ctx.series("accuracy"))
-    if len(s) < MIN_POINTS:
-        return too_few(len(s))
+    # a noisy accuracy needs 16 points to be called "at chance" rather than "has barely started"; a constant one
+    # (a dead run logging 0.0) is a level, and 8 suffice
+    needed = MIN_POINTS if float(np.ptp(s.to_numpy())) == 0 and len(s) else MIN_POINTS * 2
+    if len(s) < needed:
+        return too_few(len(s), needed)
     noise = ctx.expect.noise
     how = "median"
     median = float(np.median(s.to_numpy()))
+    above_chance = median - 0.5 > 2 * 1.25 * stats.noise_sigma(s) / np.sqrt(len(s))
+    small_margin = ctx.has("margins") and abs(ctx.nats(ctx.late_median("margins"))) < 2.0
+    if above_chance and small_margin and ctx.learning()[0]:
+        # above 0.5 by more than its noise while a small margin grows: a slow learner (noisy labels, batch 1); a
+        # large margin beside an accuracy at chance is a contradiction worth reporting (a few pairs carry it)
+        return None
     if noise.coarse_accuracy and noise.accuracy_quantum:
         # each logged value averages 1/quantum pairs: judge the mean, with its binomial standard error
         median = float(np.mean(s.to_numpy()))
@@ -139,7 +151,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
 
     What it detects:
         After the warm-up the median accuracy is at least `accuracy` (0.75) while the median margin stays below
-        `nats` (0.5) nats × β.
+        `nats` (0.5) nats × β. Not judged for CPO, SimPO and ORPO, whose margins are not log-ratios.
     Why it matters:
         Accuracy only counts which side wins; the margin says by how much. Winning most pairs by a hair is a
         low-confidence separation that flips under small changes (sampling, a new prompt distribution).
@@ -152,6 +164,11 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     Example:
         accuracy 0.80 0.84 0.83   margins 0.003 0.004 0.004 (β=0.1: 0.04 nats)
     """
+    family = ctx.expect.family
+    if not family.reference_based:
+        # CPO/SimPO/ORPO margins are β × a difference of (average) log-probabilities, not a log-ratio against a
+        # reference: a threshold in nats of log-ratio does not apply to them
+        return Skip(f"reference-based rewards (this run's {family.name} logs β·logp rewards)")
     acc = stats.late(ctx.series("accuracy"))
     margins = stats.late(ctx.series("margins"))
     if min(len(acc), len(margins)) < MIN_POINTS:
@@ -163,7 +180,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     first, last = span_of(acc)
     return Hit(
         f"accuracy {how} {acc_median:.2f} but margin median {margin_median:.3g} "
-        f"({ctx.nats(margin_median):.2f} nats at {ctx.beta_label})",
+        f"({fixed(ctx.nats(margin_median))} nats at {ctx.beta_label})",
         first,
         last,
         {"accuracy_median": rounded(acc_median), "margin_median_nats": rounded(ctx.nats(margin_median))},

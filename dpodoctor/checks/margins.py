@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpodoctor import stats
-from dpodoctor.curve import fmt
+from dpodoctor.curve import fixed
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
 
@@ -52,7 +52,7 @@ def margin_negative(ctx: Context) -> Hit | Skip | None:
     first, last = span_of(s)
     return Hit(
         f"margins are negative at {negative:.0%} of the steps from {first} to {last} "
-        f"(median {median:.4g}, {ctx.nats(median):.2f} nats)",
+        f"(median {median:.4g}, {fixed(ctx.nats(median))} nats)",
         first,
         last,
         {"median": rounded(median), "median_nats": rounded(ctx.nats(median)), "share_negative": rounded(negative, 3)},
@@ -73,7 +73,8 @@ def margin_flat(ctx: Context) -> Hit | Skip | None:
     """The reward margin hovers around 0 and never grows.
 
     What it detects:
-        After the first 10% of steps, the smoothed margin stays inside ±`band_nats` (0.25) nats × β of zero.
+        After the first 10% of steps, the smoothed margin stays inside ±`band_nats` (0.25) nats × β of zero, on at
+        least 16 points (8 when the margin is constant), and does not grow steadily (a slow learner is not flat).
     Why it matters:
         A healthy margin rises from about 0 and then levels off. One that stays at 0 means the model cannot tell
         the chosen answer from the rejected one, whatever the loss does.
@@ -88,8 +89,11 @@ def margin_flat(ctx: Context) -> Hit | Skip | None:
         margins  0.003 -0.004 0.002 -0.001 0.004 0.000
     """
     s = stats.late(ctx.series("margins"))
-    if len(s) < MIN_POINTS:
-        return too_few(len(s))
+    needed = MIN_POINTS if len(s) and float(np.ptp(s.to_numpy())) < 1e-9 else MIN_POINTS * 2
+    if len(s) < needed:
+        return too_few(len(s), needed)
+    if ctx.learning()[0]:
+        return None  # the margin grows steadily, if slowly: not flat
     band = ctx.param("band_nats") * ctx.beta
     smoothed = stats.smooth(s).to_numpy()
     if np.max(np.abs(smoothed)) > band:
@@ -97,7 +101,7 @@ def margin_flat(ctx: Context) -> Hit | Skip | None:
     first, last = span_of(s)
     peak = float(np.max(np.abs(smoothed)))
     return Hit(
-        f"smoothed margins stay within ±{peak:.3g} ({ctx.nats(peak):.2f} nats) from step {first} to {last}",
+        f"smoothed margins stay within ±{peak:.3g} ({fixed(ctx.nats(peak))} nats) from step {first} to {last}",
         first,
         last,
         {"max_abs_smoothed": rounded(peak), "band": rounded(band)},
@@ -145,7 +149,7 @@ def margin_slow(ctx: Context) -> Hit | Skip | None:
     )
     first, last = span_of(s)
     return Hit(
-        f"the margin ends at {end:.3g} = {nats:.2f} nats at {ctx.beta_label}: {expected}",
+        f"the margin ends at {end:.3g} = {fixed(nats)} nats at {ctx.beta_label}: {expected}",
         first,
         last,
         {"final_margin": rounded(end), "final_margin_nats": rounded(nats), "beta": ctx.beta},
@@ -209,7 +213,7 @@ def margin_runaway(ctx: Context) -> Hit | Skip | None:
         else "still growing as fast as at the start, not levelling off"
     )
     return Hit(
-        f"margin / β ends at {fmt(round(end_nats, 1))} nats at {ctx.beta_label} ({why}); the margin went from "
+        f"margin / β ends at {fixed(end_nats, 1)} nats at {ctx.beta_label} ({why}); the margin went from "
         f"{c.point_text(int(c.first_step or 0))} to {c.level_text('end')}, "
         f"peaking at {c.point_text(int(c.max_step or 0))}",
         c.first_step,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dpodoctor import stats
-from dpodoctor.curve import fmt
+from dpodoctor.curve import fixed, fmt
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
 
@@ -24,6 +24,11 @@ def _rewards(ctx: Context) -> tuple[int, float, int, float]:
     c_dir, c_change = ctx.direction("chosen")
     r_dir, r_change = ctx.direction("rejected")
     return c_dir, c_change, r_dir, r_change
+
+
+def _chosen_down_by_design(ctx: Context) -> bool:
+    """APO-down (loss_type apo_down) pushes the chosen likelihood down on purpose."""
+    return any(t == "apo_down" for t, _ in ctx.expect.family.terms)
 
 
 LEVELS_NOTE = " (levels: median of the first 5% of points against the median of the last third)"
@@ -55,7 +60,8 @@ def chosen_falling(ctx: Context) -> Hit | Skip | None:
 
     What it detects:
         Over the run, the chosen reward drops by at least 0.5 nats (× β) and most of its last third stays below its
-        start, while the rejected reward stays level or rises.
+        start, while the rejected reward stays level or rises. Information only under loss_type apo_down, which
+        lowers the chosen likelihood by design.
     Why it matters:
         DPO should make chosen answers likelier relative to the reference. If only the chosen side drops, the
         model is moving away from the answers it was told to prefer.
@@ -75,13 +81,15 @@ def chosen_falling(ctx: Context) -> Hit | Skip | None:
     if c_dir != -1 or r_dir == -1:
         return None
     first, last = _reward_span(ctx)
+    by_design = _chosen_down_by_design(ctx)
     return Hit(
-        f"chosen reward fell by {-c_change:.3g} ({ctx.nats(-c_change):.1f} nats) while rejected "
+        f"chosen reward fell by {-c_change:.3g} ({fixed(ctx.nats(-c_change), 1)} nats) while rejected "
         f"{'rose' if r_dir == 1 else 'stayed level'} ({r_change:+.3g}){LEVELS_NOTE}",
         first,
         last,
         _moves(ctx, c_change, r_change),
         metric="chosen",
+        severity=Severity.INFO if by_design else None,
     )
 
 
@@ -119,7 +127,7 @@ def rejected_rising(ctx: Context) -> Hit | Skip | None:
         return None
     first, last = _reward_span(ctx)
     return Hit(
-        f"rejected reward rose by {r_change:.3g} ({ctx.nats(r_change):.1f} nats) while chosen "
+        f"rejected reward rose by {r_change:.3g} ({fixed(ctx.nats(r_change), 1)} nats) while chosen "
         f"{'fell' if c_dir == -1 else 'stayed level'} ({c_change:+.3g}){LEVELS_NOTE}",
         first,
         last,
@@ -143,7 +151,7 @@ def _margin_context(ctx: Context) -> str:
     Severity.WARNING,
     "chosen and rejected rewards rise together (info when rejected rises much slower)",
     metrics=("chosen", "rejected"),
-    params={"ratio": 0.5},
+    params={"ratio": 0.5, "warn_nats": 2.0},
     trend=True,
 )
 def both_rising(ctx: Context) -> Hit | Skip | None:
@@ -151,8 +159,10 @@ def both_rising(ctx: Context) -> Hit | Skip | None:
 
     What it detects:
         Both rewards rise by at least 0.5 nats (× β) over the run, each with most of its last third above its
-        start. It is a warning when rejected rises at least `ratio` (0.5) times as far as chosen, and information
-        when chosen clearly leads (the margin then grows as DPO intends).
+        start. It is a warning when rejected rises at least `ratio` (0.5) times as far as chosen and chosen rises at
+        least `warn_nats` (2) nats, and information otherwise (chosen clearly leads, so the margin grows as DPO
+        intends, or the drift is the nat or so a slow, noisy learner shows, or the loss has an SFT/NLL term that
+        raises every completion by design).
     Why it matters:
         DPO only needs the gap to grow; when both sides rise, the model makes any answer of this form likelier,
         rejected ones included. Read it beside the loss and the margin: if the margin grows too, the preference is
@@ -174,16 +184,22 @@ def both_rising(ctx: Context) -> Hit | Skip | None:
     if c_dir != 1 or r_dir != 1:
         return None
     ratio = r_change / c_change if c_change else float("inf")
-    together = ratio >= ctx.param("ratio")
+    # a shared drift of a nat or two is what a slow, noisy learner shows; warn from `warn_nats` (2) up
+    similar = ratio >= ctx.param("ratio")
+    # an SFT/NLL term raises every completion by design: a shared rise is then expected, never a warning
+    together = similar and ctx.nats(c_change) >= ctx.param("warn_nats") and not ctx.expect.family.extra_term
     verdict = (
         "they rise at a similar rate, so the gap comes from little more than a shared drift"
-        if together
+        if similar
         else "rejected rises much slower than chosen, so the preference is still learned"
     )
+    if similar and not together:
+        verdict += f" (a drift under {ctx.param('warn_nats'):g} nats, as slow, noisy learners show)"
     first, last = _reward_span(ctx)
     return Hit(
         f"chosen rose by {c_change:.3g} and rejected by {r_change:.3g} "
-        f"({ctx.nats(c_change):.1f} and {ctx.nats(r_change):.1f} nats, ratio {ratio:.2f}){LEVELS_NOTE}: {verdict}"
+        f"({fixed(ctx.nats(c_change), 1)} and {fixed(ctx.nats(r_change), 1)} nats, ratio {ratio:.2f}){LEVELS_NOTE}: "
+        f"{verdict}"
         f"{_margin_context(ctx)}",
         first,
         last,
@@ -199,7 +215,7 @@ def both_rising(ctx: Context) -> Hit | Skip | None:
     Severity.INFO,
     "chosen and rejected rewards fall together (warning when chosen falls nearly as fast)",
     metrics=("chosen", "rejected"),
-    params={"ratio": 0.5},
+    params={"ratio": 0.5, "warn_nats": 2.0},
     trend=True,
 )
 def both_falling(ctx: Context) -> Hit | Skip | None:
@@ -207,7 +223,8 @@ def both_falling(ctx: Context) -> Hit | Skip | None:
 
     What it detects:
         Both rewards fall by at least 0.5 nats (× β). It is a warning when the chosen reward falls at least
-        `ratio` (0.5) times as far as the rejected one, and information otherwise.
+        `ratio` (0.5) times as far as the rejected one and by at least `warn_nats` (2) nats, and information
+        otherwise (and always under loss_type apo_down, which lowers the chosen likelihood by design).
     Why it matters:
         This is common and often benign: DPO widens the gap mostly by pushing rejected answers down, and the
         chosen ones drift down a little with them. When the chosen side falls nearly as fast, the model is
@@ -228,13 +245,17 @@ def both_falling(ctx: Context) -> Hit | Skip | None:
     if c_dir != -1 or r_dir != -1:
         return None
     ratio = c_change / r_change if r_change else float("inf")
-    severe = ratio >= ctx.param("ratio")
+    similar = ratio >= ctx.param("ratio")
+    # apo_down lowers the chosen likelihood by design ("the chosen answers are worse than the model's own")
+    severe = similar and ctx.nats(-c_change) >= ctx.param("warn_nats") and not _chosen_down_by_design(ctx)
     first, last = _reward_span(ctx)
     verdict = (
         "chosen falls nearly as fast as rejected: the preferred answers are being pushed down too"
-        if severe
+        if similar
         else "chosen falls much slower than rejected, which is usually benign"
     )
+    if similar and not severe:
+        verdict += f" (by under {ctx.param('warn_nats'):g} nats, as slow, noisy learners show)"
     evidence = _moves(ctx, c_change, r_change) | {"ratio": rounded(ratio, 3)}
     return Hit(
         f"chosen fell by {-c_change:.3g} and rejected by {-r_change:.3g} (ratio {ratio:.2f}){LEVELS_NOTE}: {verdict}"
@@ -305,6 +326,7 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
     # far below where it started: tens of nats and a large share of the start's own size (sequence log-probs are
     # sums over tokens, so a long completion falls by more nats for the same per-token change)
     severe = drop >= ctx.param("severe_drop") and start < 0 and drop >= 0.5 * abs(start)
+    severe = severe and not _chosen_down_by_design(ctx)
     return Hit(
         f"logps/chosen falls by {fmt(drop)} nats, from {c.level_text('start')} to {c.level_text('end')} "
         f"(Kendall τ={t.tau:.2f})"
@@ -360,7 +382,7 @@ def rewards_off_zero(ctx: Context) -> Hit | Skip | None:
         return None
     text = (
         f"at the first log the rewards are chosen {chosen.point_text(int(chosen.first_step or 0))} and rejected "
-        f"{rejected.point_text(int(rejected.first_step or 0))}: {fmt(round(worst))} nats from 0 at {ctx.beta_label}, "
+        f"{rejected.point_text(int(rejected.first_step or 0))}: {fixed(worst, 0)} nats from 0 at {ctx.beta_label}, "
         "where a policy that starts as its reference logs 0"
     )
     stays = chosen.n >= 2 and ctx.nats(chosen.max_value) < -ctx.param("nats") / 4

@@ -1,0 +1,103 @@
+"""Issue 13's classes, each on a real TRL run (tests/fixtures/diagnosis, made by tools/corpus/generate.py).
+
+Each test names the class it guards: false alarms on healthy runs (1), misses (2), the headline cause (3) and losses
+other than sigmoid DPO (4). The label of each run comes from how it was made (tools/corpus/manifest.jsonl).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dpodoctor
+from dpodoctor.results import RunReport, Severity
+
+RUNS = Path(__file__).parent / "fixtures" / "diagnosis"
+
+
+def report(name: str) -> RunReport:
+    checked = dpodoctor.check([RUNS / name], use_config=False, cache=False)
+    assert len(checked.runs) == 1
+    return checked.runs[0]
+
+
+def loud(rr: RunReport) -> dict[str, Severity]:
+    return {f.code: f.severity for f in rr.findings if f.severity is not Severity.INFO}
+
+
+@pytest.mark.parametrize(
+    "name", ["healthy_batch1_log1", "healthy_ipo", "healthy_robust_ls0.1", "healthy_sigmoid_sft", "noise_0.3"]
+)
+def test_class1_healthy_runs_of_other_setups_get_no_warning(name: str) -> None:
+    rr = report(name)
+    assert not loud(rr), [f"{f.code}: {f.message}" for f in rr.findings]
+
+
+def test_class1_batch1_accuracy_is_judged_as_a_binomial_mean() -> None:
+    rr = report("healthy_batch1_log1")
+    assert rr.expectations.noise.accuracy_quantum == 1.0 and rr.expectations.noise.coarse_accuracy
+    assert not {"DPO301", "DPO303", "DPO502"} & {f.code for f in rr.findings}
+
+
+def test_class1_a_log_killed_in_its_warm_up_is_too_early_never_an_error() -> None:
+    rr = report("killed_warmup")
+    codes = {f.code: f for f in rr.findings}
+    assert "DPO006" in codes and codes["DPO006"].severity is Severity.INFO
+    assert "DPO005" in codes  # the log did stop: say so, as a warning
+    assert rr.worst() is not Severity.ERROR
+    assert any("too early to judge" in needs[0] for needs in rr.skipped.values())
+
+
+def test_class2_and_3_a_short_collapse_is_flagged_with_its_cause() -> None:
+    rr = report("collapse")  # 6 logged points, loss 0.80 → 0.04, learning rate 2.5e-2
+    assert rr.worst() is not None and rr.worst().rank >= Severity.WARNING.rank
+    head = rr.findings[0]
+    assert head.code == "DPO603", [f.code for f in rr.findings]  # the learning rate is the cause
+    assert any(c.startswith("DPO103") for c in head.corroborating)  # the collapse is its symptom
+    assert "DPO601" not in {f.code for f in rr.findings}
+
+
+def test_class2_reference_that_is_not_the_start_is_seen_at_the_first_log() -> None:
+    rr = report("ref_mismatch")
+    found = {f.code: f for f in rr.findings}
+    assert "DPO406" in found and found["DPO406"].severity is Severity.WARNING
+    first = rr.curves[("train", "chosen")]
+    assert f"at step {first.first_step}" in found["DPO406"].message  # quotes the logged value at the cited step
+
+
+def test_class2_eval_divergence_is_found_on_logged_eval_points() -> None:
+    rr = report("overfit")
+    found = {f.code: f for f in rr.findings}
+    assert "DPO501" in found
+    ev = rr.curves[("eval", "loss")]
+    assert f"at step {ev.last_step}" in found["DPO501"].message
+
+
+def test_class3_grad_norm_exactly_zero_is_the_headline() -> None:
+    rr = report("grad_dead_adapter")
+    assert [f.code for f in rr.findings] == ["DPO601"]
+    head = rr.findings[0]
+    assert "exactly 0 at every one" in head.message
+    assert any(c.startswith("DPO101") for c in head.corroborating)
+    assert "learning rate" not in head.cause.split(".")[0]  # not "lr 0": grad_norm is measured before the step
+
+
+@pytest.mark.parametrize(("name", "family", "start"), [("lr_1e-9_ipo", "ipo", 1.0), ("lr_1e-9_hinge", "hinge", 1.0)])
+def test_class4_a_stuck_run_is_one_finding_at_its_own_starting_value(name: str, family: str, start: float) -> None:
+    rr = report(name)
+    assert rr.expectations.family.name == family and rr.expectations.family.start == pytest.approx(start)
+    assert [f.code for f in rr.findings if f.severity is not Severity.INFO] == ["DPO101"]
+    assert "expected start" in rr.findings[0].message and family in rr.findings[0].message
+
+
+def test_class4_sft_term_is_recognised_from_the_config() -> None:
+    rr = report("healthy_sigmoid_sft")
+    family = rr.expectations.family
+    assert family.extra_term and family.start is None and not loud(rr)
+
+
+def test_every_report_quotes_one_end_value_per_metric() -> None:
+    rr = report("overfit")
+    loss = rr.curves[("train", "loss")]
+    assert loss.level_text("end") in rr.health["loss"]
