@@ -169,17 +169,7 @@ def test_the_scoreboard_runs_as_a_script_and_writes_only_where_told(tmp_path: Pa
 # ---------------------------------------------------------------------------------------------- the verdicts
 
 # What today's rules get wrong on the subset (run → reason). Remove an entry when a rules change fixes it.
-KNOWN_WRONG: dict[str, str] = {
-    "grad_dead_adapter": "grad_norm is exactly 0 at every step, yet the headline is DPO101 (the symptom), not DPO601",
-    "healthy_batch1_log1": "DPO303 judges accuracy at batch 1, where each logged accuracy can only be 0 or 1",
-    "healthy_ipo": "DPO102 reads IPO's noisy loss (it starts at 1/(4β²), not ln 2) as spikes",
-    "inverted_labels": "DPO204/DPO602 warn on a run whose curves are healthy (margins level off, clipped grad spikes)",
-    "killed_sigkill_mid": "SIGKILLed at step 100 of 200 (no train_runtime, no trainer_state.json): DPO005 is silent",
-    "killed_warmup": "killed at 4 % in the warm-up: DPO101 is an error instead of 'too early to judge'",
-    "lr_1e-1": "lr 1e-1 damage (entropy → 0, rewards below 0) is read by no level rule: DPO301/DPO403, no damage code",
-    "lr_1e-9_ipo": "a stuck IPO run (loss at 1/(4β²) = 1) is not 'stuck at its starting value' (DPO101) today",
-    "ref_mismatch": "rewards ≈ +5 at the first log (the reference is not the policy's start): no rule reads this yet",
-}
+KNOWN_WRONG: dict[str, str] = {}
 
 
 def verdict_cases() -> list[Any]:
