@@ -29,7 +29,7 @@ def test_each_named_run_has_its_example_count(monkeypatch: pytest.MonkeyPatch, m
 def test_the_long_run_shards_cover_every_fuzz_test_once(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "JOBS": "2", "TMPDIR": str(tmp_path)}
     proc = subprocess.run(
-        [str(ROOT / "tools" / "fuzz"), "long", "--collect-only", "-v"],
+        [str(ROOT / "tools" / "fuzz"), "long", "--collect-only"],
         cwd=ROOT,
         env=env,
         capture_output=True,
