@@ -28,8 +28,15 @@ _HEALTH = [
 settings.register_profile(
     "dpodoctor-ci", max_examples=60, deadline=None, derandomize=True, suppress_health_check=_HEALTH, print_blob=True
 )
+# derandomize=False said outright: with CI set, Hypothesis's own CI profile (the parent of every new profile) replays
+# the same inputs, and the named fuzz runs exist to try fresh ones.
 settings.register_profile(
-    "dpodoctor-full", max_examples=10_000, deadline=None, suppress_health_check=_HEALTH, print_blob=True
+    "dpodoctor-full",
+    max_examples=10_000,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=_HEALTH,
+    print_blob=True,
 )
 
 
