@@ -79,6 +79,14 @@ def read_runs(reader: Reader, paths: list[Path]) -> list[ReadResult]:
     return list(many(paths)) if many is not None else [reader.read(paths)]
 
 
+def first_run(results: list[ReadResult]) -> ReadResult:
+    """What ``read`` returns for a file that holds several runs (a tracker's database): the first, with a note that
+    says how many there are, so a caller of ``read`` alone never drops the others silently."""
+    if len(results) > 1:
+        results[0].notes.append(f"the database holds {len(results)} runs; this is the first (read_runs: all)")
+    return results[0]
+
+
 def reader_for(path: Path) -> Reader | None:
     """The richest reader whose sniff accepts this file, or None."""
     for reader in READERS:

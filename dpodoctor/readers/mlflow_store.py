@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Final
 
 from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.model import Ended, FrameBuilder
-from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers import ReadResult, first_run, register
 from dpodoctor.readers.hparams import beta_in
 from dpodoctor.readers.sqlite_ro import columns, is_sqlite, open_readonly, tables
 
@@ -251,10 +251,7 @@ class MlflowSqliteReader:
         return path.parent
 
     def read(self, paths: list[Path]) -> ReadResult:
-        results = self.read_runs(paths)
-        if len(results) > 1:
-            results[0].notes.append(f"the database holds {len(results)} runs; this is the first (read_runs: all)")
-        return results[0]
+        return first_run(self.read_runs(paths))
 
     def read_runs(self, paths: list[Path]) -> list[ReadResult]:
         """One result per run that logged metrics, labelled with the run's name when there are several."""

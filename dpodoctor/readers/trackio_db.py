@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Final
 
 from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.model import Ended, FrameBuilder
-from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers import ReadResult, first_run, register
 from dpodoctor.readers.hparams import beta_in
 from dpodoctor.readers.sqlite_ro import columns, is_sqlite, open_readonly, tables
 from dpodoctor.readers.swanlab.rundir import parse_time
@@ -104,10 +104,7 @@ class TrackioReader:
         return path.parent
 
     def read(self, paths: list[Path]) -> ReadResult:
-        results = self.read_runs(paths)
-        if len(results) > 1:
-            results[0].notes.append(f"the database holds {len(results)} runs; this is the first (read_runs: all)")
-        return results[0]
+        return first_run(self.read_runs(paths))
 
     def read_runs(self, paths: list[Path]) -> list[ReadResult]:
         if not paths:
