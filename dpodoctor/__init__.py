@@ -8,13 +8,12 @@ The Python API is the CLI's API::
     findings = dpodoctor.diagnose(runs[0])        # -> list[Finding]
 """
 
+from dpodoctor._version import __version__
 from dpodoctor.api import check, diagnose, load, load_all
 from dpodoctor.errors import DpoDoctorError, ReadError
 from dpodoctor.model import Ended, Run
 from dpodoctor.results import Finding, Report, RunReport, Severity
 from dpodoctor.rules import RULES
-
-__version__ = "0.1.0"
 
 __all__ = [
     "RULES",
@@ -26,6 +25,7 @@ __all__ = [
     "Run",
     "RunReport",
     "Severity",
+    "__version__",
     "check",
     "diagnose",
     "load",

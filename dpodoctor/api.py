@@ -3,48 +3,24 @@
 from __future__ import annotations
 
 import difflib
-import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from dpodoctor.config import Config
 from dpodoctor.config import discover as discover_config
 from dpodoctor.config import load_file as load_config_file
-from dpodoctor.discovery import RunSource, discover, primary_files
-from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
+from dpodoctor.discovery import discover
+from dpodoctor.errors import DpoDoctorError, NoMetricsError
+from dpodoctor.loading import PathArg, Paths, as_paths
 from dpodoctor.metrics import KEY_MAP
-from dpodoctor.model import Run, make_frame
-from dpodoctor.readers import READERS, Reader, ReadResult, read_runs, reader_for
-from dpodoctor.readers.hparams import find_beta
+from dpodoctor.model import Run
+from dpodoctor.readers import READERS
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report, RunReport
 from dpodoctor.rules import diagnose_run
 from dpodoctor.selectors import rule_selectors
 from dpodoctor.sweep import load_sources
-
-PathArg = str | os.PathLike[str]
-# What every function that takes paths accepts: one path (str or PathLike) or an iterable of them.
-Paths = PathArg | Iterable[PathArg]
-
-
-def as_paths(paths: Paths) -> list[Path]:
-    """``paths`` as a list of :class:`Path`: one ``str``/``PathLike`` is one path, not an iterable of characters.
-
-    Why: ``check("runs/")`` reads naturally, and iterating the string would walk ``r``, ``u``, ... and ``/``.
-    """
-    if isinstance(paths, str | os.PathLike):
-        return [Path(paths)]
-    if isinstance(paths, bytes):
-        raise DpoDoctorError(f"paths must be str or os.PathLike, not bytes ({paths!r})")
-    out = []
-    for path in paths:
-        if not isinstance(path, str | os.PathLike):
-            raise DpoDoctorError(f"paths must be str or os.PathLike, not {type(path).__name__} ({path!r})")
-        out.append(Path(path))
-    return out
 
 
 def _strings(values: str | Iterable[str]) -> list[str]:
@@ -63,93 +39,6 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)  # paths the walk skipped, with the reason
     # One report per run, in order, when the runs were diagnosed as they were read (check() with workers/cache).
     reports: list[RunReport] | None = None
-
-
-def _read(
-    source: RunSource,
-    metric_map: dict[str, str] | None = None,
-    read: Callable[[Reader, list[Path]], list[ReadResult]] = read_runs,
-) -> list[Run]:
-    """The runs of one source; when its files cannot be read, those of the next source in the same folder."""
-    try:
-        results = read(source.reader, source.files)
-    except ReadError as exc:
-        fallback = _fall_back(source, exc, read)
-        if fallback is None:
-            raise
-        source, results = fallback
-    return [run_from_result(source, result, metric_map) for result in results]
-
-
-def _fall_back(
-    source: RunSource, failed: ReadError, read: Callable[[Reader, list[Path]], list[ReadResult]]
-) -> tuple[RunSource, list[ReadResult]] | None:
-    """The next richest source of the run that reads, with a note saying what failed and what was read instead.
-
-    Why: a run folder often holds the same metrics twice (trainer_state.json and the train.log of the console); a
-    trainer killed while saving leaves the first unreadable while the second is whole. None when no other source
-    of the folder reads (the first error stands).
-    """
-    by_reader: dict[str, list[Path]] = {}
-    for path in source.others:
-        reader = reader_for(path)
-        if reader is not None and reader.name != source.reader.name:
-            by_reader.setdefault(reader.name, []).append(path)
-    for reader in READERS:
-        if reader.name not in by_reader:
-            continue
-        used, unused = primary_files(reader, by_reader[reader.name])
-        try:
-            results = read(reader, used)
-        except ReadError:
-            continue
-        what = failed.path or (source.files[0] if source.files else source.root)
-        note = f"{what}: {failed.reason}; read {', '.join(map(str, used))} ({reader.name}) instead"
-        for result in results:
-            result.notes.insert(0, note)
-        others = sorted({*source.files, *unused, *(p for p in source.others if p not in used)})
-        return replace(source, reader=reader, files=used, others=others), results
-    return None
-
-
-def run_from_result(
-    source: RunSource,
-    result: ReadResult,
-    metric_map: dict[str, str] | None = None,
-    find: Callable[[RunSource], tuple[float, str] | None] = lambda source: find_beta(source.root, source.others),
-) -> Run:
-    """The :class:`Run` of one reader result: named after its source, metrics renamed by ``metric_map``, and β
-    looked up beside the logs (``find``) when the logs did not state it. ``watch`` builds its runs here too, so a
-    live run is the run ``check`` would report."""
-    frame = _rename_metrics(result.frame, metric_map) if metric_map else result.frame
-    beta, beta_source = result.beta, result.beta_source
-    if beta is None and (found := find(source)) is not None:
-        beta, beta_source = found
-    return Run(
-        name=f"{source.name}#{result.label}" if result.label else source.name,
-        path=source.files[0] if source.explicit else source.root,
-        source=source.reader.name,
-        frame=frame,
-        beta=beta,
-        beta_source=beta_source,
-        ended=result.ended,
-        steps_derived=result.steps_derived,
-        summary=result.summary,
-        config=result.config,
-        notes=result.notes,
-        other_sources=source.others,
-    )
-
-
-def _rename_metrics(frame: pd.DataFrame, metric_map: dict[str, str]) -> pd.DataFrame:
-    """Apply the user's ``--metric-map key=canonical``: a key the built-in table does not know keeps its own name
-    in the frame, so renaming it afterwards maps it without touching any reader."""
-    if not metric_map or frame.empty:
-        return frame
-    renamed = frame.copy()
-    names = renamed["metric"].astype(str).map(lambda m: metric_map.get(m, m))
-    renamed["metric"] = names
-    return make_frame(renamed["split"].astype(str), names, renamed["step"], renamed["value"], renamed["wall_time"])
 
 
 def load_all(

@@ -86,7 +86,7 @@ def code_fingerprint() -> str:
     """The dpodoctor version, the cache format and the name, size and time of every module of the package."""
     global _FINGERPRINT
     if _FINGERPRINT is None:
-        from dpodoctor import __version__
+        from dpodoctor._version import __version__
 
         h = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}".encode())
         for path in sorted(_PACKAGE_DIR.rglob("*.py")):

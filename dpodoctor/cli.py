@@ -19,7 +19,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from dpodoctor import __version__, api
+from dpodoctor import api
+from dpodoctor._version import __version__
 from dpodoctor.compare import compare as compare_runs
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.reporters import render

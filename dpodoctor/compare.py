@@ -21,6 +21,7 @@ import pandas as pd
 
 from dpodoctor import api
 from dpodoctor.errors import DpoDoctorError
+from dpodoctor.loading import Paths
 from dpodoctor.metrics import KEY_MAP
 from dpodoctor.reporters.common import HEALTHY, metric_rows
 from dpodoctor.reporters.curves import METRIC_LABELS, REWARD_METRICS, points
@@ -145,7 +146,7 @@ def steps_to_epochs(rr: RunReport, steps: np.ndarray) -> np.ndarray:
 
 
 def compare(
-    paths: api.Paths,
+    paths: Paths,
     *,
     metrics: Sequence[str] | None = None,
     x: XAxis = "step",

@@ -29,9 +29,10 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from dpodoctor.api import CheckSettings, Paths, as_paths, run_from_result
+from dpodoctor.api import CheckSettings
 from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
+from dpodoctor.loading import Paths, as_paths, run_from_result
 from dpodoctor.metrics import canonical, is_summary_key
 from dpodoctor.model import Ended, Run, make_frame
 from dpodoctor.readers import ReadResult, read_runs
@@ -531,7 +532,7 @@ class Tailer:
         return Poll(runs, changed, problems, warnings, waiting)
 
     def _run(self, source: RunSource, result: ReadResult) -> Run:
-        """The Run that ``dpodoctor check`` would build from this result (:func:`dpodoctor.api.run_from_result`)."""
+        """The Run that ``dpodoctor check`` would build from this result (:func:`dpodoctor.loading.run_from_result`)."""
         return run_from_result(source, result, self.metric_map, self._find_beta)
 
     def _find_beta(self, source: RunSource) -> tuple[float, str] | None:

@@ -96,8 +96,8 @@ def _run_job_remote(job: _Job) -> tuple[list[Run], list[RunReport] | None, tuple
 
 def _run_job(job: _Job) -> Outcome:
     """Read one source (through the cache when there is one) and, when asked, diagnose its runs."""
-    from dpodoctor import api
     from dpodoctor.cache import RunCache
+    from dpodoctor.loading import read_source
     from dpodoctor.readers import read_runs
     from dpodoctor.rules import diagnose_run
 
@@ -112,7 +112,7 @@ def _run_job(job: _Job) -> Outcome:
         return results
 
     try:
-        runs = api._read(job.source, job.metric_map, read)
+        runs = read_source(job.source, job.metric_map, read)
     except DpoDoctorError as exc:
         return Outcome([], None, exc)
     if job.diagnose is None:
@@ -224,10 +224,10 @@ def load_sources(
 
 def _from_cache(store: Any, job: _Job, results: list[Any], key: str) -> Outcome | None:
     """The outcome of a source whose read (and, when asked, every diagnosis) the cache holds; else None."""
-    from dpodoctor import api
+    from dpodoctor.loading import read_source
 
     try:
-        runs = api._read(job.source, job.metric_map, lambda reader, files: results)
+        runs = read_source(job.source, job.metric_map, lambda reader, files: results)
     except DpoDoctorError as exc:
         return Outcome([], None, exc)
     if job.diagnose is None:
