@@ -6,7 +6,6 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from dpodoctor.config import Config
 from dpodoctor.config import discover as discover_config
@@ -20,6 +19,7 @@ from dpodoctor.readers import READERS
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report, RunReport
 from dpodoctor.rules import diagnose_run
 from dpodoctor.selectors import rule_selectors
+from dpodoctor.settings import DiagnoseSettings
 from dpodoctor.sweep import load_sources
 
 
@@ -48,7 +48,7 @@ def load_all(
     jobs: int | None = 1,
     cache: bool | Path | str = False,
     progress: bool = False,
-    _diagnose: dict[str, Any] | None = None,
+    diagnosis: DiagnoseSettings | None = None,
 ) -> Loaded:
     """Read every run under ``paths``. Unreadable files are collected, not raised, so one bad file in a sweep
     does not hide the other runs; a path that does not exist raises.
@@ -56,7 +56,8 @@ def load_all(
     ``jobs``: worker processes for reading runs (None: one per CPU; small inputs always use one). ``cache``: True
     to use the on-disk cache of parsed runs (``$DPODOCTOR_CACHE_DIR`` or the user cache folder), or a folder for
     it. ``progress``: allow a progress bar on stderr for work longer than about a second (see
-    :mod:`dpodoctor.sweep`).
+    :mod:`dpodoctor.sweep`). ``diagnosis``: when given, each run is also diagnosed under these settings in the
+    process that read it (its diagnosis cached with it), and :attr:`Loaded.reports` holds the reports.
     """
     loaded = Loaded()
     sources = discover(as_paths(paths), loaded.warnings)
@@ -66,7 +67,7 @@ def load_all(
         jobs=jobs,
         cache=cache,
         progress=progress,
-        diagnose=_diagnose,
+        diagnose=diagnosis,
         warnings=loaded.warnings,
     )
     reports: list[RunReport] = []
@@ -79,7 +80,7 @@ def load_all(
             loaded.ignored.append(str(exc))
         else:
             loaded.problems.append(exc)
-    if _diagnose is not None:
+    if diagnosis is not None:
         loaded.reports = reports
     return loaded
 
@@ -102,7 +103,8 @@ def diagnose(
     """The findings for one run, most severe first. ``select``/``ignore``: rule codes, prefixes or names."""
     chosen = rule_selectors(_strings(select), "select") if select is not None else None
     skipped = rule_selectors(_strings(ignore), "ignore") if ignore is not None else None
-    return diagnose_run(run, beta=beta, select=chosen, ignore=skipped).findings
+    settings = DiagnoseSettings(beta=beta, select=chosen, ignore=skipped)
+    return diagnose_run(run, settings=settings).findings
 
 
 def metric_names_hint(unknown: Iterable[str] = ()) -> str:
@@ -155,6 +157,11 @@ class CheckSettings:
             raise DpoDoctorError(f"--beta must be a positive number, not {settings.beta}")
         return settings
 
+    @property
+    def diagnosis(self) -> DiagnoseSettings:
+        """The part of these settings the rules read (the gate's ``fail_on`` is applied to their findings later)."""
+        return DiagnoseSettings(beta=self.beta, select=self.select, ignore=self.ignore, params=self.params)
+
 
 def check(
     paths: Paths = ".",
@@ -190,8 +197,8 @@ def check(
         paths, fail_on=fail_on, beta=beta, select=select, ignore=ignore, config=config, use_config=use_config
     )
     fail_on = settings.fail_on
-    diagnosis = {"beta": settings.beta, "select": settings.select, "ignore": settings.ignore, "params": settings.params}
-    loaded = load_all(paths, metric_map=metric_map, jobs=jobs, cache=cache, progress=progress, _diagnose=diagnosis)
+    diagnosis = settings.diagnosis
+    loaded = load_all(paths, metric_map=metric_map, jobs=jobs, cache=cache, progress=progress, diagnosis=diagnosis)
     if not loaded.runs and loaded.problems:
         first = loaded.problems[0]
         if len(loaded.problems) == 1:
@@ -204,7 +211,9 @@ def check(
             f"{', '.join(r.name for r in READERS)})",
             where,
         )
-    reports = loaded.reports if loaded.reports is not None else [diagnose_run(run, **diagnosis) for run in loaded.runs]
+    reports = (
+        loaded.reports if loaded.reports is not None else [diagnose_run(run, settings=diagnosis) for run in loaded.runs]
+    )
     problems = [str(p) for p in loaded.problems]
     known = set(KEY_MAP.values())
     required = [m.strip() for m in _strings(require_metrics) if m.strip()]

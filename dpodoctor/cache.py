@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from dpodoctor.model import COLUMNS, Ended
+from dpodoctor.settings import DiagnoseSettings
 
 __all__ = ["CACHE_FORMAT", "ENV_DIR", "ENV_KEY", "RunCache", "cache_dir", "code_fingerprint"]
 
@@ -666,9 +667,16 @@ class RunCache:
 
     # ------------------------------------------------------------------ diagnoses
 
-    def diagnosis_key(self, data_key: str | None, index: int, run: Any, settings: dict[str, Any]) -> str | None:
-        """A key for the diagnosis of ``run`` (result ``index`` of the data ``data_key``) under ``settings``, or
-        None when something that the rules read cannot be named exactly."""
+    def diagnosis_key(
+        self,
+        data_key: str | None,
+        index: int,
+        run: Any,
+        settings: DiagnoseSettings,
+        metric_map: dict[str, str] | None = None,
+    ) -> str | None:
+        """A key for the diagnosis of ``run`` (result ``index`` of the data ``data_key``, its metrics renamed by
+        ``metric_map``) under ``settings``, or None when something that the rules read cannot be named exactly."""
         if data_key is None:
             return None
         described = {
@@ -685,7 +693,7 @@ class RunCache:
             "config": run.config,
             "notes": run.notes,
             "other_sources": [str(p) for p in run.other_sources],
-            "settings": settings,
+            "settings": {**settings.to_dict(), "metric_map": metric_map},
         }
         if not _exact_json(described):
             return None

@@ -44,6 +44,7 @@ from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.text import STYLE, RunView, render_text
 from dpodoctor.results import Finding, Report, RunReport, Severity
 from dpodoctor.rules import RULES, diagnose_run
+from dpodoctor.settings import DiagnoseSettings
 
 __all__ = [
     "QUIET_WHILE_LIVE",
@@ -269,11 +270,21 @@ class LiveDiagnosis:
     announced: set[tuple[str, str]] = field(default_factory=set)  # (run name, code)
     streaks: dict[tuple[str, str], int] = field(default_factory=dict)  # (run name, code) -> consecutive diagnoses
 
+    @classmethod
+    def from_settings(cls, settings: DiagnoseSettings, confirm: int = DEFAULT_CONFIRM) -> LiveDiagnosis:
+        """The engine of a watch whose settings were resolved as a check resolves them."""
+        select = None if settings.select is None else list(settings.select)
+        ignore = None if settings.ignore is None else list(settings.ignore)
+        return cls(settings.beta, select, ignore, settings.rule_params(), confirm=confirm)
+
+    @property
+    def settings(self) -> DiagnoseSettings:
+        """The diagnosis settings of this engine, as the rules receive them."""
+        return DiagnoseSettings(beta=self.beta, select=self.select, ignore=self.ignore, params=self.params)
+
     def diagnose(self, run: Run) -> tuple[RunReport, list[Finding]]:
         """The run's report and its confirmed findings not announced before (QUIET_WHILE_LIVE ones never are)."""
-        report = diagnose_run(
-            run, beta=self.beta, select=self.select, ignore=self.ignore, params=self.params, live=True
-        )
+        report = diagnose_run(run, settings=self.settings, live=True)
         present = {(run.name, f.code) for f in report.findings}
         for key in [k for k in self.streaks if k[0] == run.name and k not in present]:
             del self.streaks[key]
@@ -613,7 +624,7 @@ def watch(
     console = console or Console(highlight=False)
     use_live = console.is_terminal if live is None else live
     tailer = Tailer(paths, metric_map)
-    engine = LiveDiagnosis(settings.beta, settings.select, settings.ignore, settings.params, confirm=confirm)
+    engine = LiveDiagnosis.from_settings(settings.diagnosis, confirm=confirm)
     reports: dict[str, RunReport] = {}
     poll: Poll | None = None
     ticks = 0

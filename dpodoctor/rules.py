@@ -37,6 +37,7 @@ from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
 from dpodoctor.model import Run
 from dpodoctor.results import Finding, RunReport, Severity
+from dpodoctor.settings import DiagnoseSettings
 
 CODE_RE = re.compile(r"^DPO\d{3}$")
 DEFAULT_BETA = 0.1  # TRL's DPOConfig default, used (and said so) when the run does not log β
@@ -390,12 +391,18 @@ def diagnose_run(
     ignore: Iterable[str] | None = None,
     params: dict[str, dict[str, float]] | None = None,
     live: bool = False,
+    settings: DiagnoseSettings | None = None,
 ) -> RunReport:
     """Run every selected rule on one run, fold symptoms into their causes, and return the run's report.
+
+    ``settings``: the resolved settings of a check (:class:`~dpodoctor.settings.DiagnoseSettings`); when given, they
+    replace ``beta``/``select``/``ignore``/``params``.
 
     ``live``: the run is still being written (a watch); rules that read "the log ends before its planned end" as a
     stopped run (DPO005's schedule test, DPO006) stay quiet, since the rest of the log has simply not come yet.
     """
+    if settings is not None:
+        beta, select, ignore, params = settings.beta, settings.select, settings.ignore, settings.rule_params()
     ctx = Context(run, beta=beta, params=params)
     ctx.live = live
     findings: dict[str, Finding] = {}

@@ -27,6 +27,7 @@ from dpodoctor.discovery import RunSource
 from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
 from dpodoctor.model import Run
 from dpodoctor.results import RunReport
+from dpodoctor.settings import DiagnoseSettings
 
 __all__ = ["Outcome", "default_jobs", "load_sources"]
 
@@ -72,7 +73,7 @@ class _Job:
     source: RunSource
     metric_map: dict[str, str] | None
     cache_root: str | None
-    diagnose: dict[str, Any] | None
+    diagnose: DiagnoseSettings | None
 
 
 def _error_parts(exc: DpoDoctorError) -> tuple[str, str, str | None]:
@@ -118,13 +119,12 @@ def _run_job(job: _Job) -> Outcome:
     if job.diagnose is None:
         return Outcome(runs)
     data_key = keys[0] if keys else None
-    settings = {**job.diagnose, "metric_map": job.metric_map}
     reports = []
     for index, run in enumerate(runs):
-        key = cache.diagnosis_key(data_key, index, run, settings) if cache is not None else None
+        key = cache.diagnosis_key(data_key, index, run, job.diagnose, job.metric_map) if cache is not None else None
         report = cache.load_diagnosis(key, run) if cache is not None else None
         if report is None:
-            report = diagnose_run(run, **job.diagnose)
+            report = diagnose_run(run, settings=job.diagnose)
             if cache is not None:
                 cache.store_diagnosis(key, report)
         reports.append(report)
@@ -153,7 +153,7 @@ def load_sources(
     jobs: int | None = 1,
     cache: bool | Path | str = False,
     progress: bool = False,
-    diagnose: dict[str, Any] | None = None,
+    diagnose: DiagnoseSettings | None = None,
     parallel_min_bytes: int | None = None,
     warnings: list[str] | None = None,
 ) -> list[Outcome]:
@@ -161,7 +161,7 @@ def load_sources(
 
     ``jobs``: worker processes at most (None: one per CPU). ``cache``: True for the default cache folder, a path for
     another, False for none. ``progress``: allow a progress bar on stderr when there is more than about a second of
-    work. ``diagnose``: keyword arguments for :func:`~dpodoctor.rules.diagnose_run`; when given, each run is diagnosed
+    work. ``diagnose``: the settings for :func:`~dpodoctor.rules.diagnose_run`; when given, each run is diagnosed
     in the process that read it (and its report is cached with it). ``warnings``: where to say that the cache
     folder was refused (see :mod:`dpodoctor.cache`).
     """
@@ -232,10 +232,9 @@ def _from_cache(store: Any, job: _Job, results: list[Any], key: str) -> Outcome 
         return Outcome([], None, exc)
     if job.diagnose is None:
         return Outcome(runs)
-    settings = {**job.diagnose, "metric_map": job.metric_map}
     reports = []
     for index, run in enumerate(runs):
-        report = store.load_diagnosis(store.diagnosis_key(key, index, run, settings), run)
+        report = store.load_diagnosis(store.diagnosis_key(key, index, run, job.diagnose, job.metric_map), run)
         if report is None:
             return None
         reports.append(report)
