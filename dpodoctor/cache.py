@@ -57,7 +57,7 @@ from dpodoctor.settings import DiagnoseSettings
 
 __all__ = ["CACHE_FORMAT", "ENV_DIR", "ENV_KEY", "RunCache", "cache_dir", "code_fingerprint"]
 
-CACHE_FORMAT: Final = 3  # 2: own .bin entries instead of .npz; 3: entries carry a keyed MAC
+CACHE_FORMAT: Final = 4  # 2: own .bin entries instead of .npz; 3: entries carry a keyed MAC; 4: RunReport.to_dict
 ENV_DIR: Final = "DPODOCTOR_CACHE_DIR"
 ENV_KEY: Final = "DPODOCTOR_CACHE_KEY"
 _MAC_SIZE: Final = 32
@@ -391,67 +391,6 @@ def _array(arrays: dict[str, np.ndarray], name: str, kind: str, n: int | None = 
 
 # ---------------------------------------------------------------------------------------------- the cache
 
-_FINDING_FIELDS: Final = frozenset(
-    {
-        "code",
-        "name",
-        "severity",
-        "split",
-        "metric",
-        "first_step",
-        "last_step",
-        "message",
-        "evidence",
-        "cause",
-        "fix",
-        "corroborating",
-    }
-)
-_RUN_REPORT_FIELDS: Final = frozenset({"run", "findings", "skipped", "checked", "beta_used", "beta_note", "health"})
-
-
-def _strs(value: Any) -> bool:
-    return type(value) is list and all(type(v) is str for v in value)
-
-
-def _diagnosis_types_ok(data: dict[str, Any]) -> bool:
-    """The stored diagnosis has the types the report code expects (the cache folder is not trusted)."""
-    findings = data.get("findings")
-    if type(findings) is not list:
-        return False
-    for f in findings:
-        if type(f) is not dict or set(f) != _FINDING_FIELDS:
-            return False
-        if not all(
-            type(f[k]) is str for k in ("code", "name", "severity", "split", "metric", "message", "cause", "fix")
-        ):
-            return False
-        if not all(f[k] is None or type(f[k]) is int for k in ("first_step", "last_step")):
-            return False
-        if type(f["evidence"]) is not dict or not _strs(f["corroborating"]):
-            return False
-    skipped, health = data.get("skipped"), data.get("health")
-    return (
-        type(skipped) is dict
-        and all(_strs(v) for v in skipped.values())
-        and _strs(data.get("checked"))
-        and type(data.get("beta_used")) in (int, float)
-        and type(data.get("beta_note")) is str
-        and type(health) is dict
-        and all(type(v) is str for v in health.values())
-    )
-
-
-def _report_shape_known() -> bool:
-    """Diagnoses are cached only while Finding and RunReport have exactly the fields this module stores."""
-    import dataclasses
-
-    from dpodoctor.results import Finding, RunReport
-
-    return {f.name for f in dataclasses.fields(Finding)} == _FINDING_FIELDS and {
-        f.name for f in dataclasses.fields(RunReport)
-    } == _RUN_REPORT_FIELDS
-
 
 @dataclass
 class _Pending:
@@ -700,12 +639,11 @@ class RunCache:
         return hashlib.sha256(json.dumps([self.prefix, described], sort_keys=True).encode()).hexdigest()
 
     def load_diagnosis(self, key: str | None, run: Any) -> Any:
-        """The cached RunReport for ``run`` under ``key``, or None."""
-        if key is None or not _report_shape_known():
-            return None
-        from dpodoctor.results import Finding, RunReport, Severity
+        """The cached RunReport for ``run`` under ``key``, or None. The report is read back by
+        :meth:`RunReport.from_dict <dpodoctor.results.RunReport.from_dict>`, which checks every field's type."""
+        from dpodoctor.results import RunReport
 
-        if self.refused is not None:
+        if key is None or self.refused is not None:
             return None
         path = self.root / "diag" / key[:2] / f"{key}.json"
         try:
@@ -713,46 +651,21 @@ class RunCache:
             if raw is None:
                 return None
             data = json.loads(bytes(memoryview(raw)[:-_MAC_SIZE]))
-            if data.get("prefix") != self.prefix or data.get("key") != key:
+            if type(data) is not dict or data.get("prefix") != self.prefix or data.get("key") != key:
                 return None
-            if not _diagnosis_types_ok(data):
-                return None
-            findings = []
-            for f in data["findings"]:
-                findings.append(Finding(**{**f, "severity": Severity(f["severity"])}))
-            report = RunReport(
-                run=run,
-                findings=findings,
-                skipped=data["skipped"],
-                checked=data["checked"],
-                beta_used=data["beta_used"],
-                beta_note=data["beta_note"],
-                health=data["health"],
-            )
+            report = RunReport.from_dict(run, data["report"])
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
         self.hits += 1
         return report
 
     def store_diagnosis(self, key: str | None, report: Any) -> None:
-        """Remember a diagnosis, when every part of it survives JSON exactly."""
-        if key is None or not _report_shape_known():
+        """Remember a diagnosis (:meth:`RunReport.to_dict <dpodoctor.results.RunReport.to_dict>`, as the JSON report
+        writes its findings), when every part of it survives JSON exactly."""
+        if key is None or self.refused is not None:
             return
-        data = {
-            "prefix": self.prefix,
-            "key": key,
-            "findings": [f.to_dict() for f in report.findings],
-            "skipped": report.skipped,
-            "checked": report.checked,
-            "beta_used": report.beta_used,
-            "beta_note": report.beta_note,
-            "health": report.health,
-        }
+        data = {"prefix": self.prefix, "key": key, "report": report.to_dict()}
         if not _exact_json(data) or not _same_json(json.loads(json.dumps(data)), data):
-            return
-        if any(set(f) != _FINDING_FIELDS for f in data["findings"]):
-            return
-        if self.refused is not None:
             return
         path = self.root / "diag" / key[:2] / f"{key}.json"
         with contextlib.suppress(OSError):

@@ -6,7 +6,7 @@ computed from them. Keeping the plain data types here lets each of those depend 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,31 @@ SCHEMA_VERSION = "1.1"
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
 
 
+@dataclass(frozen=True)
+class Corroboration:
+    """A finding of another rule folded into a finding because the same cause explains it: the symptom's code, rule
+    name and message, kept apart so reporters need not split a sentence to learn which rule it was."""
+
+    code: str
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        """The form the JSON report (``corroborating``) and the text reports show: ``"DPO301 acc-at-chance: ..."``."""
+        return f"{self.code} {self.name}: {self.message}"
+
+    @classmethod
+    def parse(cls, text: str) -> Corroboration:
+        """The inverse of :meth:`__str__` (reading a JSON report or a cache entry back). Raises ValueError for text
+        that is not in that form, or would not give the same text back."""
+        head, sep, message = text.partition(": ")
+        code, space, name = head.partition(" ")
+        folded = cls(code, name, message)
+        if not (sep and space and code and name) or " " in name or str(folded) != text:
+            raise ValueError(f"not a corroborating finding: {text[:80]!r}")
+        return folded
+
+
 @dataclass
 class Finding:
     """One diagnosed problem in one run, with the steps where it shows and the numbers behind it."""
@@ -51,9 +76,10 @@ class Finding:
     cause: str = ""
     fix: str = ""
     # Findings of other rules folded into this one because the same cause explains them.
-    corroborating: list[str] = field(default_factory=list)
+    corroborating: list[Corroboration] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The finding as the JSON report writes it (and the cache stores it): plain JSON types only."""
         return {
             "code": self.code,
             "name": self.name,
@@ -66,8 +92,37 @@ class Finding:
             "evidence": self.evidence,
             "cause": self.cause,
             "fix": self.fix,
-            "corroborating": self.corroborating,
+            "corroborating": [str(c) for c in self.corroborating],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        """The finding :meth:`to_dict` wrote. Every field's type is checked (a cache folder is not trusted): raises
+        ValueError or TypeError for anything else."""
+        if type(data) is not dict or set(data) != _FINDING_KEYS:
+            raise ValueError("not a finding")
+        texts = ("code", "name", "severity", "split", "metric", "message", "cause", "fix")
+        if not all(type(data[k]) is str for k in texts):
+            raise TypeError("finding: a text field is not a string")
+        if not all(data[k] is None or type(data[k]) is int for k in ("first_step", "last_step")):
+            raise TypeError("finding: a step is not an integer")
+        if type(data["evidence"]) is not dict or not _strings(data["corroborating"]):
+            raise TypeError("finding: evidence or corroborating")
+        return cls(
+            **{k: data[k] for k in texts if k != "severity"},
+            severity=Severity(data["severity"]),
+            first_step=data["first_step"],
+            last_step=data["last_step"],
+            evidence=data["evidence"],
+            corroborating=[Corroboration.parse(text) for text in data["corroborating"]],
+        )
+
+
+_FINDING_KEYS = frozenset(f.name for f in fields(Finding))
+
+
+def _strings(value: Any) -> bool:
+    return type(value) is list and all(type(v) is str for v in value)
 
 
 @dataclass
@@ -119,8 +174,50 @@ class RunReport:
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The diagnosis (every field but the run it is about) in plain JSON types: what the cache stores, with
+        each finding as the JSON report writes it."""
+        return {
+            "findings": [f.to_dict() for f in self.findings],
+            "skipped": self.skipped,
+            "checked": self.checked,
+            "beta_used": self.beta_used,
+            "beta_note": self.beta_note,
+            "health": self.health,
+        }
+
+    @classmethod
+    def from_dict(cls, run: Run, data: dict[str, Any]) -> RunReport:
+        """The report of ``run`` that :meth:`to_dict` wrote; types checked as :meth:`Finding.from_dict` does."""
+        if type(data) is not dict or set(data) != _RUN_REPORT_KEYS - {"run"}:
+            raise ValueError("not a run report")
+        skipped, health, findings = data["skipped"], data["health"], data["findings"]
+        if not (
+            type(findings) is list
+            and type(skipped) is dict
+            and all(_strings(v) for v in skipped.values())
+            and _strings(data["checked"])
+            and type(data["beta_used"]) in (int, float)
+            and type(data["beta_note"]) is str
+            and type(health) is dict
+            and all(type(v) is str for v in health.values())
+        ):
+            raise TypeError("run report: a field has the wrong type")
+        return cls(
+            run=run,
+            findings=[Finding.from_dict(f) for f in findings],
+            skipped=skipped,
+            checked=data["checked"],
+            beta_used=data["beta_used"],
+            beta_note=data["beta_note"],
+            health=health,
+        )
+
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
+
+
+_RUN_REPORT_KEYS = frozenset(f.name for f in fields(RunReport))
 
 
 @dataclass

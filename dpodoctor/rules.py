@@ -36,7 +36,7 @@ from dpodoctor.curve import CurveSummary, fixed, fmt, summarize
 from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
 from dpodoctor.model import Run
-from dpodoctor.results import Finding, RunReport, Severity
+from dpodoctor.results import Corroboration, Finding, RunReport, Severity
 from dpodoctor.settings import DiagnoseSettings
 
 CODE_RE = re.compile(r"^DPO\d{3}$")
@@ -369,7 +369,7 @@ def fold_symptoms(findings: dict[str, Finding], declared: dict[str, tuple[tuple[
             if symptom is None or target in absorbed or target == code:
                 continue
             absorbed.add(target)
-            cause.corroborating.append(f"{symptom.code} {symptom.name}: {symptom.message}")
+            cause.corroborating.append(Corroboration(symptom.code, symptom.name, symptom.message))
             cause.corroborating.extend(symptom.corroborating)
             if symptom.severity.rank > cause.severity.rank:
                 cause.severity = symptom.severity

@@ -74,8 +74,8 @@ def _finding_codes(f: Finding) -> dict[tuple[str, str], list[str]]:
     own row, so the table shows every curve that looks wrong; symptoms are folded within one split, so they carry
     the finding's split)."""
     keys: dict[tuple[str, str], list[str]] = {(f.split, f.metric): [f.code]}
-    for text in f.corroborating:
-        code = text.split(" ", 1)[0]
+    for folded in f.corroborating:
+        code = folded.code
         rule = RULES.get(code)
         if rule and rule.metrics:
             keys.setdefault((f.split, rule.metrics[0]), []).append(code)

@@ -30,7 +30,7 @@ from dpodoctor.reporters.common import DIRECTION, VERDICT_MARK, clean, fmt_numbe
 from dpodoctor.reporters.github import MAX_PER_SEVERITY, escape_data, escape_property
 from dpodoctor.reporters.html import esc, render_html
 from dpodoctor.reporters.markdown import md
-from dpodoctor.results import Finding, Report, RunReport, Severity
+from dpodoctor.results import Corroboration, Finding, Report, RunReport, Severity
 from dpodoctor.rules import RULES, diagnose_run
 from dpodoctor.table import material_move
 from tests.conftest import TRL, TRL_RUNS
@@ -590,7 +590,7 @@ def hostile_report(tmp_path: Path) -> Report:
     # a key name reaches findings through messages and evidence (e.g. a rule naming an unknown metric)
     nonfinite.message += f"; see {key}"
     nonfinite.evidence[key] = math.nan
-    nonfinite.corroborating.append(f"DPO202 margin-flat: {HOSTILE}")
+    nonfinite.corroborating.append(Corroboration("DPO202", "margin-flat", HOSTILE))
     rr.skipped[f"DPO999 {HOSTILE}"] = [key]
     log = tmp_path / "a,b:c%.log"  # a real file whose path needs property escaping
     log.write_text("")
@@ -661,7 +661,7 @@ def _close(printed: str, value: float) -> bool:
 
 
 def _messages(report: Report) -> list[tuple[RunReport, Finding, str]]:
-    return [(rr, f, m) for rr in report.runs for f in rr.findings for m in [f.message, *f.corroborating]]
+    return [(rr, f, m) for rr in report.runs for f in rr.findings for m in [f.message, *map(str, f.corroborating)]]
 
 
 def _report_with_real_logs(sweep: Report) -> Report:

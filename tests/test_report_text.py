@@ -96,7 +96,7 @@ def unquoted_values(report: Report) -> list[str]:
     for rr in report.runs:
         curves = [c for c in rr.curves.values() if c.logged]
         for f in rr.findings:
-            for message in [f.message, *f.corroborating]:
+            for message in [f.message, *map(str, f.corroborating)]:
                 for m in CITED.finditer(message):
                     clause = re.split(r"[;:,(]", message[max(0, m.start() - 60) : m.start()])[-1]
                     after = re.match(r" \([^)]*\)", message[m.end() :])  # "0.41 at step 180 (3-point median)"

@@ -48,7 +48,7 @@ def test_stuck_loss_is_found_and_absorbs_its_symptoms(seed: int) -> None:
     assert overlaps(found["DPO101"], 100, 400)
     # one cause, one finding: chance accuracy and flat margins are corroborating evidence, not findings
     assert "DPO301" not in found and "DPO202" not in found
-    assert any(c.startswith("DPO301") for c in found["DPO101"].corroborating)
+    assert any(c.code == "DPO301" for c in found["DPO101"].corroborating)
     assert "not moving" in found["DPO101"].cause
 
 
@@ -148,10 +148,10 @@ def test_reward_direction_rules(seed: int) -> None:
     # and cites DPO401; the symptom rule alone still fires when selected on its own.
     falling = _rewards(seed, -1.5, -0.1)
     assert "DPO401" in {f.code for f in diagnose_run(make_run(falling), select=["DPO401"]).findings}
-    assert any(c.startswith("DPO401") for c in codes(falling)["DPO201"].corroborating)
+    assert any(c.code == "DPO401" for c in codes(falling)["DPO201"].corroborating)
     rising = _rewards(seed, 0.1, 1.5)
     assert "DPO402" in {f.code for f in diagnose_run(make_run(rising), select=["DPO402"]).findings}
-    assert any(c.startswith("DPO402") for c in codes(rising)["DPO201"].corroborating)
+    assert any(c.code == "DPO402" for c in codes(rising)["DPO201"].corroborating)
     both_up = codes(_rewards(seed, 6.0, 5.0))
     assert "DPO403" in both_up and "margin" in both_up["DPO403"].message
     steep = codes(_rewards(seed, -5.0, -8.0))

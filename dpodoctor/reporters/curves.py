@@ -134,8 +134,8 @@ def folded_by_panel(findings: Iterable[Finding], panels: Sequence[Panel]) -> dic
 
     notes: dict[str, list[str]] = {p.key: [] for p in panels}
     for f in findings:
-        for text in f.corroborating:
-            code = text.split(" ", 1)[0]
+        for folded in f.corroborating:
+            code = folded.code
             rule = RULES.get(code)
             if rule is not None and rule.metrics:
                 notes[panel_for(rule.metrics[0], panels).key].append(f"{code} (in {f.code})")

@@ -39,8 +39,8 @@ def _folded(rr: RunReport) -> dict[str, str]:
     """Symptom rules whose finding was folded into a cause: code -> the cause's code and the symptom's text."""
     out = {}
     for f in rr.findings:
-        for text in f.corroborating:
-            out[text.split(" ", 1)[0]] = f"folded into {title(f.code)}: {text}"
+        for folded in f.corroborating:
+            out[folded.code] = f"folded into {title(f.code)}: {folded}"
     return out
 
 
