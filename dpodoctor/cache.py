@@ -1,9 +1,9 @@
 """An on-disk cache of parsed runs, so a gate that re-checks an unchanged sweep after every job skips the parsing.
 
 What is stored: for each run source (reader + files), what its reader returned (every :class:`ReadResult`: the frame's
-columns, notes, ended, β, config, summary, label); and, for TensorBoard, each event file's decoded columns
-(:class:`~dpodoctor.readers.tbfast.FileDecode`), so a file that grew (a run still training) is decoded only from the
-end of the last complete record read before.
+columns, notes, ended, β, config, summary, label); and, for a reader that declares ``incremental_decode``
+(TensorBoard), each input file's decoded columns (:class:`~dpodoctor.readers.tbfast.FileDecode`), so a file that grew
+(a run still training) is decoded only from the end of the last complete record read before.
 
 When an entry is used: the entry's key names the dpodoctor version, :data:`CACHE_FORMAT` and a fingerprint of the
 package's own source files (an edited reader in a development checkout must not serve stale results); its metadata
@@ -64,9 +64,6 @@ _MAC_SIZE: Final = 32
 _WINDOW: Final = 65536  # bytes hashed at the start of an event file and before its resume offset
 _MAX_META: Final = 64 * 1024 * 1024
 _PACKAGE_DIR: Final = Path(__file__).resolve().parent
-# Readers that read nothing but their input files (checked in their code), so no folder times are needed: a sweep
-# folder's time changes whenever a run is added, and must not invalidate every other run of the sweep.
-_INPUTS_ONLY: Final = frozenset({"tensorboard"})
 _CATEGORY_DTYPES: Final = frozenset({"object", "str"})  # what pandas 2 / 3 infer for string categories
 
 
@@ -462,13 +459,13 @@ class RunCache:
         before = [_stat(f) for f in files]
         pending: list[_Pending] = []
         with _record_opens() as opened:
-            if getattr(reader, "name", None) == "tensorboard":
+            if getattr(reader, "incremental_decode", False):
                 results = [reader.read(files, decoded=lambda p: self._decoded(p, pending))]
             else:
                 results = read_runs(reader, files)
         if any(s is None for s in before) or [_stat(f) for f in files] != before:
             return results, None  # an input changed while it was read: not a state worth remembering
-        deps = self._dependencies(reader.name, files, opened)
+        deps = self._dependencies(getattr(reader, "cache_key_from_inputs", False), files, opened)
         key = None
         with contextlib.suppress(OSError, ValueError):
             key = self._store_results(entry, reader.name, files, before, deps, results)
@@ -478,14 +475,16 @@ class RunCache:
                     self._store_decode(item)
         return results, key
 
-    def _dependencies(self, reader_name: str, files: list[Path], opened: set[str]) -> list[list[Any]]:
+    def _dependencies(self, inputs_only: bool, files: list[Path], opened: set[str]) -> list[list[Any]]:
+        """What the read depended on besides its inputs: the files it opened and, unless the reader reads only its
+        inputs (``cache_key_from_inputs``), the folders around them."""
         inputs = {str(f) for f in files}
         paths: set[Path] = set()
         for name in opened:
             path = Path(os.path.abspath(name))
             if str(path) not in inputs and not _ignored_dependency(path, self.root):
                 paths.add(path)
-        if reader_name not in _INPUTS_ONLY:
+        if not inputs_only:
             paths |= {p.parent for p in [*files, *paths]}
         deps = [_stat(p) for p in sorted(paths)]
         return [d for d in deps if d is not None]  # a temporary file gone since: not a dependency

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpodoctor.errors import DpoDoctorError
-from dpodoctor.readers import READERS, Reader, reader_for
+from dpodoctor.readers import READERS, Reader, reader_for, tool_folders
 
 
 @dataclass
@@ -165,10 +165,12 @@ def _name(root: Path, arg: Path) -> str:
 
 def primary_files(reader: Reader, files: list[Path]) -> tuple[list[Path], list[Path]]:
     """Which of a reader's files make up the run. Multi-file formats (TensorBoard: resumed runs) read them all;
-    single-file formats read the one outside tool folders such as swanlog/, then the largest."""
+    single-file formats read the one outside the readers' tool folders (SwanLab's swanlog/ holds a copy of the
+    console log), then the largest."""
     if getattr(reader, "multi_file", False):
         return files, []
-    ranked = sorted(files, key=lambda p: ("swanlog" in p.parts, -_size(p), str(p)))
+    folders = tool_folders()
+    ranked = sorted(files, key=lambda p: (not folders.isdisjoint(p.parts), -_size(p), str(p)))
     return ranked[:1], ranked[1:]
 
 

@@ -21,19 +21,17 @@ from typer.testing import CliRunner
 
 from dpodoctor import api
 from dpodoctor.cli import app
-from dpodoctor.discovery import RunSource
 from dpodoctor.errors import NoMetricsError
 from dpodoctor.live import (
     LiveDiagnosis,
     MetricBuffer,
     Tailer,
-    _WholeSource,
     announce,
     fails_gate,
     watch,
 )
 from dpodoctor.model import FrameBuilder
-from dpodoctor.readers import ReadResult, get_reader
+from dpodoctor.readers import ReadResult, WholeFileFollower, follower_for, get_reader
 from dpodoctor.readers.stdout import StdoutTail
 from dpodoctor.readers.tensorboard import EventFileTail
 from tests.conftest import TRL
@@ -156,12 +154,12 @@ def test_other_formats_are_read_again_only_when_their_files_change(tmp_path: Pat
 
     path = tmp_path / "metrics.bin"
     path.write_bytes(b"1")
-    source = RunSource("run", tmp_path, Counting(), [path])  # type: ignore[arg-type]
-    follower = _WholeSource()
-    assert follower.update(source) and len(calls) == 1
-    assert not follower.update(source) and len(calls) == 1
+    follower = follower_for(Counting())  # type: ignore[arg-type]  # no follow(): re-read whole when files change
+    assert isinstance(follower, WholeFileFollower)
+    assert follower.update([path]) and len(calls) == 1
+    assert not follower.update([path]) and len(calls) == 1
     path.write_bytes(b"12")
-    assert follower.update(source) and len(calls) == 2
+    assert follower.update([path]) and len(calls) == 2
     assert len(follower.results()) == 1
 
 

@@ -2,12 +2,20 @@
 
 Each reader knows one log format and nothing about DPO. It offers a cheap ``sniff(path)`` (name and first bytes
 only), says which run folder a file belongs to (``run_root``), and turns the files of one run into a
-:class:`ReadResult` whose frame is the canonical tidy table. Adding a format is one module that calls
-:func:`register`, plus its test.
+:class:`ReadResult` whose frame is the canonical tidy table. Adding a format is one module (or subpackage) in this
+package that calls :func:`register`, plus its test: every module here is imported when the package is (see
+:func:`_import_all`), so there is no list of readers to edit.
+
+What else a reader can do, it declares (see :class:`Reader`): live following (``follow``), whether its input files
+alone key its cache entry (``cache_key_from_inputs``), whether the cache may keep its per-file decodes
+(``incremental_decode``), and which folders are its tool's own (``tool_folders``). ``live``, ``cache`` and
+``discovery`` ask the reader; none of them knows a reader by name.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -55,9 +63,84 @@ class Reader(Protocol):
         """Read the files of one run. Raises only :class:`dpodoctor.errors.ReadError`."""
         ...
 
-    # Optional: a reader whose files can hold several runs (runs appended to one stdout file, a multi-experiment
-    # export) also defines ``read_runs(paths) -> list[ReadResult]``, each result with a distinct ``label``.
-    # Discovery calls it when present; see :func:`read_runs`.
+    # Optional members (looked up with getattr, so a reader without them needs no code for them):
+    #
+    # ``read_runs(paths) -> list[ReadResult]``: the files can hold several runs (runs appended to one stdout file, a
+    #     multi-experiment export), each result with a distinct ``label``. See :func:`read_runs`.
+    # ``follow() -> Follower``: a live follower that reads only what is new (``dpodoctor watch``). Without it the
+    #     run is read again whole whenever one of its files changes (:class:`WholeFileFollower`).
+    # ``cache_key_from_inputs: ClassVar[bool]``: True when the reader reads nothing but its input files (checked in
+    #     its code), so the cache need not watch the folders around them: a sweep folder's time changes whenever a
+    #     run is added, and must not invalidate every other run of the sweep. Default False.
+    # ``incremental_decode: ClassVar[bool]``: True when ``read(paths, decoded=...)`` accepts a function that gives
+    #     each input file's decode (a :class:`dpodoctor.readers.tbfast.FileDecode`), so the cache keeps each file's
+    #     decode and, when the file grew, decodes only from where the last read stopped. Default False.
+    # ``tool_folders: ClassVar[tuple[str, ...]]``: folder names where this reader's tool keeps copies of files that
+    #     other readers also read (SwanLab's ``swanlog/`` holds a copy of the console log). Discovery reads a
+    #     single-file format's copy there only when there is no other. Default ().
+
+
+class Follower(Protocol):
+    """Live tailing of one run's files (``dpodoctor watch``): what a reader's ``follow()`` returns."""
+
+    def update(self, files: list[Path]) -> bool:
+        """Read only what is new in ``files`` (the run's files as discovery lists them now). True when something
+        changed since the last call."""
+        ...
+
+    def results(self) -> list[ReadResult]:
+        """The run(s) read so far. Raises :class:`~dpodoctor.errors.ReadError` (or ``NoMetricsError``) as ``read``."""
+        ...
+
+
+class WholeFileFollower:
+    """The follower of a reader without ``follow()``: its run is read again whole, only when one of its files
+    changed size or modification time.
+
+    A database's ``-wal`` counts as one of its files: a WAL writer (Trackio) commits there, and the database file
+    itself changes only at a checkpoint.
+    """
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self.signature: tuple[tuple[str, int, int], ...] = ()
+        self.cached: list[ReadResult] = []
+        self.error: Exception | None = None
+
+    def update(self, files: list[Path]) -> bool:
+        from dpodoctor.errors import ReadError
+
+        signature = []
+        for path in [p for f in files for p in (f, f.with_name(f.name + "-wal"))]:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            signature.append((str(path), st.st_size, st.st_mtime_ns))
+        if tuple(signature) == self.signature:
+            return False
+        self.signature = tuple(signature)
+        try:
+            self.cached, self.error = read_runs(self.reader, files), None
+        except ReadError as exc:
+            self.cached, self.error = [], exc
+        return True
+
+    def results(self) -> list[ReadResult]:
+        if self.error is not None:
+            raise self.error
+        return self.cached
+
+
+def follower_for(reader: Reader) -> Follower:
+    """The reader's own follower (``follow()``), else one that re-reads the whole run when its files change."""
+    follow = getattr(reader, "follow", None)
+    return follow() if follow is not None else WholeFileFollower(reader)
+
+
+def tool_folders() -> frozenset[str]:
+    """Every registered reader's ``tool_folders``: where a copy of another format's file is not the primary one."""
+    return frozenset(name for reader in READERS for name in getattr(reader, "tool_folders", ()))
 
 
 READERS: list[Reader] = []
@@ -102,16 +185,22 @@ def get_reader(name: str) -> Reader:
     raise KeyError(name)
 
 
-# Importing the modules registers them.
-from dpodoctor.readers import (  # noqa: E402, F401
-    csvlog,
-    jsonl,
-    llamafactory,
-    mlflow_store,
-    stdout,
-    swanlab,
-    tensorboard,
-    trackio_db,
-    trainer_state,
-    wandb_run,
-)
+def _import_all() -> None:
+    """Import every module and subpackage of this package, so each reader registers itself: a new format is a new
+    module here, with no import line to add. Sorted by name, so the registry's order never depends on the file
+    system (ties in priority keep registration order)."""
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()
+
+# ---- PRE-MERGE SHIM (lead: delete this block at the merge) ------------------------------------------------------
+# The TensorBoard reader of this branch predates its capability flags; the tb helper's readers/tensorboard/ package
+# declares them on TensorBoardReader itself (cache_key_from_inputs = True, incremental_decode = True).
+for _reader in READERS:
+    if _reader.name == "tensorboard" and not hasattr(_reader, "cache_key_from_inputs"):
+        type(_reader).cache_key_from_inputs = True  # type: ignore[attr-defined]
+        type(_reader).incremental_decode = True  # type: ignore[attr-defined]
+# ---- END PRE-MERGE SHIM -----------------------------------------------------------------------------------------

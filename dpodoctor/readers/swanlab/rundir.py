@@ -273,6 +273,8 @@ class SwanLabReader:
     priority: ClassVar[int] = 50
     # A run is its record file plus its logs/ slices; read() sorts out which of them to use.
     multi_file: ClassVar[bool] = True
+    # SwanLab's log folder holds its copy of the console log: a train.log beside it is the primary one.
+    tool_folders: ClassVar[tuple[str, ...]] = (DEFAULT_LOGDIR,)
 
     def sniff(self, path: Path) -> bool:
         """A ``*.swanlab`` file with SwanLab's header (or a 0-byte ``run-<id>.swanlab``/``backup.swanlab``: a
