@@ -23,14 +23,12 @@ from dpodoctor import api
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.loading import Paths
 from dpodoctor.metrics import KEY_MAP
-from dpodoctor.reporters.common import HEALTHY, metric_rows
-from dpodoctor.reporters.curves import METRIC_LABELS, REWARD_METRICS, points
 from dpodoctor.results import RunReport
+from dpodoctor.table import metric_rows
+from dpodoctor.vocabulary import HEALTHY, METRIC_LABELS, REWARD_METRICS, SEED_METRICS, points, primary_split
 
 XAxis = Literal["step", "epoch"]
 X_AXES: tuple[str, ...] = ("step", "epoch")
-# The seed's table: the rows of the comparison table, and the panels of its figure unless metrics are chosen.
-SEED_METRICS: tuple[str, ...] = tuple(HEALTHY)
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ class Comparison:
         ``first → end`` shows), train split when logged there else eval unless ``split`` is given, scaled like its
         curve; NaN when not logged."""
         rr = self.run(rr) if isinstance(rr, str) else rr
-        split = split or ("train" if rr.run.has(metric, "train") else "eval")
+        split = split or primary_split(rr.run, metric)
         curve = rr.curves.get((split, metric))
         if curve is None or not curve.logged:
             return float("nan")

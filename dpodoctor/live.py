@@ -42,7 +42,7 @@ from dpodoctor.readers.stdout import StdoutTail
 from dpodoctor.readers.tensorboard import EventFileTail, _order_key
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.text import STYLE, RunView, render_text
-from dpodoctor.results import Finding, Report, RunReport, Severity
+from dpodoctor.results import Finding, Report, RunReport, trips_gate
 from dpodoctor.rules import RULES, diagnose_run
 from dpodoctor.settings import DiagnoseSettings
 
@@ -237,11 +237,6 @@ def warmup_steps(run: Run) -> int:
     return math.ceil(ratio * planned) if planned else 0
 
 
-def gate_threshold(fail_on: str) -> int | None:
-    """The severity rank a finding must reach to fail the gate (None for ``never``)."""
-    return None if fail_on == "never" else Severity(fail_on).rank
-
-
 @dataclass
 class LiveDiagnosis:
     """Diagnoses runs as they grow and tells which findings are new since the last time.
@@ -329,10 +324,7 @@ class LiveDiagnosis:
 
 def fails_gate(findings: Iterable[Finding], fail_on: str) -> Finding | None:
     """The most severe finding at or above ``fail_on`` (ignoring QUIET_WHILE_LIVE), or None."""
-    threshold = gate_threshold(fail_on)
-    if threshold is None:
-        return None
-    hits = [f for f in findings if f.severity.rank >= threshold and f.code not in QUIET_WHILE_LIVE]
+    hits = [f for f in findings if trips_gate(f.severity, fail_on) and f.code not in QUIET_WHILE_LIVE]
     return max(hits, key=lambda f: f.severity.rank, default=None)
 
 

@@ -35,6 +35,18 @@ SCHEMA_VERSION = "1.1"
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
 
 
+def gate_threshold(fail_on: str) -> int | None:
+    """The severity rank a finding must reach to fail the gate (None for ``never``): the one definition the exit
+    code, ``watch --fail-fast`` and the reporters' "fails the gate" marks all use."""
+    return None if fail_on == "never" else Severity(fail_on).rank
+
+
+def trips_gate(severity: Severity, fail_on: str) -> bool:
+    """Whether a finding of this severity fails the gate under ``fail_on`` (never with ``never``)."""
+    threshold = gate_threshold(fail_on)
+    return threshold is not None and severity.rank >= threshold
+
+
 @dataclass(frozen=True)
 class Corroboration:
     """A finding of another rule folded into a finding because the same cause explains it: the symptom's code, rule
@@ -237,10 +249,7 @@ class Report:
     @property
     def gate_failed(self) -> bool:
         """A finding is at or above ``fail_on``."""
-        if self.fail_on == "never":
-            return False
-        threshold = Severity(self.fail_on).rank
-        return any(f.severity.rank >= threshold for r in self.runs for f in r.findings)
+        return any(trips_gate(f.severity, self.fail_on) for r in self.runs for f in r.findings)
 
     @property
     def exit_code(self) -> int:

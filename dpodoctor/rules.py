@@ -38,6 +38,7 @@ from dpodoctor.metrics import Split
 from dpodoctor.model import Run
 from dpodoctor.results import Corroboration, Finding, RunReport, Severity
 from dpodoctor.settings import DiagnoseSettings
+from dpodoctor.vocabulary import primary_split
 
 CODE_RE = re.compile(r"^DPO\d{3}$")
 DEFAULT_BETA = 0.1  # TRL's DPOConfig default, used (and said so) when the run does not log β
@@ -196,7 +197,7 @@ class Context:
 
     def split_for(self, metric: str) -> Split:
         """Seed rules judge the train curve; a run that logs a metric only at eval is judged on eval."""
-        return "train" if self.run.has(metric, "train") else "eval"
+        return primary_split(self.run, metric)
 
     def raw(self, metric: str, split: Split | None = None) -> pd.Series:
         split = split or self.split_for(metric)

@@ -21,15 +21,7 @@ import numpy as np
 from dpodoctor.curve import CurveSummary
 from dpodoctor.results import Finding, RunReport, Severity
 from dpodoctor.rules import RULES
-
-# The seed's quick-reference table: what a healthy curve does, per core metric (canonical name -> label, behaviour).
-HEALTHY: dict[str, tuple[str, str]] = {
-    "loss": ("loss", "≈ ln 2 (0.693), falls, levels > 0"),
-    "margins": ("rewards/margins", "rises from ~0, then levels off"),
-    "accuracy": ("rewards/accuracies", "~0.5, rises toward 0.8–0.95"),
-    "chosen": ("rewards/chosen", "increases"),
-    "rejected": ("rewards/rejected", "decreases"),
-}
+from dpodoctor.vocabulary import DIRECTION, HEALTHY
 
 MARK: dict[Severity, str] = {Severity.ERROR: "✗", Severity.WARNING: "⚠", Severity.INFO: "ℹ"}
 PASS_MARK = "✓"
@@ -43,9 +35,6 @@ def fmt_number(x: float) -> str:
     return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
 
 
-# Which way a healthy curve of each seed metric moves (the seed's table): -1 falls, +1 rises. A row with no finding
-# whose curve moved the other way by more than its batch noise is marked ⚠ ("against its healthy direction"), never ✓.
-DIRECTION: dict[str, int] = {"loss": -1, "margins": 1, "accuracy": 1, "chosen": 1, "rejected": -1}
 # What each verdict of a table row means; the JSON report carries the word, the text reports the mark.
 VERDICTS: dict[str, str] = {
     "pass": "no finding, and the curve did not move against its healthy direction by more than its noise",

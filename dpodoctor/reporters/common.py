@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dpodoctor.results import Finding, Report, Severity
+from dpodoctor.results import Finding, Report, Severity, trips_gate
 from dpodoctor.rules import RULES
 from dpodoctor.table import (
     DIRECTION,
@@ -83,7 +83,7 @@ def title(code: str) -> str:
 
 def at_or_above(report: Report, severity: Severity) -> bool:
     """Whether a finding of this severity trips the gate (``--fail-on``); never with ``--fail-on never``."""
-    return report.fail_on != "never" and severity.rank >= Severity(report.fail_on).rank
+    return trips_gate(severity, report.fail_on)
 
 
 def details(f: Finding) -> list[str]:

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from dpodoctor import stats
-from dpodoctor.model import Run
 from dpodoctor.results import Finding, Severity
 
 LN2 = math.log(2)
@@ -56,18 +55,6 @@ GRAD_NORM = Panel("grad_norm", "grad_norm", ("grad_norm",))
 TERMINAL_PANELS: tuple[Panel, ...] = (LOSS, MARGINS, ACCURACY, REWARDS)
 FIGURE_PANELS: tuple[Panel, ...] = (LOSS, MARGINS, ACCURACY, REWARDS, LOGPS, GRAD_NORM)
 
-# The seed's metric labels, for single-metric panels (compare) and legends.
-METRIC_LABELS: dict[str, str] = {
-    "loss": "loss",
-    "margins": "rewards/margins",
-    "accuracy": "rewards/accuracies",
-    "chosen": "rewards/chosen",
-    "rejected": "rewards/rejected",
-    "logps_chosen": "logps/chosen",
-    "logps_rejected": "logps/rejected",
-    "grad_norm": "grad_norm",
-    "learning_rate": "learning_rate",
-}
 REFERENCES: dict[str, Reference] = {
     "loss": LN2_LINE,
     "margins": ZERO_LINE,
@@ -75,8 +62,6 @@ REFERENCES: dict[str, Reference] = {
     "chosen": ZERO_LINE,
     "rejected": ZERO_LINE,
 }
-# Rewards are β × log-ratio: these are the metrics `compare --normalize-beta` divides by β.
-REWARD_METRICS = frozenset({"margins", "chosen", "rejected"})
 
 # The Okabe–Ito palette (Okabe & Ito, "Color Universal Design", 2008): eight colours that stay distinct for the
 # common colour-vision deficiencies, red–green included. Colour is never the only cue: curves also differ by line
@@ -155,18 +140,6 @@ def span(f: Finding) -> tuple[float, float] | None:
         return None
     last = f.last_step if f.last_step is not None else f.first_step
     return float(f.first_step), float(last)
-
-
-# Values beyond this are not drawn: no DPO metric is meaningfully that large, and axis arithmetic near the float range
-# overflows (matplotlib's transforms turn singular, plotext converts NaN ticks to int). The table and findings still
-# show them; DPO001 reports NaN/inf.
-PLOTTABLE = 1e100
-
-
-def points(run: Run, metric: str, split: str) -> pd.Series:
-    """The plottable values of one metric in one split, indexed by step: finite and below :data:`PLOTTABLE`."""
-    s = stats.finite(run.series(metric, split))  # type: ignore[arg-type]
-    return s[s.abs() < PLOTTABLE]
 
 
 def smoothed(series: pd.Series) -> pd.Series:

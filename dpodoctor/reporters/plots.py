@@ -25,7 +25,6 @@ from dpodoctor.reporters.curves import (
     DEFAULT_COLOR,
     EVAL_COLOR,
     FIGURE_PANELS,
-    METRIC_LABELS,
     REFERENCES,
     RUN_COLORS,
     RUN_STYLES,
@@ -35,13 +34,13 @@ from dpodoctor.reporters.curves import (
     Reference,
     findings_by_panel,
     folded_by_panel,
-    points,
     safe_filename,
     smoothed,
     span,
     y_floor,
 )
 from dpodoctor.results import Finding, Report, RunReport
+from dpodoctor.vocabulary import METRIC_LABELS, points
 
 if TYPE_CHECKING:  # imported for annotations only: matplotlib loads when a figure is drawn
     from matplotlib.axes import Axes

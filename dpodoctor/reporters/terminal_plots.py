@@ -34,12 +34,12 @@ from dpodoctor.reporters.curves import (
     Reference,
     findings_by_panel,
     nice_ticks,
-    points,
     smoothed,
     span,
     y_floor,
 )
 from dpodoctor.results import Finding, RunReport
+from dpodoctor.vocabulary import points
 
 if TYPE_CHECKING:
     from dpodoctor.compare import Comparison
