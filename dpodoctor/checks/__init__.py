@@ -8,14 +8,6 @@ new module plus its test, with no import line to edit.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from dpodoctor._plugins import import_submodules
 
-
-def _import_all() -> None:
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
-_import_all()
+import_submodules(__name__, __path__)

@@ -4,7 +4,7 @@ Each reader knows one log format and nothing about DPO. It offers a cheap ``snif
 only), says which run folder a file belongs to (``run_root``), and turns the files of one run into a
 :class:`ReadResult` whose frame is the canonical tidy table. Adding a format is one module (or subpackage) in this
 package that calls :func:`register`, plus its test: every module here is imported when the package is (see
-:func:`_import_all`), so there is no list of readers to edit.
+:mod:`dpodoctor._plugins`), so there is no list of readers to edit.
 
 What else a reader can do, it declares (see :class:`Reader`): live following (``follow``), whether its input files
 alone key its cache entry (``cache_key_from_inputs``), whether the cache may keep its per-file decodes
@@ -14,14 +14,13 @@ alone key its cache entry (``cache_key_from_inputs``), whether the cache may kee
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import pandas as pd
 
+from dpodoctor._plugins import import_submodules
 from dpodoctor.model import Ended
 
 
@@ -185,16 +184,8 @@ def get_reader(name: str) -> Reader:
     raise KeyError(name)
 
 
-def _import_all() -> None:
-    """Import every module and subpackage of this package, so each reader registers itself: a new format is a new
-    module here, with no import line to add. Sorted by name, so the registry's order never depends on the file
-    system (ties in priority keep registration order)."""
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
-_import_all()
+# Every module of this package registers its reader on import: no list of readers to keep (dpodoctor._plugins).
+import_submodules(__name__, __path__)
 
 # ---- PRE-MERGE SHIM (lead: delete this block at the merge) ------------------------------------------------------
 # The TensorBoard reader of this branch predates its capability flags; the tb helper's readers/tensorboard/ package
