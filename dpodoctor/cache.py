@@ -325,7 +325,7 @@ def _write_entry(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]
         if array.ndim != 1 or array.dtype.str not in _DTYPES:
             raise ValueError(f"cache entry: unsupported array {name} ({array.dtype.str}, {array.ndim}-d)")
         table.append([name, array.dtype.str, len(array), offset])
-        data = memoryview(array).cast("B") if array.nbytes else b""
+        data = array.data.cast("B") if array.nbytes else b""
         pad = -len(data) % _ALIGN
         blobs.extend((data, b"\0" * pad))
         offset += len(data) + pad
@@ -520,7 +520,7 @@ class RunCache:
         from dpodoctor.readers import ReadResult
 
         n = int(item["rows"])
-        columns = {}
+        columns: dict[str, Any] = {}
         for col, cats_key in (("split", "split_categories"), ("metric", "metric_categories")):
             cats = item[cats_key]
             if not isinstance(cats, list) or not all(type(c) is str for c in cats) or len(set(cats)) != len(cats):

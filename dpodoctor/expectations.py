@@ -274,13 +274,13 @@ def loss_family(run: Run, beta: float) -> LossFamily:
     starts = [start_loss(t, beta, eps) for t, _ in terms]
     start: float | None = None
     if not extra and all(s is not None for s in starts):
-        start = sum(w * s for (_, w), s in zip(terms, starts, strict=True))  # type: ignore[operator]
+        start = sum(w * s for (_, w), s in zip(terms, starts, strict=True))  # type: ignore[operator,misc]
     if cfg.get("use_weighting") is True:
         start = None  # WPO multiplies each pair's loss by its (small) likelihood weight
     floors = [loss_floor(t, eps) for t, _ in terms]
     floor: float | None = None
     if all(f is not None for f in floors):
-        floor = sum(w * f for (_, w), f in zip(terms, floors, strict=True))  # type: ignore[operator]
+        floor = sum(w * f for (_, w), f in zip(terms, floors, strict=True))  # type: ignore[operator,misc]
     pref = [t for t, _ in terms if t != "sft"]
     sigmoid_like = bool(pref) and all(t in SIGMOID_LIKE or t in ("simpo", "cpo") for t in pref) and not extra
     reference_based = not any(t in REFERENCE_FREE for t in types)

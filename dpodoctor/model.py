@@ -252,7 +252,11 @@ def _point_order(s_codes: np.ndarray, m_codes: np.ndarray, steps: np.ndarray) ->
 
 
 def _frame(
-    split_cat: pd.Categorical, metric_cat: pd.Categorical, steps: np.ndarray, values: np.ndarray, walls: np.ndarray
+    split_cat: pd.Categorical[Any],
+    metric_cat: pd.Categorical[Any],
+    steps: np.ndarray,
+    values: np.ndarray,
+    walls: np.ndarray,
 ) -> pd.DataFrame:
     n = len(values)
     if not (len(split_cat) == len(metric_cat) == len(steps) == n == len(walls)):

@@ -8,7 +8,7 @@ all of them import from here cannot lose a field or its type on the way, as an u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +25,8 @@ class DiagnoseSettings:
     """
 
     beta: float | None = None
-    select: tuple[str, ...] | None = None
-    ignore: tuple[str, ...] | None = None
+    select: Sequence[str] | None = None  # stored as a tuple
+    ignore: Sequence[str] | None = None  # stored as a tuple
     params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -68,7 +68,7 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
         how = "logged"
     else:
         smoothed = ev.rolling(3, center=True, min_periods=1).median()
-        min_step = int(smoothed.idxmin())
+        min_step = int(smoothed.idxmin())  # type: ignore[call-overload]  # the index is the step (int)
         minimum = float(smoothed.min())
         end = float(np.median(values[-3:]))
         sigma = stats.noise_sigma(ev, 3)

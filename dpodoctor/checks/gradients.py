@@ -92,7 +92,7 @@ def grad_dead(ctx: Context) -> Hit | Skip | None:
             steps = loss if steps is None else steps
     if not reasons or steps is None:
         return None
-    first, last = span_of(steps)
+    first, last = span_of(steps)  # type: ignore[assignment]  # steps is not empty
     cause = None
     if every_step:
         cause = RULES["DPO601"].section("Likely causes").split(" For a frozen loss")[0]
@@ -179,7 +179,7 @@ def grad_spike(ctx: Context) -> Hit | Skip | None:
     baseline = g.rolling(window, min_periods=3).median().shift(1)
     ratio = (g / baseline.where(baseline > 0)).to_numpy()
     spikes = np.flatnonzero(np.nan_to_num(ratio, nan=0.0) > ctx.param("factor"))
-    spikes = np.array([i for i in spikes if _loss_reacts(ctx, int(g.index[i]))], dtype=np.int64)
+    spikes = np.array([i for i in spikes if _loss_reacts(ctx, int(g.index[int(i)]))], dtype=np.int64)
     if spikes.size == 0:
         return None
     steps = g.index.to_numpy()[spikes]

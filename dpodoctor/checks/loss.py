@@ -118,7 +118,7 @@ def loss_stuck_ln2(ctx: Context) -> Hit | Skip | None:
     c = ctx.curve("loss")
     return Hit(
         f"loss stays at {reference_text}: median {fmt(median)} over steps {first}–{last} "
-        f"(logged {c.point_text(first)}, {c.point_text(last)})"
+        f"(logged {c.point_text(first)}, {c.point_text(last)})"  # type: ignore[arg-type]  # s is not empty
         + (f"; no other sign of learning: {learning_text}" if learning_text else ""),
         first,
         last,

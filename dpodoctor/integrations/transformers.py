@@ -203,7 +203,7 @@ class DPODoctorCallback(TrainerCallback):
             self._ended = Ended.FINISHED
         self._diagnose(args, state, control, final=True)
         if self.write_reports and state.is_world_process_zero and self._run_report is not None:
-            self._write(Path(args.output_dir))
+            self._write(Path(args.output_dir))  # type: ignore[arg-type]  # the Trainer always sets it
 
     # ---------------------------------------------------------------------------------------------- the diagnosis
 
@@ -229,8 +229,8 @@ class DPODoctorCallback(TrainerCallback):
         self._name = getattr(args, "run_name", None) or self._path.name or "run"
         raw = getattr(args, "beta", None)
         numeric = isinstance(raw, int | float) and not isinstance(raw, bool)
-        if self._user_beta is None and numeric and math.isfinite(raw) and raw > 0:
-            self._beta, self._beta_source = float(raw), "args.beta (DPOConfig)"
+        if self._user_beta is None and numeric and math.isfinite(raw) and raw > 0:  # type: ignore[arg-type,operator]
+            self._beta, self._beta_source = float(raw), "args.beta (DPOConfig)"  # type: ignore[arg-type]
 
     def _run(self) -> Run:
         return Run(

@@ -34,7 +34,9 @@ def _describe(ranges: list[tuple[int, int]]) -> str:
     return f"step {text} was" if single else f"steps {text} were"
 
 
-def repeated_steps_notes(parts: Sequence[tuple[str, Sequence[Hashable] | np.ndarray, np.ndarray]]) -> list[str]:
+def repeated_steps_notes(
+    parts: Sequence[tuple[str, Sequence[Hashable] | np.ndarray, Sequence[int] | np.ndarray]],
+) -> list[str]:
     """One note per file that logs a (series, step) an earlier file logged too, in the order the files are merged.
 
     ``parts``: (label, series of each point, step of each point) per file, in merge order (the later file wins).

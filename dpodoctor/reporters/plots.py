@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,6 @@ PLOT_FORMATS: tuple[str, ...] = ("png", "svg")
 DPI = 100
 RUN_FIGSIZE = (15.0, 8.5)  # inches: 1500×850 pixels at DPI, readable on a laptop screen and in a CI artifact
 # Fixed so that the same run gives byte-identical SVG (an HTML report can be diffed, a test can compare two renders).
-_SVG_RC = {"svg.hashsalt": "dpodoctor", "svg.fonttype": "none"}
 _NO_METADATA: dict[str, str | None] = {"Date": None, "Creator": None}
 
 
@@ -106,7 +105,7 @@ def _draw_spans(ax: Axes, findings: Sequence[Finding]) -> None:
         color = SEVERITY_COLORS[f.severity]
         where = span(f)
         y = 0.97 - 0.1 * i
-        label_style = {
+        label_style: dict[str, Any] = {
             "fontsize": 8.5,
             "fontweight": "bold",
             "color": color,
@@ -349,7 +348,8 @@ def figure_bytes(fig: Figure, fmt: PlotFormat = "png") -> bytes:
     elif fmt == "svg":
         from matplotlib.backends.backend_svg import FigureCanvasSVG
 
-        with matplotlib.rc_context(_SVG_RC):
+        # Fixed salt and text as text: the same report gives the same SVG bytes.
+        with matplotlib.rc_context({"svg.hashsalt": "dpodoctor", "svg.fonttype": "none"}):
             FigureCanvasSVG(fig).print_svg(buffer, metadata=_NO_METADATA)
     else:
         raise ValueError(f"unknown plot format {fmt!r}; one of {', '.join(PLOT_FORMATS)}")

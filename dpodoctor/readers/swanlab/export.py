@@ -256,8 +256,8 @@ class SwanLabExportReader:
                 results.append(result)
         if not results:
             raise failed[0]
-        for exc in failed:
-            results[0].notes.append(f"not read: {exc}")
+        for error in failed:
+            results[0].notes.append(f"not read: {error}")
         return results
 
     # ------------------------------------------------------------------ one file

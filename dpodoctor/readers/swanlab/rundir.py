@@ -339,8 +339,8 @@ class SwanLabReader:
             results.append(result)
         if not results:
             raise failed[0]
-        for exc in failed:
-            results[0].notes.append(f"another SwanLab run here could not be read: {exc}")
+        for error in failed:
+            results[0].notes.append(f"another SwanLab run here could not be read: {error}")
         return results
 
     @staticmethod
