@@ -10,10 +10,11 @@ The Python API is the CLI's API::
 
 from dpodoctor._version import __version__
 from dpodoctor.api import check, diagnose, load, load_all
+from dpodoctor.checks import RULES
 from dpodoctor.errors import DpoDoctorError, ReadError
 from dpodoctor.model import Ended, Run
-from dpodoctor.results import Finding, Report, RunReport, Severity
-from dpodoctor.rules import RULES
+from dpodoctor.report import Report
+from dpodoctor.results import Finding, RunReport, Severity
 
 __all__ = [
     "RULES",

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpodoctor.checks import diagnose_run
 from dpodoctor.config import Config
 from dpodoctor.config import discover as discover_config
 from dpodoctor.config import load_file as load_config_file
@@ -16,8 +17,8 @@ from dpodoctor.loading import PathArg, Paths, as_paths
 from dpodoctor.metrics import KEY_MAP
 from dpodoctor.model import Run
 from dpodoctor.readers import READERS
-from dpodoctor.results import FAIL_ON_CHOICES, Finding, Report, RunReport
-from dpodoctor.rules import diagnose_run
+from dpodoctor.report import Report
+from dpodoctor.results import FAIL_ON_CHOICES, Finding, RunReport
 from dpodoctor.selectors import rule_selectors
 from dpodoctor.settings import DiagnoseSettings
 from dpodoctor.sweep import load_sources

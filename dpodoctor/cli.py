@@ -21,15 +21,16 @@ from typer.core import TyperCommand, TyperGroup
 
 from dpodoctor import api
 from dpodoctor._version import __version__
+from dpodoctor.checks import RULES
 from dpodoctor.compare import compare as compare_runs
 from dpodoctor.errors import DpoDoctorError
+from dpodoctor.report import Report
 from dpodoctor.reporters import render
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.comparison import ComparisonView
 from dpodoctor.reporters.github import append_step_summary
 from dpodoctor.reporters.text import ReportView, render_text
-from dpodoctor.results import Report
-from dpodoctor.rules import RULES, SECTIONS, parse_sections
+from dpodoctor.rules import SECTIONS, parse_sections
 from dpodoctor.selectors import find_rule
 from dpodoctor.sweep import progress_wanted
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dpodoctor.checks import RULES
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.results import FAIL_ON_CHOICES
-from dpodoctor.rules import RULES
 from dpodoctor.selectors import rule_selectors
 
 if sys.version_info >= (3, 11):

@@ -30,6 +30,7 @@ from rich.live import Live
 from rich.text import Text
 
 from dpodoctor.api import CheckSettings
+from dpodoctor.checks import RULES, diagnose_run
 from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
 from dpodoctor.loading import Paths, as_paths, run_from_result
@@ -40,10 +41,10 @@ from dpodoctor.readers.hparams import find_beta
 from dpodoctor.readers.overlap import repeated_steps_notes
 from dpodoctor.readers.stdout import StdoutTail
 from dpodoctor.readers.tensorboard import EventFileTail, _order_key
+from dpodoctor.report import Report
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.text import STYLE, RunView, render_text
-from dpodoctor.results import Finding, Report, RunReport, trips_gate
-from dpodoctor.rules import RULES, diagnose_run
+from dpodoctor.results import Finding, RunReport, trips_gate
 from dpodoctor.settings import DiagnoseSettings
 
 __all__ = [

@@ -460,8 +460,4 @@ def diagnose_run(
     return report
 
 
-# Every family module registers its rules on import; imported last because they import the engine above.
-from dpodoctor import checks as _checks  # noqa: E402
-
 __all__ = ["CODE_RE", "RULES", "SECTIONS", "Context", "Hit", "Rule", "Skip", "diagnose_run", "parse_sections", "rule"]
-_ = _checks

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from dpodoctor.checks import RULES
 from dpodoctor.errors import DpoDoctorError
-from dpodoctor.rules import RULES, Rule
+from dpodoctor.rules import Rule
 
 
 def find_rule(value: str) -> Rule | None:

@@ -98,9 +98,9 @@ def _run_job_remote(job: _Job) -> tuple[list[Run], list[RunReport] | None, tuple
 def _run_job(job: _Job) -> Outcome:
     """Read one source (through the cache when there is one) and, when asked, diagnose its runs."""
     from dpodoctor.cache import RunCache
+    from dpodoctor.checks import diagnose_run
     from dpodoctor.loading import read_source
     from dpodoctor.readers import read_runs
-    from dpodoctor.rules import diagnose_run
 
     cache = RunCache(Path(job.cache_root)) if job.cache_root is not None else None
     keys: list[str | None] = []

@@ -3,7 +3,7 @@
 Why its own module, below the reporters: the text, Markdown and HTML reports, ``compare`` and the JSON document
 must show the same rows with the same end values and the same ✓/⚠/✗, so the rows are computed here once, from the
 run's :class:`~dpodoctor.curve.CurveSummary` objects (:attr:`RunReport.curves`) and its findings; nobody recomputes
-a start or an end. :meth:`dpodoctor.results.Report.to_dict` reads the rows too, so the JSON cannot disagree.
+a start or an end. :meth:`dpodoctor.report.Report.to_dict` reads the rows too, so the JSON cannot disagree.
 
 A row's verdict: the worst warning or error finding about that curve (directly, or as a symptom folded into a
 cause); else ⚠ ``against`` when the curve's end level moved against the seed's healthy direction by more than its
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from dpodoctor.checks import RULES
 from dpodoctor.curve import CurveSummary
 from dpodoctor.results import Finding, RunReport, Severity
-from dpodoctor.rules import RULES
 from dpodoctor.vocabulary import DIRECTION, HEALTHY
 
 MARK: dict[Severity, str] = {Severity.ERROR: "✗", Severity.WARNING: "⚠", Severity.INFO: "ℹ"}

@@ -25,12 +25,13 @@ from dpodoctor.cli import app
 from dpodoctor.compare import Comparison
 from dpodoctor.curve import fmt
 from dpodoctor.model import Ended, Run, make_frame
+from dpodoctor.report import Report
 from dpodoctor.reporters import FORMATS, load_schema, render, render_text
 from dpodoctor.reporters.common import DIRECTION, VERDICT_MARK, clean, fmt_number, metric_rows
 from dpodoctor.reporters.github import MAX_PER_SEVERITY, escape_data, escape_property
 from dpodoctor.reporters.html import esc, render_html
 from dpodoctor.reporters.markdown import md
-from dpodoctor.results import Corroboration, Finding, Report, RunReport, Severity
+from dpodoctor.results import Corroboration, Finding, RunReport, Severity
 from dpodoctor.rules import RULES, diagnose_run
 from dpodoctor.table import material_move
 from tests.conftest import TRL, TRL_RUNS

@@ -27,6 +27,7 @@ from dpodoctor import api
 from dpodoctor.cli import app
 from dpodoctor.compare import SEED_METRICS, Comparison, compare, steps_to_epochs
 from dpodoctor.errors import DpoDoctorError
+from dpodoctor.report import Report
 from dpodoctor.reporters import FORMATS, render
 from dpodoctor.reporters.common import metric_rows
 from dpodoctor.reporters.curves import FIGURE_PANELS, nice_ticks, panel_for, safe_filename
@@ -40,7 +41,7 @@ from dpodoctor.reporters.plots import (
     write_run_plots,
 )
 from dpodoctor.reporters.text import ReportView, render_text
-from dpodoctor.results import Report, RunReport
+from dpodoctor.results import RunReport
 from dpodoctor.rules import diagnose_run
 from tests.conftest import TRL, TRL_RUNS
 from tests.synthetic import curves, make_run

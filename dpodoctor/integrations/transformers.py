@@ -40,8 +40,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from dpodoctor.live import LiveDiagnosis, MetricBuffer, announce, fails_gate
 from dpodoctor.model import Ended, Run
+from dpodoctor.report import Report
 from dpodoctor.reporters import render
-from dpodoctor.results import FAIL_ON_CHOICES, Report, RunReport, Severity
+from dpodoctor.results import FAIL_ON_CHOICES, RunReport, Severity
 
 __all__ = ["MAX_INTERNAL_ERRORS", "REPORT_JSON", "REPORT_MARKDOWN", "DPODoctorCallback"]
 

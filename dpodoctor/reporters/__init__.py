@@ -1,4 +1,4 @@
-"""Reporters turn a :class:`dpodoctor.results.Report` into text for people or documents for machines.
+"""Reporters turn a :class:`dpodoctor.report.Report` into text for people or documents for machines.
 
 They know presentation only: no reading, no statistics beyond what a table needs. Every format is rendered from the
 same findings by :func:`render`, so the text report, the JSON, the annotations and the JUnit file cannot disagree,
@@ -14,6 +14,7 @@ from importlib import resources
 from json import loads
 from typing import Any
 
+from dpodoctor.report import Report
 from dpodoctor.reporters.github import render_github
 from dpodoctor.reporters.html import render_html
 from dpodoctor.reporters.json import render_json
@@ -21,7 +22,6 @@ from dpodoctor.reporters.jsonl import render_json_clean, render_jsonl
 from dpodoctor.reporters.junit import render_junit
 from dpodoctor.reporters.markdown import render_markdown
 from dpodoctor.reporters.text import ReportView, RunView, render_text, sparkline
-from dpodoctor.results import Report
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "text": render_text,

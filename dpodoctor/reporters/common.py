@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dpodoctor.results import Finding, Report, Severity, trips_gate
-from dpodoctor.rules import RULES
+from dpodoctor.checks import RULES
+from dpodoctor.report import Report
+from dpodoctor.results import Finding, Severity, trips_gate
 from dpodoctor.table import (
     DIRECTION,
     HEALTHY,

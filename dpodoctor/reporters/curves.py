@@ -115,7 +115,7 @@ def findings_by_panel(findings: Iterable[Finding], panels: Sequence[Panel]) -> d
 def folded_by_panel(findings: Iterable[Finding], panels: Sequence[Panel]) -> dict[str, list[str]]:
     """``"DPO301 (in DPO101)"`` notes per panel key: symptoms folded into another finding as corroborating
     evidence, shown on their own metric's panel, so a flat margin explained by DPO101 is still pointed at."""
-    from dpodoctor.rules import RULES
+    from dpodoctor.checks import RULES
 
     notes: dict[str, list[str]] = {p.key: [] for p in panels}
     for f in findings:

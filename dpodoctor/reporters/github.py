@@ -12,9 +12,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from dpodoctor.report import Report
 from dpodoctor.reporters.common import clean, details, title, where_text
 from dpodoctor.reporters.markdown import render_markdown
-from dpodoctor.results import Report, Severity
+from dpodoctor.results import Severity
 
 COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 # GitHub shows at most 10 annotations of each type per step and drops the rest silently; past that, say so in one

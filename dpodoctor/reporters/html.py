@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 
+from dpodoctor.report import Report
 from dpodoctor.reporters.common import (
     MARK,
     PASS_MARK,
@@ -26,7 +27,7 @@ from dpodoctor.reporters.common import (
     title,
     where_text,
 )
-from dpodoctor.results import Finding, Report, RunReport, Severity
+from dpodoctor.results import Finding, RunReport, Severity
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;

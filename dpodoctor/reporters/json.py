@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from dpodoctor.results import Report
+from dpodoctor.report import Report
 
 
 def _strict(value: Any) -> Any:

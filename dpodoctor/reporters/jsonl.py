@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dpodoctor.report import Report
 from dpodoctor.reporters.common import clean_data
 from dpodoctor.reporters.json import _strict
-from dpodoctor.results import Report
 
 
 def records(report: Report) -> list[dict[str, Any]]:

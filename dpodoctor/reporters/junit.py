@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+from dpodoctor.report import Report
 from dpodoctor.reporters.common import at_or_above, clean, clean_data, details, title, where_text
-from dpodoctor.results import Finding, Report, RunReport
+from dpodoctor.results import Finding, RunReport
 
 
 def _text(f: Finding) -> str:

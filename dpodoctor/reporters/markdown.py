@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from dpodoctor.report import Report
 from dpodoctor.reporters.common import (
     MARK,
     PASS_MARK,
@@ -23,7 +24,7 @@ from dpodoctor.reporters.common import (
     title,
     where_text,
 )
-from dpodoctor.results import Finding, Report, RunReport, Severity
+from dpodoctor.results import Finding, RunReport, Severity
 
 # Inline Markdown syntax a log could use to restyle the report or add a link: backslash first, so the escapes added
 # for the other characters cannot be undone by a backslash in the input. `_` only at a word boundary: intraword

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from dpodoctor.report import Report
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.curves import (
     COLORS,
@@ -39,7 +40,7 @@ from dpodoctor.reporters.curves import (
     span,
     y_floor,
 )
-from dpodoctor.results import Finding, Report, RunReport
+from dpodoctor.results import Finding, RunReport
 from dpodoctor.vocabulary import METRIC_LABELS, points
 
 if TYPE_CHECKING:  # imported for annotations only: matplotlib loads when a figure is drawn

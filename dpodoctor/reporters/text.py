@@ -20,6 +20,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from dpodoctor.report import Report
 from dpodoctor.reporters.common import (
     MARK,
     SPAN_HEADER,
@@ -32,7 +33,7 @@ from dpodoctor.reporters.common import (
     summary_line,
     where_text,
 )
-from dpodoctor.results import Report, RunReport, Severity
+from dpodoctor.results import RunReport, Severity
 
 BARS = "▁▂▃▄▅▆▇█"
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
