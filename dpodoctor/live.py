@@ -38,7 +38,7 @@ from dpodoctor.model import Ended, Run, make_frame
 from dpodoctor.readers import ReadResult, read_runs
 from dpodoctor.readers.hparams import find_beta
 from dpodoctor.readers.overlap import repeated_steps_notes
-from dpodoctor.readers.stdout import StdoutTail
+from dpodoctor.readers.stdout import StdoutReader
 from dpodoctor.readers.tensorboard import EventFileTail, _order_key
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.text import STYLE, RunView, render_text
@@ -399,25 +399,17 @@ class _TensorBoardSource:
         return [merged]
 
 
-class _StdoutSource:
-    """One console log followed from its offset (discovery may pick a different, larger copy later)."""
+class _FollowerSource:
+    """A reader's own follower (``reader.follow()``) under the ``update(source)`` call the other sources take."""
 
-    def __init__(self) -> None:
-        self.tails: dict[Path, StdoutTail] = {}
-        self.current: Path | None = None
+    def __init__(self, follower: Any) -> None:
+        self.follower = follower
 
     def update(self, source: RunSource) -> bool:
-        path = source.files[0]
-        tail = self.tails.get(path)
-        if tail is None:
-            tail = self.tails[path] = StdoutTail(path)
-        switched = path != self.current
-        self.current = path
-        return tail.poll() > 0 or switched
+        return bool(self.follower.update(list(source.files)))
 
     def results(self) -> list[ReadResult]:
-        assert self.current is not None
-        return self.tails[self.current].results()
+        return list(self.follower.results())
 
 
 class _WholeSource:
@@ -455,14 +447,14 @@ class _WholeSource:
         return self.cached
 
 
-_Follower = _TensorBoardSource | _StdoutSource | _WholeSource
+_Follower = _TensorBoardSource | _FollowerSource | _WholeSource
 
 
 def _follower(reader_name: str) -> _Follower:
     if reader_name == "tensorboard":
         return _TensorBoardSource()
     if reader_name == "stdout":
-        return _StdoutSource()
+        return _FollowerSource(StdoutReader().follow())
     return _WholeSource()
 
 
