@@ -82,8 +82,9 @@ def _reference_records(text: bytes) -> list[tuple[int, tuple[str, ...], list[flo
 
 
 def _reference_bars(text: bytes) -> tuple[list[list[tuple[bytes, bytes]]], list[tuple[int, bytes]]]:
-    """Per record, the first description-less bars of the gap after it (a regex call per gap); per gap, the total
-    of the bar at its last `%|` with the index of the record that follows the gap."""
+    """Per record, of the first description-less bars of the gap after it (a regex call per gap), the first of each
+    total (all the scan keeps); per gap, the total of the bar at its last `%|` with the index of the record that
+    follows the gap."""
     spans = []
     for match in grammar.DICT_RE.finditer(text):
         parsed = grammar.parse_pairs(match.group())
@@ -97,7 +98,10 @@ def _reference_bars(text: bytes) -> tuple[list[list[tuple[bytes, bytes]]], list[
         if j >= 0 and (last := grammar.BAR_RE.match(text, j, hi)) is not None:
             totals.append((owner + 1, last.group(2)))
         if owner >= 0:
-            candidates[owner] = grammar.BAR_RE.findall(text, lo, hi)[: grammar.BAR_CANDIDATES]
+            first: dict[bytes, tuple[bytes, bytes]] = {}
+            for n, total in grammar.BAR_RE.findall(text, lo, hi)[: grammar.BAR_CANDIDATES]:
+                first.setdefault(total, (n, total))
+            candidates[owner] = list(first.values())
     return candidates, totals
 
 

@@ -14,7 +14,7 @@ from dpodoctor.errors import NoMetricsError
 from dpodoctor.metrics import (
     canonical,
 )
-from dpodoctor.model import Ended, empty_frame, frame_from_codes, make_frame
+from dpodoctor.model import Ended, code_dtype, empty_frame, frame_from_sorted, make_frame
 from dpodoctor.readers import ReadResult
 from dpodoctor.readers.stdout.grammar import CRASH_MARKERS, SUMMARY, TRAIN, KeyInfo, Table
 from dpodoctor.readers.stdout.scan import KvScan, Scan
@@ -58,53 +58,69 @@ def _result_from_dicts(scan: Scan) -> ReadResult:
 
 
 def _frame_from_records(scan: Scan, kept: list[int], steps: list[int | None]) -> pd.DataFrame:
-    """The frame of the records ``kept`` (in file order), built from integer codes per layout, never per-point
-    strings: each distinct layout maps its row keys to codes once, and numpy places them for all its records."""
+    """The frame of the records ``kept`` (in file order), written straight into its final, sorted columns.
+
+    Why not :func:`~dpodoctor.model.make_frame`: it takes every point in arrival order and sorts them, which needs
+    several full-length temporaries (codes, steps, values, the order) beside the frame: hundreds of MB for a
+    600 MB log. Here each (split, metric) series is gathered from the layouts that hold it, put in step order
+    (arrival order kept among equal steps, the last one wins, as make_frame does) and written into columns
+    allocated once, so the extra memory is one series at a time. The categories are the labels present, sorted.
+    """
     infos = scan.infos
-    split_labels: list[str] = []
-    metric_labels: list[str] = []
-    label_codes: dict[str, int] = {}
-    group_of: dict[int, int] = {}  # id of a layout -> its number
+    number: dict[int, int] = {}  # id of a layout -> its number
     layouts: list[KeyInfo] = []
-    record_group: list[int] = []
-    for i in kept:
+    of_record = np.empty(len(kept), dtype=np.int64)
+    for j, i in enumerate(kept):
         info = infos[i]
-        g = group_of.get(id(info))
+        g = number.get(id(info))
         if g is None:
-            g = group_of[id(info)] = len(layouts)
+            g = number[id(info)] = len(layouts)
             layouts.append(info)
-        record_group.append(g)
-    codes: list[tuple[np.ndarray, np.ndarray]] = []
-    for info in layouts:
-        s_codes, m_codes = [], []
-        for _, split, metric in info.rows:
-            if split not in split_labels:
-                split_labels.append(split)
-            s_codes.append(split_labels.index(split))
-            m_codes.append(label_codes.setdefault(metric, len(label_codes)))
-        codes.append((np.array(s_codes, dtype=np.int64), np.array(m_codes, dtype=np.int64)))
-    metric_labels = list(label_codes)
-    group = np.array(record_group, dtype=np.int64)
-    counts = np.array([len(info.rows) for info in layouts], dtype=np.int64)[group]
-    total = int(counts.sum())
-    offsets = np.zeros(len(kept), dtype=np.int64)
-    np.cumsum(counts[:-1], out=offsets[1:])
-    split_col = np.empty(total, dtype=np.int64)
-    metric_col = np.empty(total, dtype=np.int64)
-    value_col = np.empty(total, dtype=np.float64)
+        of_record[j] = g
+    # (split, metric) -> where its values are: (layout number, position in the record, order among the rows)
+    series: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    for g, info in enumerate(layouts):
+        for r, (position, split, metric) in enumerate(info.rows):
+            series.setdefault((split, metric), []).append((g, position, r))
+    split_labels = sorted({s for s, _ in series})
+    metric_labels = sorted({m for _, m in series})
+    members = [np.flatnonzero(of_record == g) for g in range(len(layouts))]
+    upper = sum(len(members[g]) for parts in series.values() for g, _, _ in parts)
+    split_col = np.empty(upper, dtype=code_dtype(len(split_labels)))
+    metric_col = np.empty(upper, dtype=code_dtype(len(metric_labels)))
+    step_col = np.empty(upper, dtype=np.int64)
+    value_col = np.empty(upper, dtype=np.float64)
     source = scan.values.flat()
-    record_at = np.array(scan.values.offsets, dtype=np.int64)[np.array(kept, dtype=np.int64)]
-    for g, (info, (s_codes, m_codes)) in enumerate(zip(layouts, codes, strict=True)):
-        if info.rows:
-            positions = np.array([i for i, _, _ in info.rows], dtype=np.int64)  # of the values that become rows
-            mine = group == g
-            at = offsets[mine][:, None] + np.arange(len(positions))
-            split_col[at] = s_codes
-            metric_col[at] = m_codes
-            value_col[at] = source[record_at[mine][:, None] + positions]
-    step_col = np.repeat(np.array([steps[i] for i in kept], dtype=np.int64), counts)
-    return frame_from_codes(
-        split_col, split_labels, metric_col, metric_labels, step_col, value_col, np.full(total, np.nan)
+    kept_at = np.array(scan.values.offsets, dtype=np.int64)[np.array(kept, dtype=np.int64)]
+    kept_steps = np.array([steps[i] for i in kept], dtype=np.int64)
+    width = max(len(info.rows) for info in layouts)
+    at = 0
+    for split, metric in sorted(series):
+        parts = series[(split, metric)]
+        records = np.concatenate([members[g] for g, _, _ in parts])
+        positions = np.concatenate([np.full(len(members[g]), p, dtype=np.int64) for g, p, _ in parts])
+        if len(parts) > 1:  # several layouts (or keys of one) hold it: back to arrival order
+            rows = np.concatenate([np.full(len(members[g]), r, dtype=np.int64) for g, _, r in parts])
+            order = np.argsort(records * width + rows, kind="stable")
+            records, positions = records[order], positions[order]
+        values = source[kept_at[records] + positions]
+        points = kept_steps[records]
+        if len(points) > 1 and bool((points[1:] < points[:-1]).any()):
+            order = np.argsort(points, kind="stable")
+            points, values = points[order], values[order]
+        if len(points) > 1:
+            last = np.ones(len(points), dtype=bool)
+            last[:-1] = points[1:] != points[:-1]
+            if not last.all():
+                points, values = points[last], values[last]
+        n = len(points)
+        split_col[at : at + n] = split_labels.index(split)
+        metric_col[at : at + n] = metric_labels.index(metric)
+        step_col[at : at + n] = points
+        value_col[at : at + n] = values
+        at += n
+    return frame_from_sorted(
+        split_col[:at], split_labels, metric_col[:at], metric_labels, step_col[:at], value_col[:at]
     )
 
 
@@ -149,7 +165,7 @@ def _one_run(scan: Scan) -> bool:
     summaries = np.flatnonzero(kinds == SUMMARY)
     if len(summaries) and (kinds[summaries[0] :] == TRAIN).any():
         return False
-    epochs = np.array([np.nan if e is None else e for e in scan.epochs], dtype=np.float64)
+    epochs = scan.epoch_array()
     epochs = epochs[np.isfinite(epochs)]
     return bool((epochs[1:] >= epochs[:-1]).all()) if len(epochs) > 1 else True
 

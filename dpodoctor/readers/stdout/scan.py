@@ -171,52 +171,59 @@ class KvScan:
         return True
 
 
-class _Values:
-    """The numeric values of every record: one flat float64 array and each record's offset into it.
+class Values:
+    """The numeric values of every record: one flat float64 buffer and each record's offset into it.
 
-    Why not a list per record: a dict-heavy log has hundreds of thousands of records, and as many small lists
-    cost memory and garbage-collector passes; the bulk path adds whole blocks of records at once.
+    Why one growing ``array('d')``: a dict-heavy log has millions of values; a list per record would cost an object
+    per value, and a list of numpy blocks joined at the end would briefly need the values twice. The array grows in
+    place (realloc), 8 bytes a value, and numpy reads it without a copy.
     """
 
     def __init__(self) -> None:
         self.offsets = array("q", [0])  # 8 bytes a record, not an int object each
-        self._blocks: list[np.ndarray] = []
-        self._tail: list[float] = []
+        self._data = array("d")
+        self._part: np.ndarray | None = None  # the values of a part (see part): a view of its scan's buffer
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def add(self, row: list[float]) -> None:
-        self._tail.extend(row)
+        try:
+            self._data.extend(row)
+        except BufferError:
+            self._unpin().extend(row)
         self.offsets.append(self.offsets[-1] + len(row))
 
     def add_block(self, block: np.ndarray) -> None:
         """Records of one layout at once: ``block`` holds one row per record."""
         n, width = block.shape
-        self._flush()
-        self._blocks.append(np.ascontiguousarray(block, dtype=np.float64).reshape(-1))
+        raw = np.ascontiguousarray(block, dtype=np.float64).tobytes()
+        try:
+            self._data.frombytes(raw)
+        except BufferError:
+            self._unpin().frombytes(raw)
         last = self.offsets[-1]
         self.offsets.extend(range(last + width, last + width * n + 1, width))
 
-    def _flush(self) -> None:
-        if self._tail:
-            self._blocks.append(np.array(self._tail, dtype=np.float64))
-            self._tail = []
+    def _unpin(self) -> array[float]:
+        """A copy of the buffer, free to grow. Why: an array cannot grow while a numpy view of it (from
+        :meth:`flat`) is alive, as when a live tail's results still hold one; the copy leaves that view intact."""
+        self._data = array("d", self._data)
+        return self._data
 
     def flat(self) -> np.ndarray:
-        self._flush()
-        if len(self._blocks) != 1:
-            self._blocks = [np.concatenate(self._blocks) if self._blocks else np.zeros(0, dtype=np.float64)]
-        return self._blocks[0]
+        if self._part is not None:
+            return self._part
+        return np.frombuffer(self._data, dtype=np.float64) if self._data else np.zeros(0, dtype=np.float64)
 
     def row(self, i: int) -> list[float]:
         return self.flat()[self.offsets[i] : self.offsets[i + 1]].tolist()
 
-    def part(self, lo: int, hi: int) -> _Values:
+    def part(self, lo: int, hi: int) -> Values:
         """The records ``lo:hi``."""
-        sub = _Values()
+        sub = Values()
         start = self.offsets[lo]
-        sub._blocks = [self.flat()[start : self.offsets[hi]]]
+        sub._part = self.flat()[start : self.offsets[hi]]
         sub.offsets = array("q", [o - start for o in self.offsets[lo : hi + 1]])
         return sub
 
@@ -227,8 +234,7 @@ class Scan:
     def __init__(self) -> None:
         self.kinds: list[int] = []
         self.infos: list[KeyInfo] = []
-        self.values = _Values()
-        self.epochs: list[float | None] = []
+        self.values = Values()
         # The first description-less bars after each record (before the next one), flat: the record's index (never
         # decreasing), the bar's counter and its total.
         # Why arrays and interned totals: a long log has millions of candidate bars, and an int and a bytes object
@@ -237,6 +243,10 @@ class Scan:
         self.cand_n = array("q")  # the bar's counter (at most 12 digits: it fits)
         self.cand_total: list[bytes] = []
         self._interned: dict[bytes, bytes] = {}
+        # Only the first candidate of each total is kept per record (all that step derivation and run splitting
+        # read); how many bars the open last record has been offered, and the totals it holds, bound the rest.
+        self._open_offered = 0
+        self._open_totals: set[bytes] = set()
         self.bar_last: dict[bytes, bytes] = {}  # after the last record: bar total -> the last counter
         self.totals: set[bytes] = set()  # totals of the last bar before each record
         # The gap after the last record so far: whether it holds a `%|`, and the total of the bar at its last one.
@@ -263,13 +273,42 @@ class Scan:
         self._main: KeyInfo | None = None  # the most frequent metric layout with a compiled pattern
         self._open = False  # the last record still collects bars
 
+    @property
+    def epochs(self) -> list[float | None]:
+        """Each record's ``epoch`` value, None where its layout has none. Read from the values, not kept twice."""
+        values = self.values.flat()
+        at = self.epoch_positions()
+        found = np.flatnonzero(at >= 0)
+        out: list[float | None] = [None] * len(at)
+        for i, value in zip(found.tolist(), values[at[found]].tolist(), strict=True):
+            out[i] = value
+        return out
+
+    def epoch_array(self) -> np.ndarray:
+        """:attr:`epochs` as float64, NaN where a record has none."""
+        at = self.epoch_positions()
+        out = np.full(len(at), np.nan)
+        has = at >= 0
+        out[has] = self.values.flat()[at[has]]
+        return out
+
+    def epoch_positions(self) -> np.ndarray:
+        """Where each record's epoch sits in the flat values, -1 where its layout has no epoch."""
+        index: dict[int, int] = {}
+        per_record = np.fromiter(
+            (index.setdefault(id(info), -1 if info.epoch_index is None else info.epoch_index) for info in self.infos),
+            dtype=np.int64,
+            count=len(self.infos),
+        )
+        starts = np.array(self.values.offsets[: len(per_record)], dtype=np.int64)
+        return np.where(per_record >= 0, starts + per_record, -1)
+
     def part(self, lo: int, hi: int, last: bool) -> Scan:
         """The records ``lo:hi`` as a scan of their own (one run of a file that holds several)."""
         sub = Scan()
         sub.kinds = self.kinds[lo:hi]
         sub.infos = self.infos[lo:hi]
         sub.values = self.values.part(lo, hi)
-        sub.epochs = self.epochs[lo:hi]
         a, b = bisect_left(self.cand_rec, lo), bisect_left(self.cand_rec, hi)
         sub.cand_rec = array("q", [r - lo for r in self.cand_rec[a:b]])
         sub.cand_n = self.cand_n[a:b]
@@ -403,10 +442,28 @@ class Scan:
         rank = np.arange(len(gap_in)) - np.searchsorted(gap_in, gap_in, side="left")
         room = np.full(gaps, BAR_CANDIDATES, dtype=np.int64)
         if self._open and first > 0:
-            room[0] = BAR_CANDIDATES - (len(self.cand_rec) - bisect_left(self.cand_rec, first - 1))
+            room[0] = BAR_CANDIDATES - self._open_offered
         else:
             room[0] = 0  # no record before the first gap
-        keep = inside[rank < room[gap_in]].tolist()
+        offered = rank < room[gap_in]
+        offered_gap = gap_in[offered]
+        # Of those, the first of each total per gap (the open record: of a total it does not hold yet).
+        keep: list[int] = []
+        seen_gap = -1
+        held: set[bytes] = set()
+        for k, g in zip(inside[offered].tolist(), offered_gap.tolist(), strict=True):
+            if g != seen_gap:
+                seen_gap, held = g, (self._open_totals if g == 0 else set())
+            total = totals[k]
+            if total not in held:
+                held.add(total)
+                keep.append(k)
+        last_offered = int(np.count_nonzero(offered_gap == gaps - 1))
+        if gaps > 1:
+            self._open_offered = last_offered
+            self._open_totals = held if seen_gap == gaps - 1 else set()
+        else:
+            self._open_offered += last_offered
         self.cand_rec.extend((gap[keep] + (first - 1)).tolist())
         self.cand_n.extend([int(counters[k]) for k in keep])
         self.cand_total.extend([self._intern(totals[k]) for k in keep])
@@ -476,7 +533,6 @@ class Scan:
         self.kinds.extend(repeat(info.kind, n))
         self.infos.extend(repeat(info, n))
         self.values.add_block(block)
-        self.epochs.extend(block[:, info.epoch_index].tolist() if info.epoch_index is not None else repeat(None, n))
         self._last = info
 
     def _add_record(self, body: bytes) -> bool:
@@ -487,7 +543,6 @@ class Scan:
         self.kinds.append(info.kind)
         self.infos.append(info)
         self.values.add(values)
-        self.epochs.append(values[info.epoch_index] if info.epoch_index is not None else None)
         return True
 
     def _parse(self, body: bytes) -> tuple[KeyInfo | None, list[float]]:
