@@ -195,6 +195,7 @@ class KeyInfo:
     kind: int
     keys: tuple[str, ...] = ()
     epoch_index: int | None = None
+    epoch_at: int = -1  # epoch_index, -1 for none (read by numpy for every record)
     # Positions of the keys that become frame rows, and their (split, metric).
     rows: list[tuple[int, str, str]] = field(default_factory=list)
     # Positions of end-of-run summary keys, and the name used in Run.summary.
@@ -217,6 +218,7 @@ def key_info(raw_keys: tuple[bytes, ...]) -> KeyInfo:
     is_eval = not is_summary and all(k == "epoch" or split_key(k)[0] == "eval" for k in keys)
     kind = SUMMARY if is_summary else EVAL if is_eval else TRAIN
     info = KeyInfo(kind, keys, keys.index("epoch") if "epoch" in keys else None)
+    info.epoch_at = -1 if info.epoch_index is None else info.epoch_index
     for i, key in enumerate(keys):
         if is_summary_key(key):
             info.summary.append((i, key.split("/", 1)[1] if key.startswith("train/") else key))

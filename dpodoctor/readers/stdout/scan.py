@@ -13,7 +13,7 @@ import re
 from array import array
 from bisect import bisect_left
 from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Final
 
@@ -171,6 +171,9 @@ class KvScan:
         return True
 
 
+_EPOCH_AT: Final = attrgetter("epoch_at")
+
+
 class Values:
     """The numeric values of every record: one flat float64 buffer and each record's offset into it.
 
@@ -246,7 +249,8 @@ class Scan:
         # Only the first candidate of each total is kept per record (all that step derivation and run splitting
         # read); how many bars the open last record has been offered, and the totals it holds, bound the rest.
         self._open_offered = 0
-        self._open_totals: set[bytes] = set()
+        self._open_totals: set[int] = set()
+        self._total_ids: dict[bytes, int] = {}
         self.bar_last: dict[bytes, bytes] = {}  # after the last record: bar total -> the last counter
         self.totals: set[bytes] = set()  # totals of the last bar before each record
         # The gap after the last record so far: whether it holds a `%|`, and the total of the bar at its last one.
@@ -294,12 +298,7 @@ class Scan:
 
     def epoch_positions(self) -> np.ndarray:
         """Where each record's epoch sits in the flat values, -1 where its layout has no epoch."""
-        index: dict[int, int] = {}
-        per_record = np.fromiter(
-            (index.setdefault(id(info), -1 if info.epoch_index is None else info.epoch_index) for info in self.infos),
-            dtype=np.int64,
-            count=len(self.infos),
-        )
+        per_record = np.fromiter(map(_EPOCH_AT, self.infos), dtype=np.int64, count=len(self.infos))
         starts = np.array(self.values.offsets[: len(per_record)], dtype=np.int64)
         return np.where(per_record >= 0, starts + per_record, -1)
 
@@ -399,7 +398,7 @@ class Scan:
         first = len(self.kinds) - len(starts)
         gap_lo = np.array([0, *ends], dtype=np.int64)
         gap_hi = np.array([*starts, end], dtype=np.int64)
-        last_pct = np.fromiter(map(text.rfind, repeat(b"%|"), gap_lo.tolist(), gap_hi.tolist()), np.int64, len(gap_lo))
+        last_pct = _last_in_gaps(text, b"%|", gap_lo, gap_hi)
         gap = np.searchsorted(gap_lo, bar_start, side="right") - 1
         inside = np.flatnonzero(bar_end <= gap_hi[gap])  # a bar never reaches into a record
         gap_in = gap[inside]
@@ -446,27 +445,38 @@ class Scan:
         else:
             room[0] = 0  # no record before the first gap
         offered = rank < room[gap_in]
+        offered_bar = inside[offered]
         offered_gap = gap_in[offered]
+        if not len(offered_bar):
+            if gaps > 1:
+                self._open_offered, self._open_totals = 0, set()
+            return
+        # Totals as small ids, found for the whole chunk at once (a handful of distinct values, many bars).
+        distinct, inverse = np.unique(
+            np.array([totals[k] for k in offered_bar.tolist()], dtype=bytes), return_inverse=True
+        )
+        ids = self._total_ids
+        total_id = np.array([ids.setdefault(self._intern(d), len(ids)) for d in distinct.tolist()], dtype=np.int64)
+        total_id = total_id[inverse.reshape(-1)]
         # Of those, the first of each total per gap (the open record: of a total it does not hold yet).
-        keep: list[int] = []
-        seen_gap = -1
-        held: set[bytes] = set()
-        for k, g in zip(inside[offered].tolist(), offered_gap.tolist(), strict=True):
-            if g != seen_gap:
-                seen_gap, held = g, (self._open_totals if g == 0 else set())
-            total = totals[k]
-            if total not in held:
-                held.add(total)
-                keep.append(k)
+        first_of = np.unique(offered_gap * (len(ids) + 1) + total_id, return_index=True)[1]
+        first_of.sort()
+        if room[0] > 0 and self._open_totals:
+            held = (offered_gap[first_of] == 0) & np.isin(total_id[first_of], list(self._open_totals))
+            first_of = first_of[~held]
+        keep = offered_bar[first_of].tolist()
+        in_last = offered_gap[first_of] == gaps - 1
+        last_totals = set(total_id[first_of][in_last].tolist())
         last_offered = int(np.count_nonzero(offered_gap == gaps - 1))
         if gaps > 1:
-            self._open_offered = last_offered
-            self._open_totals = held if seen_gap == gaps - 1 else set()
+            self._open_offered, self._open_totals = last_offered, last_totals
         else:
             self._open_offered += last_offered
+            self._open_totals |= last_totals
         self.cand_rec.extend((gap[keep] + (first - 1)).tolist())
         self.cand_n.extend([int(counters[k]) for k in keep])
-        self.cand_total.extend([self._intern(totals[k]) for k in keep])
+        names = list(ids)  # ids are given in insertion order: names[i] is the total of id i
+        self.cand_total.extend(map(names.__getitem__, total_id[first_of].tolist()))
 
     def _intern(self, total: bytes) -> bytes:
         """One shared object per distinct bar total (a log has a handful: the training bar's, the eval bar's)."""
@@ -639,6 +649,18 @@ def cut_point(text: bytes) -> int:
     cut = len(text) - DICT_MAX - 2
     brace = text.rfind(b"{", max(0, cut - DICT_MAX - 2), cut)
     return brace if brace > 0 else cut
+
+
+def _last_in_gaps(text: bytes, needle: bytes, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``text.rfind(needle, lo[i], hi[i])`` for every i, from one split of the text (a call per gap cost more than
+    the search itself in a log that prints a dict every step). ``needle`` cannot overlap itself (``%|``)."""
+    lengths = np.fromiter(map(len, text.split(needle)), dtype=np.int64)
+    found = np.cumsum(lengths[:-1]) + len(needle) * np.arange(len(lengths) - 1, dtype=np.int64)
+    if not len(found):
+        return np.full(len(lo), -1, dtype=np.int64)
+    at = np.searchsorted(found, hi - len(needle), side="right") - 1
+    candidate = found[np.maximum(at, 0)]
+    return np.where((at >= 0) & (candidate >= lo), candidate, -1)
 
 
 class ChunkFeeder:
