@@ -652,8 +652,11 @@ def cut_point(text: bytes) -> int:
 
 
 def _last_in_gaps(text: bytes, needle: bytes, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``text.rfind(needle, lo[i], hi[i])`` for every i, from one split of the text (a call per gap cost more than
-    the search itself in a log that prints a dict every step). ``needle`` cannot overlap itself (``%|``)."""
+    """``text.rfind(needle, lo[i], hi[i])`` for every i: from one split of the text when the gaps outnumber the
+    occurrences (a log that prints a dict every step: a call per gap cost more than the search), else per gap.
+    ``needle`` cannot overlap itself (``%|``)."""
+    if text.count(needle) > len(lo):  # more occurrences than gaps (bars redrawn between sparse dicts): per gap
+        return np.fromiter(map(text.rfind, repeat(needle), lo.tolist(), hi.tolist()), np.int64, len(lo))
     lengths = np.fromiter(map(len, text.split(needle)), dtype=np.int64)
     found = np.cumsum(lengths[:-1]) + len(needle) * np.arange(len(lengths) - 1, dtype=np.int64)
     if not len(found):
