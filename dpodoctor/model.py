@@ -205,7 +205,7 @@ def frame_from_codes(
     """:func:`make_frame` for a reader that already holds integer codes into label lists (one entry per distinct
     key, not per point). The result is identical to ``make_frame`` on the spelled-out strings: the categories are
     the labels present, sorted, exactly as ``pd.Categorical`` would infer them."""
-    cats = []
+    cats: list[pd.Categorical[Any]] = []
     for codes, labels in ((split_codes, split_labels), (metric_codes, metric_labels)):
         codes = np.asarray(codes, dtype=np.int64)
         # bincount, not unique: linear, and these are small non-negative codes

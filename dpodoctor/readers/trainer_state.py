@@ -405,15 +405,15 @@ def _read_state(state: _State) -> ReadResult:
         for idx, step, keys, values in summary_entries:
             before = int(np.searchsorted(t_index, idx))
             last_train = int(best[before - 1]) if before else None
-            numbers = [
+            entry_numbers = [
                 (pos, k, v)
                 for pos, (k, raw) in enumerate(zip(keys, values, strict=True))
                 if k != "step" and (v := json_number(raw)) is not None
             ]
-            for pos, key, value in numbers:
+            for pos, key, value in entry_numbers:
                 if is_summary_key(key):
                     write_summary(key, idx * width + pos, value)
-            extra = [(k, v) for _, k, v in numbers if not is_summary_key(k) and k != "epoch"]
+            extra = [(k, v) for _, k, v in entry_numbers if not is_summary_key(k) and k != "epoch"]
             if not extra:
                 continue  # a plain summary entry: its epoch only repeats the last train step's
             shown = ", ".join(sorted(k for k, _ in extra)[:6])
@@ -421,7 +421,7 @@ def _read_state(state: _State) -> ReadResult:
                 notes.append(f"the final train_runtime entry also carried {shown}: ignored (step {step} was logged)")
                 continue
             notes.append(f"the final train_runtime entry also carried {shown}: stored as a train point at step {step}")
-            for pos, key, value in numbers:
+            for pos, key, value in entry_numbers:
                 if not is_summary_key(key) and (mapped := canonical(key)) is not None:
                     arrival.append(np.array([idx * width + pos], dtype=np.int64))
                     series_of.append(mapped)
@@ -450,7 +450,7 @@ def _read_state(state: _State) -> ReadResult:
         if ended is Ended.UNKNOWN:
             # the log itself shows the run short of its planned end: whatever happened after, it ended early here
             ended = Ended.TRUNCATED
-    config = {
+    config: dict[str, Any] = {
         k: state.header[k]
         for k in ("global_step", "max_steps", "logging_steps", "eval_steps", "save_steps", "num_train_epochs")
         if k in state.header

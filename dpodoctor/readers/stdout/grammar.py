@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -269,6 +270,8 @@ CSV_DROP: Final = b"{}' )"
 PLAIN_KEY_RE: Final = re.compile(rb"[!-+\--9;-~ ]{1,200}")  # printable ASCII without `,` and `:`
 
 
+# Typed loosely: the options are passed through a dict (see _EXACT_FLOATS), which the stubs' overloads cannot see.
+_READ_CSV: Final[Callable[..., pd.DataFrame]] = pd.read_csv
 _EXACT_FLOATS: Final[dict[str, str]] = (
     {} if tuple(int(x) for x in re.findall(r"\d+", pd.__version__)[:2]) >= (3, 1) else {"float_precision": "round_trip"}
 )
@@ -286,7 +289,7 @@ def csv_floats(text: bytes, rows: int, width: int) -> np.ndarray | None:
     or an error, never a guessed missing value.
     """
     try:
-        frame = pd.read_csv(
+        frame = _READ_CSV(
             io.BytesIO(text),
             header=None,
             names=list(range(2 * width)),

@@ -262,6 +262,8 @@ def _kv_runs(kv: KvScan) -> list[ReadResult]:
         result = ReadResult(frame=frame, steps_derived=derived, notes=notes)
         last = lines[hi - 1]
         total = last.total
+        done: int
+        planned: int | None
         if total is not None and combined and last.epochs is not None:
             done, planned = steps[hi - 1], last.epochs * total
         else:
