@@ -85,19 +85,21 @@ class Run:
             and isinstance(split_col.dtype, pd.CategoricalDtype)
             and isinstance(metric_col.dtype, pd.CategoricalDtype)
         ):
-            s = split_col.cat.codes.to_numpy().astype(np.int64)
-            m = metric_col.cat.codes.to_numpy().astype(np.int64)
+            # The codes stay in their small dtype and every comparison gives a bool array: a frame of millions of
+            # rows would otherwise need several int64 copies of it at once.
+            s = split_col.cat.codes.to_numpy()
+            m = metric_col.cat.codes.to_numpy()
             t = frame["step"].to_numpy()
             n = len(s)
             ordered = bool(split_col.cat.categories.is_monotonic_increasing) and bool(
                 metric_col.cat.categories.is_monotonic_increasing
             )
+            same_s, same_m = s[1:] == s[:-1], m[1:] == m[:-1]
             if ordered and n and (s >= 0).all() and (m >= 0).all():
-                ds, dm, dt = np.diff(s), np.diff(m), np.diff(t)
                 # strictly increasing by (split, metric, step): sorted, and no repeated point
-                ordered = bool(((ds > 0) | ((ds == 0) & ((dm > 0) | ((dm == 0) & (dt > 0))))).all())
+                ordered = bool(((s[1:] > s[:-1]) | (same_s & ((m[1:] > m[:-1]) | (same_m & (t[1:] > t[:-1]))))).all())
             if ordered:
-                starts = np.flatnonzero(np.r_[True, (np.diff(s) != 0) | (np.diff(m) != 0)]) if n else np.zeros(0, int)
+                starts = np.flatnonzero(np.r_[True, ~(same_s & same_m)]) if n else np.zeros(0, dtype=np.int64)
                 stops = np.r_[starts[1:], n].astype(int) if n else starts
                 s_names, m_names = split_col.cat.categories, metric_col.cat.categories
                 groups = {
@@ -109,7 +111,11 @@ class Run:
 
     @property
     def metrics(self) -> list[tuple[str, str]]:
-        """The (split, metric) pairs present, in a stable order."""
+        """The (split, metric) pairs present, in a stable order (from the row ranges when the frame has them: a
+        drop_duplicates over millions of rows builds several full-length index arrays)."""
+        groups = self._groups()
+        if groups is not None:
+            return sorted(groups)
         pairs = self.frame[["split", "metric"]].drop_duplicates()
         return sorted((str(s), str(m)) for s, m in pairs.itertuples(index=False))
 
