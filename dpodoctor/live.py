@@ -39,7 +39,6 @@ from dpodoctor.model import Ended, Run, make_frame
 from dpodoctor.readers import Follower, Reader, ReadResult, follower_for
 from dpodoctor.readers.hparams import find_beta
 from dpodoctor.readers.overlap import repeated_steps_notes
-from dpodoctor.readers.stdout import StdoutTail
 from dpodoctor.readers.tensorboard import EventFileTail, _order_key
 from dpodoctor.report import Report
 from dpodoctor.reporters.common import clean
@@ -403,33 +402,9 @@ class _TensorBoardSource:
         return [merged]
 
 
-class _StdoutSource:
-    """One console log followed from its offset (discovery may pick a different, larger copy later)."""
-
-    def __init__(self) -> None:
-        self.tails: dict[Path, StdoutTail] = {}
-        self.current: Path | None = None
-
-    def update(self, source: RunSource) -> bool:
-        path = source.files[0]
-        tail = self.tails.get(path)
-        if tail is None:
-            tail = self.tails[path] = StdoutTail(path)
-        switched = path != self.current
-        self.current = path
-        return tail.poll() > 0 or switched
-
-    def results(self) -> list[ReadResult]:
-        assert self.current is not None
-        return self.tails[self.current].results()
-
-
-# ---- PRE-MERGE SHIM (lead: delete this block, and the two classes above, at the merge) -------------------------
-# TensorBoardReader.follow() and StdoutReader.follow() replace _TensorBoardSource and _StdoutSource (the tb and stdout
-# helpers move them into readers/tensorboard/ and readers/stdout/). Until then, these two readers are followed by
-# the classes above, adapted to the Follower interface (update takes the run's files).
+# ---- PRE-MERGE SHIM (lead: delete this block, and _TensorBoardSource above, when the tb branch lands) -----------
 class _PreMergeFollower:
-    def __init__(self, inner: _TensorBoardSource | _StdoutSource) -> None:
+    def __init__(self, inner: _TensorBoardSource) -> None:
         self.inner = inner
 
     def update(self, files: list[Path]) -> bool:
@@ -439,10 +414,7 @@ class _PreMergeFollower:
         return self.inner.results()
 
 
-_PRE_MERGE_FOLLOWERS: dict[str, Callable[[], _TensorBoardSource | _StdoutSource]] = {
-    "tensorboard": _TensorBoardSource,
-    "stdout": _StdoutSource,
-}
+_PRE_MERGE_FOLLOWERS: dict[str, Callable[[], _TensorBoardSource]] = {"tensorboard": _TensorBoardSource}
 # ---- END PRE-MERGE SHIM -----------------------------------------------------------------------------------------
 
 

@@ -85,19 +85,21 @@ class Run:
             and isinstance(split_col.dtype, pd.CategoricalDtype)
             and isinstance(metric_col.dtype, pd.CategoricalDtype)
         ):
-            s = split_col.cat.codes.to_numpy().astype(np.int64)
-            m = metric_col.cat.codes.to_numpy().astype(np.int64)
+            # The codes stay in their small dtype and every comparison gives a bool array: a frame of millions of
+            # rows would otherwise need several int64 copies of it at once.
+            s = split_col.cat.codes.to_numpy()
+            m = metric_col.cat.codes.to_numpy()
             t = frame["step"].to_numpy()
             n = len(s)
             ordered = bool(split_col.cat.categories.is_monotonic_increasing) and bool(
                 metric_col.cat.categories.is_monotonic_increasing
             )
+            same_s, same_m = s[1:] == s[:-1], m[1:] == m[:-1]
             if ordered and n and (s >= 0).all() and (m >= 0).all():
-                ds, dm, dt = np.diff(s), np.diff(m), np.diff(t)
                 # strictly increasing by (split, metric, step): sorted, and no repeated point
-                ordered = bool(((ds > 0) | ((ds == 0) & ((dm > 0) | ((dm == 0) & (dt > 0))))).all())
+                ordered = bool(((s[1:] > s[:-1]) | (same_s & ((m[1:] > m[:-1]) | (same_m & (t[1:] > t[:-1]))))).all())
             if ordered:
-                starts = np.flatnonzero(np.r_[True, (np.diff(s) != 0) | (np.diff(m) != 0)]) if n else np.zeros(0, int)
+                starts = np.flatnonzero(np.r_[True, ~(same_s & same_m)]) if n else np.zeros(0, dtype=np.int64)
                 stops = np.r_[starts[1:], n].astype(int) if n else starts
                 s_names, m_names = split_col.cat.categories, metric_col.cat.categories
                 groups = {
@@ -109,7 +111,11 @@ class Run:
 
     @property
     def metrics(self) -> list[tuple[str, str]]:
-        """The (split, metric) pairs present, in a stable order."""
+        """The (split, metric) pairs present, in a stable order (from the row ranges when the frame has them: a
+        drop_duplicates over millions of rows builds several full-length index arrays)."""
+        groups = self._groups()
+        if groups is not None:
+            return sorted(groups)
         pairs = self.frame[["split", "metric"]].drop_duplicates()
         return sorted((str(s), str(m)) for s, m in pairs.itertuples(index=False))
 
@@ -205,7 +211,7 @@ def frame_from_codes(
     """:func:`make_frame` for a reader that already holds integer codes into label lists (one entry per distinct
     key, not per point). The result is identical to ``make_frame`` on the spelled-out strings: the categories are
     the labels present, sorted, exactly as ``pd.Categorical`` would infer them."""
-    cats = []
+    cats: list[pd.Categorical[Any]] = []
     for codes, labels in ((split_codes, split_labels), (metric_codes, metric_labels)):
         codes = np.asarray(codes, dtype=np.int64)
         # bincount, not unique: linear, and these are small non-negative codes
@@ -221,6 +227,90 @@ def frame_from_codes(
         np.asarray(step, dtype=np.int64),
         np.asarray(value, dtype=np.float64),
         np.asarray(wall_time, dtype=np.float64),
+    )
+
+
+def code_dtype(labels: int) -> type[np.signedinteger]:
+    """The integer type pandas keeps a categorical's codes in for this many labels (so codes built in it are taken
+    as they are, without a converted copy)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if labels < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
+def frame_from_sorted(
+    split_codes: np.ndarray,
+    split_labels: list[str],
+    metric_codes: np.ndarray,
+    metric_labels: list[str],
+    step: np.ndarray,
+    value: np.ndarray,
+) -> pd.DataFrame:
+    """The frame :func:`make_frame` would build, for a reader that already holds its points in make_frame's order
+    (sorted by split, metric, step; no repeated point), with labels sorted and all present, and no wall times.
+
+    Why: sorting millions of points needs several full-length temporaries beside the frame; a reader that can
+    produce the order itself (the stdout reader, series by series) builds the columns once. The wall_time column
+    is one NaN broadcast over the rows: it carries nothing, so it costs no memory (it is read-only, like any
+    column a caller should not write to).
+    """
+    n = len(value)
+    return pd.DataFrame(
+        {
+            "split": pd.Categorical.from_codes(split_codes, categories=pd.Index(split_labels)),
+            "metric": pd.Categorical.from_codes(metric_codes, categories=pd.Index(metric_labels)),
+            "step": np.asarray(step, dtype=np.int64),
+            "value": np.asarray(value, dtype=np.float64),
+            "wall_time": np.broadcast_to(np.float64(np.nan), (n,)),
+        },
+        copy=False,
+    )
+
+
+def frame_from_series(series: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> pd.DataFrame:
+    """:func:`make_frame` for points already grouped by (split, metric): each series as pieces of (arrival key,
+    step, value) arrays, where the arrival key orders the points as they were logged.
+
+    Why: a reader that gathers whole columns at once (a trainer_state.json's log_history, key by key) would
+    otherwise spell out a string per point and sort millions of them; here each series is put in step order on its
+    own (arrival order kept among equal steps, the last one wins, as in make_frame) and written once. The result
+    equals make_frame's, without wall times.
+    """
+    split_labels = sorted({s for s, _ in series})
+    metric_labels = sorted({m for _, m in series})
+    total = sum(len(steps) for pieces in series.values() for _, steps, _ in pieces)
+    split_col = np.empty(total, dtype=code_dtype(len(split_labels)))
+    metric_col = np.empty(total, dtype=code_dtype(len(metric_labels)))
+    step_col = np.empty(total, dtype=np.int64)
+    value_col = np.empty(total, dtype=np.float64)
+    at = 0
+    for split, metric in sorted(series):
+        pieces = series[(split, metric)]
+        if len(pieces) == 1:
+            _, steps, values = pieces[0]
+        else:
+            order = np.argsort(np.concatenate([arrival for arrival, _, _ in pieces]), kind="stable")
+            steps = np.concatenate([s for _, s, _ in pieces])[order]
+            values = np.concatenate([v for _, _, v in pieces])[order]
+        steps = np.asarray(steps, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        if len(steps) > 1 and bool((steps[1:] < steps[:-1]).any()):
+            order = np.argsort(steps, kind="stable")
+            steps, values = steps[order], values[order]
+        if len(steps) > 1:
+            last = np.ones(len(steps), dtype=bool)
+            last[:-1] = steps[1:] != steps[:-1]
+            if not last.all():
+                steps, values = steps[last], values[last]
+        n = len(steps)
+        split_col[at : at + n] = split_labels.index(split)
+        metric_col[at : at + n] = metric_labels.index(metric)
+        step_col[at : at + n] = steps
+        value_col[at : at + n] = values
+        at += n
+    return frame_from_sorted(
+        split_col[:at], split_labels, metric_col[:at], metric_labels, step_col[:at], value_col[:at]
     )
 
 

@@ -32,7 +32,7 @@ from dpodoctor.live import (
 )
 from dpodoctor.model import FrameBuilder
 from dpodoctor.readers import ReadResult, WholeFileFollower, follower_for, get_reader
-from dpodoctor.readers.stdout import StdoutTail
+from dpodoctor.readers.stdout import StdoutReader, StdoutTail
 from dpodoctor.readers.tensorboard import EventFileTail
 from tests.conftest import TRL
 
@@ -119,6 +119,29 @@ def test_stdout_tail_carries_partial_lines_and_matches_the_reader(tmp_path: Path
     [whole] = get_reader("stdout").read_runs([grown])
     assert live.frame.equals(whole.frame)
     assert live.ended is whole.ended
+
+
+def test_stdout_follower_reads_only_what_is_new_and_matches_the_reader(tmp_path: Path) -> None:
+    """StdoutReader.follow() (the Follower live asks for): update() is False when nothing was appended, True when
+    lines arrived or discovery switched to another copy; results() then equal read_runs of that file."""
+    log = (TRL / "lr_too_low" / "train.log").read_bytes()
+    grown, copy = tmp_path / "train.log", tmp_path / "copy.log"
+    copy.write_bytes(log)
+    follower = StdoutReader().follow()
+    with grown.open("wb") as handle:
+        handle.write(log[: len(log) // 2])
+        handle.flush()
+        assert follower.update([grown]) is True
+        assert follower.update([grown]) is False
+        handle.write(log[len(log) // 2 :])
+        handle.flush()
+        assert follower.update([grown]) is True
+    [live] = follower.results()
+    [whole] = get_reader("stdout").read_runs([grown])
+    assert live.frame.equals(whole.frame) and live.ended is whole.ended
+    assert follower.update([copy]) is True  # switched to another file of the run
+    [other] = follower.results()
+    assert other.frame.equals(whole.frame)
 
 
 def test_metric_buffer_builds_the_frame_framebuilder_builds() -> None:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from dpodoctor import api
 from dpodoctor.readers import reader_for
-from dpodoctor.readers.pasted import UnwrapReader, sniff_content, unwrap
 from dpodoctor.readers.stdout import parse_metric_dict
+from dpodoctor.readers.stdout.pasted import UnwrapReader, sniff_content, unwrap
 from dpodoctor.readers.stdout_config import config_from_text
 
 TRL = Path(__file__).parent / "fixtures" / "trl"

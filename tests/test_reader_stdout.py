@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import dpodoctor.readers.stdout as stdout_mod
+import dpodoctor.readers.stdout.scan as stdout_scan
 from dpodoctor import load
 from dpodoctor.errors import ReadError
 from dpodoctor.metrics import FRAMEWORK_KEYS, canonical
@@ -453,16 +453,16 @@ def test_streaming_in_tiny_chunks_gives_the_same_frame(monkeypatch: pytest.Monke
     # 97-byte chunks cross every kind of boundary (inside dicts, bars, multi-byte characters) many times.
     log = FIXTURES / "healthy" / "train.log"
     big = READER.read([log])
-    monkeypatch.setattr(stdout_mod, "_CHUNK", 97)
+    monkeypatch.setattr(stdout_scan, "CHUNK", 97)
     small = READER.read([log])
     assert small.frame.equals(big.frame)
     assert (small.summary, small.ended, small.notes) == (big.summary, big.ended, big.notes)
 
 
 def test_a_file_without_line_breaks_is_cut_at_a_brace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stdout_mod, "_CHUNK", 64)
-    monkeypatch.setattr(stdout_mod, "_MAX_CARRY", 200)
-    monkeypatch.setattr(stdout_mod, "_DICT_MAX", 100)
+    monkeypatch.setattr(stdout_scan, "CHUNK", 64)
+    monkeypatch.setattr(stdout_scan, "MAX_CARRY", 200)
+    monkeypatch.setattr(stdout_scan, "DICT_MAX", 100)
     text = "".join("x" * 150 + f"{{'loss': {i}.5, 'epoch': {i}}}" for i in range(1, 30))
     result = _read(tmp_path, text)
     assert _series(result, "loss") == {i: i + 0.5 for i in range(1, 30)}
@@ -680,7 +680,7 @@ def test_key_value_lines_are_ignored_when_the_log_has_metric_dicts(tmp_path: Pat
 def test_key_value_streaming_in_tiny_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = _minimind(epochs=2, per_epoch=40, every=5) + "Killed\n"
     big = _read(tmp_path, text)
-    monkeypatch.setattr(stdout_mod, "_CHUNK", 53)
+    monkeypatch.setattr(stdout_scan, "CHUNK", 53)
     small = _read(tmp_path, text)
     assert small.frame.equals(big.frame)
     assert (small.ended, small.notes) == (big.ended, big.notes)

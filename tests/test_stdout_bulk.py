@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dpodoctor.readers.stdout as so
+from dpodoctor.readers.stdout import grammar
+from dpodoctor.readers.stdout import scan as scanning
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -50,7 +52,7 @@ _numbers = st.one_of(
 def test_csv_floats_give_exactly_what_float_gives(rows: list[list[str]]) -> None:
     width = len(rows[0])
     text = b"\n".join(b",".join(b"k," + v.encode() for v in row) for row in rows)
-    got = so._csv_floats(text, len(rows), width)
+    got = grammar.csv_floats(text, len(rows), width)
     try:
         expected = [[float(v) for v in row] for row in rows]
     except ValueError:
@@ -69,43 +71,47 @@ def test_csv_floats_give_exactly_what_float_gives(rows: list[list[str]]) -> None
 def _reference_records(text: bytes) -> list[tuple[int, tuple[str, ...], list[float]]]:
     """Every dict candidate parsed on its own with the generic pair pattern: (kind, keys, values) of the records."""
     out = []
-    for match in so._DICT_RE.finditer(text):
-        parsed = so._parse_pairs(match.group())
+    for match in grammar.DICT_RE.finditer(text):
+        parsed = grammar.parse_pairs(match.group())
         if parsed is None:
             continue
-        info = so._key_info(parsed[0])
-        if info.kind != so._NOT_METRICS:
+        info = grammar.key_info(parsed[0])
+        if info.kind != grammar.NOT_METRICS:
             out.append((info.kind, info.keys, parsed[1]))
     return out
 
 
 def _reference_bars(text: bytes) -> tuple[list[list[tuple[bytes, bytes]]], list[tuple[int, bytes]]]:
-    """Per record, the first description-less bars of the gap after it (a regex call per gap); per gap, the total
-    of the bar at its last `%|` with the index of the record that follows the gap."""
+    """Per record, of the first description-less bars of the gap after it (a regex call per gap), the first of each
+    total (all the scan keeps); per gap, the total of the bar at its last `%|` with the index of the record that
+    follows the gap."""
     spans = []
-    for match in so._DICT_RE.finditer(text):
-        parsed = so._parse_pairs(match.group())
-        if parsed is not None and so._key_info(parsed[0]).kind != so._NOT_METRICS:
+    for match in grammar.DICT_RE.finditer(text):
+        parsed = grammar.parse_pairs(match.group())
+        if parsed is not None and grammar.key_info(parsed[0]).kind != grammar.NOT_METRICS:
             spans.append(match.span())
     candidates: list[list[tuple[bytes, bytes]]] = [[] for _ in spans]
     totals: list[tuple[int, bytes]] = []
     gaps = zip([-1, *range(len(spans))], [0] + [e for _, e in spans], [s for s, _ in spans] + [len(text)], strict=True)
     for owner, lo, hi in gaps:
         j = text.rfind(b"%|", lo, hi)
-        if j >= 0 and (last := so._BAR_RE.match(text, j, hi)) is not None:
+        if j >= 0 and (last := grammar.BAR_RE.match(text, j, hi)) is not None:
             totals.append((owner + 1, last.group(2)))
         if owner >= 0:
-            candidates[owner] = so._BAR_RE.findall(text, lo, hi)[: so._BAR_CANDIDATES]
+            first: dict[bytes, tuple[bytes, bytes]] = {}
+            for n, total in grammar.BAR_RE.findall(text, lo, hi)[: grammar.BAR_CANDIDATES]:
+                first.setdefault(total, (n, total))
+            candidates[owner] = list(first.values())
     return candidates, totals
 
 
-def _scan(path: Path, chunk: int) -> so._Scan:
+def _scan(path: Path, chunk: int) -> scanning.Scan:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(so, "_CHUNK", chunk)
-        return so._scan_file(path)
+        patch.setattr(scanning, "CHUNK", chunk)
+        return scanning.scan_file(path)
 
 
-def _assert_scan_matches(scan: so._Scan, text: bytes) -> None:
+def _assert_scan_matches(scan: scanning.Scan, text: bytes) -> None:
     records = _reference_records(text)
     assert len(scan.kinds) == len(records)
     for i, (kind, keys, values) in enumerate(records):
@@ -199,14 +205,14 @@ def test_a_dict_every_step_goes_through_the_bulk_path(tmp_path: Path) -> None:
     path = tmp_path / "train.log"
     path.write_text("".join(lines))
     calls: list[int] = []
-    real = so._Scan._add_block
+    real = scanning.Scan._add_block
 
-    def spy(self: so._Scan, info: so._KeyInfo, block: np.ndarray) -> None:
+    def spy(self: scanning.Scan, info: grammar.KeyInfo, block: np.ndarray) -> None:
         calls.append(len(block))
         real(self, info, block)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(so._Scan, "_add_block", spy)
+        patch.setattr(scanning.Scan, "_add_block", spy)
         result = so.StdoutReader().read([path])
     assert sum(calls) >= 2990  # all but the first records (before the layout was seen twice)
     frame = result.frame

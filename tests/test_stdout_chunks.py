@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from dpodoctor.readers import ReadResult
 from dpodoctor.readers import stdout as so
+from dpodoctor.readers.stdout import scan as scanning
 from tests.conftest import FIXTURES
 
 LOGS = sorted(p for p in FIXTURES.rglob("*.log") if p.is_file() and so.StdoutReader().sniff(p))
@@ -21,7 +22,7 @@ LOGS = [p for p in LOGS if p.stat().st_size > 4096][:6]
 
 def _read(path: Path, chunk: int) -> list[ReadResult]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(so, "_CHUNK", chunk)
+        patch.setattr(scanning, "CHUNK", chunk)
         return so.StdoutReader().read_runs([path])
 
 
@@ -49,20 +50,20 @@ def test_the_text_held_at_once_is_bounded(tmp_path: Path, monkeypatch: pytest.Mo
     """A log of 40 chunks (lines of every kind, and one line longer than a chunk) is never held whole: each scan
     step sees at most a chunk plus the carried-over unfinished line (itself capped)."""
     chunk = 64 * 1024
-    monkeypatch.setattr(so, "_CHUNK", chunk)
+    monkeypatch.setattr(scanning, "CHUNK", chunk)
     line = "{'loss': 0.6931, 'grad_norm': 1.0, 'learning_rate': 5e-07, 'rewards/margins': 0.01, 'epoch': 0.01}\n"
     bar = "\r 10%|█         | 100/1000 [00:10<01:30, 10.0it/s]"
     body = (bar * 3 + line) * (40 * chunk // (len(bar) * 3 + len(line)))
     path = tmp_path / "train.log"
     path.write_text(body[: len(body) // 2] + "x" * (3 * chunk) + "\n" + body[len(body) // 2 :])
     seen: list[int] = []
-    feed = so._Scan.feed
+    feed = scanning.Scan.feed
 
-    def spy(self: so._Scan, text: bytes, end: int, maybe_table: bool) -> None:
+    def spy(self: scanning.Scan, text: bytes, end: int, maybe_table: bool) -> None:
         seen.append(len(text))
         feed(self, text, end, maybe_table)
 
-    monkeypatch.setattr(so._Scan, "feed", spy)
+    monkeypatch.setattr(scanning.Scan, "feed", spy)
     [result] = so.StdoutReader().read_runs([path])
-    assert len(seen) >= 40 and max(seen) <= chunk + so._MAX_CARRY + 1
+    assert len(seen) >= 40 and max(seen) <= chunk + scanning.MAX_CARRY + 1
     assert len(result.frame.query("metric == 'loss'")) == body.count("'loss'")

@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Final, cast
 from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.metrics import is_summary_key
 from dpodoctor.model import Ended, FrameBuilder
-from dpodoctor.readers import ReadResult, register
+from dpodoctor.readers import ReadResult, get_reader, register
 from dpodoctor.readers.hparams import beta_in
 from dpodoctor.readers.swanlab.config import parse_config_yaml
 from dpodoctor.readers.swanlab.framing import FrameScan, scan_chunks
@@ -406,8 +406,6 @@ class WandbReader:
 
     def _read_files(self, run_dir: Path, notes: list[str], failure: ReadError | None) -> ReadResult:
         """No usable record file: the summary, config and captured console of ``files/``."""
-        from dpodoctor.readers.stdout import StdoutReader
-
         files = run_dir / "files"
         config = _config_yaml(run_dir, notes)
         summary_text = _read_side(files / "wandb-summary.json")
@@ -419,7 +417,9 @@ class WandbReader:
             raise NoMetricsError(
                 "no history: the run folder has no readable .wandb record file and no files/output.log", run_dir
             )
-        result = StdoutReader().read([console])
+        # The registry's stdout reader, not an import of it: the stdout reader asks this module which files are W&B's
+        # own, so importing it here would make the two modules import each other.
+        result = get_reader("stdout").read([console])
         result.notes = [
             *notes,
             f"history read from {run_dir.name}/files/output.log (the captured console)",

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import dpodoctor
-import dpodoctor.readers.stdout as stdout_module
+import dpodoctor.readers.stdout.scan as stdout_scan
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.readers import ReadResult, get_reader
 from dpodoctor.readers.jsonl import iter_lines
@@ -141,7 +141,7 @@ def test_huge_console_log_is_streamed_in_bounded_memory(tmp_path: Path, monkeypa
     _big_console_log(path, 50_000_000)
     reader = get_reader("stdout")
     expected = _frame_rows(reader.read([path]))
-    monkeypatch.setattr(stdout_module, "_CHUNK", 256 * 1024)
+    monkeypatch.setattr(stdout_scan, "CHUNK", 256 * 1024)
     tracemalloc.start()
     try:
         result = reader.read([path])
@@ -348,7 +348,7 @@ def _alarm(_signum: int, _frame: FrameType | None) -> None:
 
 def test_patterns_were_found() -> None:
     names = {name for name, _ in PATTERNS}
-    assert "dpodoctor.readers.stdout._DICT_RE" in names and "dpodoctor.reporters.common._ANSI" in names
+    assert "dpodoctor.readers.stdout.grammar.DICT_RE" in names and "dpodoctor.reporters.common._ANSI" in names
     assert len(PATTERNS) >= 20
 
 

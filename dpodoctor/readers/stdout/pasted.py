@@ -204,7 +204,7 @@ def sniff_content(path: Path) -> bool:
         return False
     if b"\x00" in head[:8192]:
         return False
-    from dpodoctor.readers.stdout import parse_metric_dict
+    from dpodoctor.readers.stdout.grammar import parse_metric_dict
 
     text = unwrap(head)[0]
     found = 0

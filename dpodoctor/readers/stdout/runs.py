@@ -1,0 +1,316 @@
+"""From a finished scan to results: where one file holds several runs, how each ended, and its tidy frame."""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dpodoctor.errors import NoMetricsError
+from dpodoctor.metrics import (
+    canonical,
+)
+from dpodoctor.model import Ended, code_dtype, empty_frame, frame_from_sorted, make_frame
+from dpodoctor.readers import ReadResult
+from dpodoctor.readers.stdout.grammar import CRASH_MARKERS, SUMMARY, TRAIN, KeyInfo, Table
+from dpodoctor.readers.stdout.scan import KvScan, Scan
+from dpodoctor.readers.stdout.steps import derive_steps, kv_steps
+
+__all__ = ["results_from_scan"]
+
+
+def _result_from_dicts(scan: Scan) -> ReadResult:
+    derived = derive_steps(scan)
+    notes = [derived.note]
+    steps = derived.steps
+    summary: dict[str, float] = {}
+    dropped: set[int] = set()
+    # End-of-run summary dicts (a few at most): their summary keys, and whether their per-step keys become a point.
+    summaries = [i for i, kind in enumerate(scan.kinds) if kind == SUMMARY]
+    if summaries:
+        trains = [i for i, kind in enumerate(scan.kinds) if kind == TRAIN]
+        for i in summaries:
+            info, vals, step = scan.infos[i], scan.values.row(i), steps[i]
+            for j, name in info.summary:
+                summary[name] = vals[j]
+            if not info.rows:
+                dropped.add(i)
+                continue
+            before = bisect_left(trains, i)
+            last_train = steps[trains[before - 1]] if before else None
+            extra = sorted({m for _, _, m in info.rows} - {"epoch"})
+            shown = ", ".join(extra[:6]) + (f" and {len(extra) - 6} more" if len(extra) > 6 else "")
+            if step is None or (last_train is not None and step <= last_train):
+                notes.append(f"the final train_runtime line also carried {shown}: ignored (no step for it)")
+                dropped.add(i)
+                continue
+            notes.append(
+                f"the final train_runtime line also carried {shown}: stored as a train point at step {step} "
+                "(the average over the steps after the last logging step)"
+            )
+    kept = [i for i, step in enumerate(steps) if step is not None and i not in dropped]
+    frame = _frame_from_records(scan, kept, steps) if kept else empty_frame()
+    return ReadResult(frame=frame, steps_derived=True, summary=summary, notes=notes)
+
+
+def _frame_from_records(scan: Scan, kept: list[int], steps: list[int | None]) -> pd.DataFrame:
+    """The frame of the records ``kept`` (in file order), written straight into its final, sorted columns.
+
+    Why not :func:`~dpodoctor.model.make_frame`: it takes every point in arrival order and sorts them, which needs
+    several full-length temporaries (codes, steps, values, the order) beside the frame: hundreds of MB for a
+    600 MB log. Here each (split, metric) series is gathered from the layouts that hold it, put in step order
+    (arrival order kept among equal steps, the last one wins, as make_frame does) and written into columns
+    allocated once, so the extra memory is one series at a time. The categories are the labels present, sorted.
+    """
+    infos = scan.infos
+    number: dict[int, int] = {}  # id of a layout -> its number
+    layouts: list[KeyInfo] = []
+    of_record = np.empty(len(kept), dtype=np.int64)
+    for j, i in enumerate(kept):
+        info = infos[i]
+        g = number.get(id(info))
+        if g is None:
+            g = number[id(info)] = len(layouts)
+            layouts.append(info)
+        of_record[j] = g
+    # (split, metric) -> where its values are: (layout number, position in the record, order among the rows)
+    series: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    for g, info in enumerate(layouts):
+        for r, (position, split, metric) in enumerate(info.rows):
+            series.setdefault((split, metric), []).append((g, position, r))
+    split_labels = sorted({s for s, _ in series})
+    metric_labels = sorted({m for _, m in series})
+    members = [np.flatnonzero(of_record == g) for g in range(len(layouts))]
+    upper = sum(len(members[g]) for parts in series.values() for g, _, _ in parts)
+    split_col = np.empty(upper, dtype=code_dtype(len(split_labels)))
+    metric_col = np.empty(upper, dtype=code_dtype(len(metric_labels)))
+    step_col = np.empty(upper, dtype=np.int64)
+    value_col = np.empty(upper, dtype=np.float64)
+    source = scan.values.flat()
+    kept_at = np.array(scan.values.offsets, dtype=np.int64)[np.array(kept, dtype=np.int64)]
+    kept_steps = np.array([steps[i] for i in kept], dtype=np.int64)
+    width = max(len(info.rows) for info in layouts)
+    at = 0
+    for split, metric in sorted(series):
+        parts = series[(split, metric)]
+        records = np.concatenate([members[g] for g, _, _ in parts])
+        positions = np.concatenate([np.full(len(members[g]), p, dtype=np.int64) for g, p, _ in parts])
+        if len(parts) > 1:  # several layouts (or keys of one) hold it: back to arrival order
+            rows = np.concatenate([np.full(len(members[g]), r, dtype=np.int64) for g, _, r in parts])
+            order = np.argsort(records * width + rows, kind="stable")
+            records, positions = records[order], positions[order]
+        values = source[kept_at[records] + positions]
+        points = kept_steps[records]
+        if len(points) > 1 and bool((points[1:] < points[:-1]).any()):
+            order = np.argsort(points, kind="stable")
+            points, values = points[order], values[order]
+        if len(points) > 1:
+            last = np.ones(len(points), dtype=bool)
+            last[:-1] = points[1:] != points[:-1]
+            if not last.all():
+                points, values = points[last], values[last]
+        n = len(points)
+        split_col[at : at + n] = split_labels.index(split)
+        metric_col[at : at + n] = metric_labels.index(metric)
+        step_col[at : at + n] = points
+        value_col[at : at + n] = values
+        at += n
+    return frame_from_sorted(
+        split_col[:at], split_labels, metric_col[:at], metric_labels, step_col[:at], value_col[:at]
+    )
+
+
+def _table_runs(table: Table) -> list[list[tuple[int | None, list[tuple[str, float]]]]]:
+    """The table's rows, cut where the Step column goes back (a second run printed its own table)."""
+    runs: list[list[tuple[int | None, list[tuple[str, float]]]]] = [[]]
+    last: int | None = None
+    for step, items in table.rows:
+        if step is not None and last is not None and step < last and runs[-1]:
+            runs.append([])
+        runs[-1].append((step, items))
+        last = step if step is not None else last
+    return runs
+
+
+def _result_from_table(table: Table, rows: list[tuple[int | None, list[tuple[str, float]]]]) -> ReadResult:
+    split: list[str] = []
+    metric: list[str] = []
+    steps: list[int] = []
+    values: list[float] = []
+    for ordinal, (step, items) in enumerate(rows, start=1):
+        for key, value in items:
+            mapped = canonical(key)
+            if mapped is None:
+                continue
+            split.append(mapped[0])
+            metric.append(mapped[1])
+            steps.append(step if step is not None else ordinal)
+            values.append(value)
+    notes = ["read from the step table printed in the log"]
+    if not table.has_step:
+        notes.append("steps derived from the order of the table rows (1, 2, 3, ...): the table has no Step column")
+    frame = make_frame(split, metric, steps, values) if split else empty_frame()
+    return ReadResult(frame=frame, steps_derived=not table.has_step, notes=notes)
+
+
+def _one_run(scan: Scan) -> bool:
+    """Whether :func:`_run_bounds` can only find one run, tested with numpy: no train dict after a summary dict,
+    and finite epochs that never go back (the usual file: one run). Why: the loop there costs a second per
+    million records."""
+    kinds = np.array(scan.kinds, dtype=np.int64)
+    summaries = np.flatnonzero(kinds == SUMMARY)
+    if len(summaries) and (kinds[summaries[0] :] == TRAIN).any():
+        return False
+    epochs = scan.epoch_array()
+    epochs = epochs[np.isfinite(epochs)]
+    return bool((epochs[1:] >= epochs[:-1]).all()) if len(epochs) > 1 else True
+
+
+def _run_bounds(scan: Scan) -> list[tuple[int, int, str]]:
+    """Where the runs of a file start: (first record, end, why a new run starts there).
+
+    Why these signs: transformers prints a train dict only while training, and the epoch only grows within a run
+    (eval dicts repeat the current epoch). So a train dict after the end-of-training summary, or any dict whose
+    epoch is smaller than one already seen, belongs to a run started after the previous one, such as a second
+    ``python train.py >> train.log``. The bars are not used: buffering can print them out of order with the dicts.
+    """
+    if _one_run(scan):
+        return [(0, len(scan.kinds), "")]
+    starts: list[tuple[int, str]] = [(0, "")]
+    finished = False
+    top: float | None = None
+    for i, (kind, epoch) in enumerate(zip(scan.kinds, scan.epochs, strict=True)):
+        finite = epoch is not None and math.isfinite(epoch)
+        if kind != SUMMARY and i > starts[-1][0]:
+            why = ""
+            if finished and kind == TRAIN:
+                why = "a new training log follows the end-of-training summary (train_runtime) of the run before"
+            elif finite and top is not None and epoch is not None and epoch < top:
+                why = f"the epoch goes back from {top:g} to {epoch:g}"
+            if why:
+                starts.append((i, why))
+                finished, top = False, None
+        if kind == SUMMARY:
+            finished = True
+        if finite and epoch is not None:
+            top = epoch if top is None else max(top, epoch)
+    ends = [lo for lo, _ in starts[1:]] + [len(scan.kinds)]
+    return [(lo, hi, why) for (lo, why), hi in zip(starts, ends, strict=True)]
+
+
+def _set_ending(result: ReadResult, kinds: list[int], crash: bytes | None, crash_after_finish: bool) -> None:
+    if SUMMARY in kinds:
+        result.ended = Ended.FINISHED
+        if crash_after_finish:
+            result.notes.append("the log shows an error after the end-of-training summary (training had ended)")
+    elif crash is not None:
+        result.ended = Ended.CRASHED
+        result.notes.append(f"the log shows {CRASH_MARKERS[crash]} after the last metric line of this run")
+
+
+def _dict_runs(scan: Scan) -> list[ReadResult]:
+    bounds = _run_bounds(scan)
+    if len(bounds) == 1:
+        result = _result_from_dicts(scan)
+        _set_ending(result, scan.kinds, scan.crash, scan.crash_after_finish)
+        if scan.crash is not None and SUMMARY not in scan.kinds:
+            result.notes[-1] = f"the log ends with {CRASH_MARKERS[scan.crash]} after the last metric line"
+        return [result]
+    results = []
+    for k, (lo, hi, why) in enumerate(bounds):
+        last = k == len(bounds) - 1
+        part = scan.part(lo, hi, last)
+        result = _result_from_dicts(part)
+        crash = part.crash
+        _set_ending(result, part.kinds, crash, crash is not None and SUMMARY in part.kinds)
+        if why:
+            result.notes.append(f"a new run starts here in the same file: {why}")
+        if not last and result.ended is Ended.UNKNOWN:
+            result.notes.append(
+                "another run follows this one in the same file; this one has no end-of-training summary"
+            )
+        results.append(result)
+    return results
+
+
+def _kv_runs(kv: KvScan) -> list[ReadResult]:
+    """Results from `name: value` lines: one per run, a run ending where the step goes back."""
+    lines = kv.lines
+    steps, how, derived = kv_steps(lines)
+    combined = "epoch" in how
+    starts = [0] + [i for i in range(1, len(lines)) if steps[i] < steps[i - 1]]
+    ends = [*starts[1:], len(lines)]
+    results: list[ReadResult] = []
+    for k, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
+        split: list[str] = []
+        metric: list[str] = []
+        points: list[int] = []
+        values: list[float] = []
+        for line, step in zip(lines[lo:hi], steps[lo:hi], strict=True):
+            split.extend(line.layout.splits)
+            metric.extend(line.layout.metrics)
+            points.extend(repeat(step, len(line.values)))
+            values.extend(line.values)
+        notes = [f"read {hi - lo} `name: value` line(s) (no metric dicts or step table in the log)", how]
+        if k > 0:
+            notes.append(f"a new run starts here in the same file: the step goes back to {steps[lo]}")
+        frame = make_frame(split, metric, points, values) if split else empty_frame()
+        result = ReadResult(frame=frame, steps_derived=derived, notes=notes)
+        last = lines[hi - 1]
+        total = last.total
+        done: int
+        planned: int | None
+        if total is not None and combined and last.epochs is not None:
+            done, planned = steps[hi - 1], last.epochs * total
+        else:
+            done, planned = (last.cur or 0), total
+        epochs_done = last.epoch is None or last.epochs is None or last.epoch >= last.epochs
+        crash = kv.crash if k == len(starts) - 1 else kv.crash_after.get(hi - 1)
+        if planned is not None and done >= planned and epochs_done and not derived:
+            result.ended = Ended.FINISHED
+        elif crash is not None:
+            result.ended = Ended.CRASHED
+            result.notes.append(f"the log shows {CRASH_MARKERS[crash]} after the last metric line of this run")
+        if planned is not None and result.ended is not Ended.FINISHED and not derived:
+            result.notes.append(f"stopped at step {done} of {planned}")
+        results.append(result)
+    return results
+
+
+def results_from_scan(scan: Scan, path: Path) -> list[ReadResult]:
+    """The runs a scan of ``path`` found (see read_file_runs); :class:`StdoutTail` feeds its scan live."""
+    if scan.kinds:
+        results = _dict_runs(scan)
+        if scan.table.rows:
+            results[0].notes.append("the log also holds a step table; the dict lines were read instead")
+    elif scan.table.rows:
+        results = [_result_from_table(scan.table, rows) for rows in _table_runs(scan.table)]
+        if scan.crash is not None:
+            results[-1].ended = Ended.CRASHED
+            results[-1].notes.append(f"the log ends with {CRASH_MARKERS[scan.crash]} after the last metric line")
+    elif scan.kv.lines:
+        results = _kv_runs(scan.kv)
+    elif scan.complete and scan.size == 0:
+        raise NoMetricsError("empty file (0 bytes): no DPO metrics", path)
+    else:
+        binary = "" if scan.nul_at is None else f"; it holds binary data (a NUL byte at byte {scan.nul_at}), not text"
+        raise NoMetricsError(
+            f"no DPO metrics found (no metric dict lines, step table or `name: value` lines){binary}", path
+        )
+    if scan.encoding is not None:
+        results[0].notes.append(f"decoded from {scan.encoding.upper()} (the capture was not UTF-8)")
+    if scan.torn_at is not None and results[-1].ended is Ended.UNKNOWN:
+        where = "" if scan.encoding else f" at byte {scan.torn_at}"
+        results[-1].ended = Ended.TRUNCATED
+        results[-1].notes.append(
+            f"the log ends mid-line{where} (its last line has no line break): truncated, cut while it was written"
+        )
+    if len(results) > 1:
+        for k, result in enumerate(results, start=1):
+            result.label = f"run{k}"
+            result.notes.insert(0, f"run {k} of {len(results)} appended to this file")
+    return results
