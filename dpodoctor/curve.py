@@ -32,13 +32,16 @@ carries them as ``curves``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
 from dpodoctor.model import Run
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    from dpodoctor._lazy import np, pd
 
 # The slope and the levelling test describe a curve; they need not be exact to the last pair. Thinning long curves
 # to this many points keeps the summaries of a 20k-step run with 30 metrics well under a second.

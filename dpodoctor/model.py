@@ -10,12 +10,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor.metrics import Split, canonical, is_summary_key
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    from dpodoctor._lazy import np, pd
 
 COLUMNS = ("split", "metric", "step", "value", "wall_time")
 
