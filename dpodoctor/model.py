@@ -57,7 +57,7 @@ class Run:
             f = self.frame
             values = f["value"].to_numpy()[start:stop].copy()
             steps = f["step"].to_numpy()[start:stop].copy()
-            return pd.Series(values, index=steps, name=metric).sort_index()
+            return pd.Series(values, index=steps, name=metric)  # a group's steps are strictly increasing
         f = self.frame
         sel = f[(f["split"] == split) & (f["metric"] == metric)]
         return pd.Series(sel["value"].to_numpy(), index=sel["step"].to_numpy(), name=metric).sort_index()
@@ -113,6 +113,9 @@ class Run:
     @property
     def metrics(self) -> list[tuple[str, str]]:
         """The (split, metric) pairs present, in a stable order."""
+        groups = self._groups()
+        if groups is not None:  # every row is in one of them: the same pairs, without scanning the frame
+            return sorted(groups)
         pairs = self.frame[["split", "metric"]].drop_duplicates()
         return sorted((str(s), str(m)) for s, m in pairs.itertuples(index=False))
 
