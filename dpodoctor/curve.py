@@ -258,6 +258,12 @@ def summarize(series: pd.Series, split: str = "train", metric: str | None = None
     if len(raw_steps) > 1 and not bool((raw_steps[1:] >= raw_steps[:-1]).all()):
         ordered = series.sort_index()
         raw_steps, raw_values = ordered.index.to_numpy(), ordered.to_numpy(dtype=float)
+    return summarize_arrays(raw_steps, raw_values, split, metric if metric is not None else str(series.name))
+
+
+def summarize_arrays(raw_steps: np.ndarray, raw_values: np.ndarray, split: str, name: str) -> CurveSummary:
+    """:func:`summarize` of a curve's steps and values, already in step order (NaN/inf counted, not summarised)."""
+    raw_values = raw_values.astype(float, copy=False)
     keep = np.isfinite(raw_values)
     n_nonfinite = int(len(raw_values) - np.count_nonzero(keep))
     steps, values = raw_steps[keep], raw_values[keep]
@@ -266,7 +272,6 @@ def summarize(series: pd.Series, split: str = "train", metric: str | None = None
         if not last_of_step.all():
             steps, values = steps[last_of_step], values[last_of_step]
     n = len(values)
-    name = metric if metric is not None else str(series.name)
     steps = steps.astype(np.int64)
     if n == 0:
         nan = float("nan")
@@ -307,4 +312,7 @@ def summarize(series: pd.Series, split: str = "train", metric: str | None = None
 
 def summarize_run(run: Run) -> dict[tuple[str, str], CurveSummary]:
     """Every (split, metric) curve of a run, summarised once."""
-    return {(split, metric): summarize(run.series(metric, split), split, metric) for split, metric in run.metrics}  # type: ignore[arg-type]
+    return {
+        (split, metric): summarize_arrays(*run.arrays(metric, split), split, metric)  # type: ignore[arg-type]
+        for split, metric in run.metrics
+    }
