@@ -404,8 +404,8 @@ def check(
             "--jobs",
             "-j",
             min=1,
-            help="Read and diagnose runs in up to this many processes. Default: the number of CPUs (small inputs "
-            "always use one).",
+            help="Read and diagnose runs in up to this many processes. Default: the CPUs the machine's load leaves "
+            "idle (small inputs always use one).",
         ),
     ] = None,
     no_cache: Annotated[
