@@ -873,7 +873,7 @@ def main() -> None:
         "--skip",
         action="append",
         default=[],
-        choices=["tbparse", "stdout", "swanlab", "large", "commands", "trainer_state", "callback"],
+        choices=["tbparse", "stdout", "swanlab", "large", "sweeps", "commands", "trainer_state", "callback"],
     )
     parser.add_argument("--evaluate", action="store_true", help="also time the design options (rustboard, ...)")
     parser.add_argument("--repeat", type=int, default=3, help="each dpodoctor timing is the median of this many")
@@ -927,7 +927,7 @@ def main() -> None:
     say(f"\n== TensorBoard sweeps (transformers' layout, eval every {args.eval_every}; median of {args.repeat}) ==")
     say("  dpodoctor check, no cache (cold) / --jobs 1 / warm cache (re-check); tbparse loads the same sweep")
     rows = []
-    for name, spec in cases:
+    for name, spec in cases if "sweeps" not in args.skip else []:
         runs, steps, with_args = spec
         folder = args.data / f"sweep-{runs}x{steps}-{'args' if with_args else 'noargs'}"
         rows.append(tb_case(name, folder, spec, args, report))
