@@ -31,15 +31,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import child_env, dpodoctor_command, run_measured
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN_KEYS = (
     "loss",
     "grad_norm",
@@ -119,31 +116,13 @@ def write_log(path: Path, megabytes: int, log_every: int) -> dict[str, int]:
 
 def measure(log: Path, output: Path) -> dict[str, float]:
     """Run the check in a fresh process; the peak of the process tree's summed RSS, sampled every 20 ms."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "dpodoctor", "check", str(log), "--no-cache", "--format", "json"]
-    command += ["--output", str(output)]
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    parent = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        total = 0
-        try:
-            for p in [parent, *parent.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    continue
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
-        time.sleep(0.02)
-    seconds = time.perf_counter() - started
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"dpodoctor check failed ({proc.returncode}): {stderr}")
-    kernel_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest waited-for child
-    return {"seconds": seconds, "peak_tree": peak, "peak_kernel": kernel_peak, "exit": proc.returncode}
+    command = dpodoctor_command("check", str(log), "--no-cache", "--format", "json", "--output", str(output))
+    try:
+        result = run_measured(command, child_env())
+    except RuntimeError as exc:
+        raise SystemExit(f"dpodoctor check failed: {exc}") from None
+    peaks = {"peak_tree": result["rss_tree"], "peak_kernel": result["rss_kernel"]}  # kernel: the largest process
+    return {"seconds": result["seconds"], **peaks, "exit": result["exit"]}
 
 
 def main() -> None:

@@ -9,42 +9,89 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import types
+import typing
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from dpodoctor import api
 from dpodoctor._version import __version__
-from dpodoctor.checks import RULES
-from dpodoctor.compare import compare as compare_runs
 from dpodoctor.errors import DpoDoctorError
-from dpodoctor.report import Report
-from dpodoctor.reporters import render
-from dpodoctor.reporters.common import clean
-from dpodoctor.reporters.comparison import ComparisonView
-from dpodoctor.reporters.github import append_step_summary
-from dpodoctor.reporters.text import ReportView, render_text
-from dpodoctor.rules import SECTIONS, parse_sections
-from dpodoctor.selectors import find_rule
-from dpodoctor.sweep import progress_wanted
+
+if TYPE_CHECKING:
+    from dpodoctor.report import Report
+
+# Each command imports what it needs inside its body: `rules`, `explain`, `--help` and `--version` never import the
+# readers, the API or pandas, and `check` imports the reporters, not the comparison or the live view.
 
 
 class _FlagsTakeNoValue:
     """Help without a ``<bool>`` type beside flags (typer shows one for every flag, --help included): a flag takes
-    no value, and a shown placeholder invites ``--exit-zero true``, whose ``true`` is then read as a path."""
+    no value, and a shown placeholder invites ``--exit-zero true``, whose ``true`` is then read as a path.
+
+    Also gives each parameter the cheap coercion of :class:`_PlainValues` (typer versions that coerce through
+    pydantic only)."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)  # type: ignore[misc]
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
+            if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
+                param._runtime_param = _PlainValues(param)
         return params
+
+
+class _PlainValues:
+    """Coerces the values that need no conversion without building typer's pydantic adapter.
+
+    Why: typer 0.2x builds a pydantic TypeAdapter for every parameter it processes, even one not given on the
+    command line, before coercing its value; importing pydantic for that costs 0.1–0.2 s, half of what `dpodoctor
+    rules` may take. A value that is absent (None), already of the parameter's type (a default), the exact value
+    of a choice, or strings for a ``str``, ``Path``, ``list[str]`` or ``list[Path]`` parameter come out as typer's
+    own coercion would give them; anything else (a number, a choice in another case) goes to typer's coercion,
+    built on first need.
+    """
+
+    def __init__(self, param: Any) -> None:
+        self._param = param
+        self._typer: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        multi = param.multiple or param.nargs == -1
+        if value is None:
+            return () if multi else None
+        annotation = self._param.type_descriptor.annotation
+        if multi and typing.get_origin(annotation) is list and typing.get_args(annotation)[0] in (str, Path):
+            item = typing.get_args(annotation)[0]
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return [item(v) for v in value]
+        kind = _plain_type(annotation)
+        if not multi and kind is not None:
+            if isinstance(value, kind) and (kind is not int or not isinstance(value, bool)):
+                return value
+            if isinstance(value, str) and kind is Path:
+                return Path(value)
+            if isinstance(value, str) and issubclass(kind, Enum) and value in kind._value2member_map_:
+                return kind._value2member_map_[value]  # the exact value of a choice (--format json)
+        if self._typer is None:
+            from typer._coercion import build_runtime_param
+
+            self._typer = build_runtime_param(self._param.type_descriptor)
+        return self._typer.coerce(value, param=param, ctx=ctx)
+
+
+def _plain_type(annotation: Any) -> type | None:
+    """``X`` for an annotation ``X`` or ``X | None`` where X is a plain class, else None."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = inner[0] if len(inner) == 1 else None
+    return annotation if isinstance(annotation, type) and typing.get_origin(annotation) is None else None
 
 
 class Command(_FlagsTakeNoValue, TyperCommand):
@@ -107,6 +154,8 @@ BetaOption = Annotated[
 
 def _complete_rules(incomplete: str) -> list[tuple[str, str]]:
     """Shell completion of rule codes and names (the last item of a comma-separated list), with the rule's summary."""
+    from dpodoctor.checks import RULES
+
     head, sep, last = incomplete.rpartition(",")
     prefix = head + sep
     out = []
@@ -191,9 +240,18 @@ def _write_plots(report: Report, plot_dir: Path, fmt: str, stderr: Console) -> N
     stderr.print(Text(f"dpodoctor: wrote {len(written)} plot(s) to {plot_dir}", style="dim"))
 
 
+def progress_wanted() -> bool:
+    """Whether a progress bar is for a person (sweep.progress_wanted; imported when a check runs)."""
+    from dpodoctor.sweep import progress_wanted as wanted
+
+    return wanted()
+
+
 def _one_line(text: object) -> str:
     """Text for a one-line message on the terminal: it often names a log's file or key, so terminal escapes are
     removed and line breaks folded (a name holding ``\n::error::`` must not start a line a CI runner obeys)."""
+    from dpodoctor.reporters.common import clean
+
     return " ".join(clean(text).splitlines())
 
 
@@ -346,8 +404,8 @@ def check(
             "--jobs",
             "-j",
             min=1,
-            help="Read and diagnose runs in up to this many processes. Default: the number of CPUs (small inputs "
-            "always use one).",
+            help="Read and diagnose runs in up to this many processes. Default: the CPUs the machine's load leaves "
+            "idle (small inputs always use one).",
         ),
     ] = None,
     no_cache: Annotated[
@@ -360,6 +418,11 @@ def check(
     ] = False,
 ) -> None:
     """Check DPO training logs and report what is healthy and what went wrong."""
+    from dpodoctor import api
+    from dpodoctor.reporters import render
+    from dpodoctor.reporters.github import append_step_summary
+    from dpodoctor.reporters.text import ReportView, render_text
+
     _no_flag_values(paths)
     try:
         report = api.check(
@@ -456,6 +519,9 @@ def compare(
     ] = None,
 ) -> None:
     """Compare runs side by side: where each metric ended, each run's findings, and the curves overlaid."""
+    from dpodoctor.compare import compare as compare_runs
+    from dpodoctor.reporters.comparison import ComparisonView
+
     _no_flag_values(paths)
     try:
         comparison = compare_runs(paths, metrics=_names(metric), x=x.value, normalize_beta=normalize_beta, beta=beta)
@@ -561,6 +627,10 @@ def watch(
 @app.command("rules", cls=Command)
 def list_rules() -> None:
     """List every rule: code, name, default severity and what it checks."""
+    from rich.table import Table
+
+    from dpodoctor.checks import RULES
+
     table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
     for column in ("code", "name", "severity", "what it checks"):
         table.add_column(column, no_wrap=column != "what it checks")
@@ -577,6 +647,9 @@ def explain(
     ],
 ) -> None:
     """Show a rule's page: what it detects, why it matters, likely causes, what to try, an example."""
+    from dpodoctor.rules import SECTIONS, parse_sections
+    from dpodoctor.selectors import find_rule
+
     r = find_rule(code)
     if r is None:
         raise _fail(f"unknown rule code or name {code!r} (see `dpodoctor rules`)")

@@ -32,13 +32,16 @@ carries them as ``curves``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
 from dpodoctor.model import Run
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    from dpodoctor._lazy import np, pd
 
 # The slope and the levelling test describe a curve; they need not be exact to the last pair. Thinning long curves
 # to this many points keeps the summaries of a 20k-step run with 30 metrics well under a second.
@@ -207,62 +210,84 @@ class CurveSummary:
         }
 
 
-def _thin(s: pd.Series, max_points: int) -> pd.Series:
-    if len(s) <= max_points:
-        return s
-    keep = np.unique(np.linspace(0, len(s) - 1, max_points).round().astype(np.int64))
-    return s.iloc[keep]
+def _thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(values) <= max_points:
+        return steps, values
+    keep = np.unique(np.linspace(0, len(values) - 1, max_points).round().astype(np.int64))
+    return steps[keep], values[keep]
 
 
-def _slope(s: pd.Series) -> float:
-    if len(s) < 3 or float(np.ptp(s.to_numpy())) == 0.0:
+def _slope(steps: np.ndarray, values: np.ndarray) -> float:
+    if len(values) < 3 or float(np.ptp(values)) == 0.0:
         return 0.0
-    t = _thin(s, SUMMARY_TREND_POINTS)
-    value = stats.theil_sen_slope(t.index.to_numpy(dtype=float), t.to_numpy(dtype=float))
+    x, y = _thin(steps, values, SUMMARY_TREND_POINTS)
+    value = stats.theil_sen_slope(x.astype(float), y.astype(float))
     return 0.0 if not np.isfinite(value) else float(value)
 
 
 def levelled_off(s: pd.Series) -> bool:
     """True when the last third of a curve moves much less than its first third did (or not significantly at all):
     the curve has flattened. Needs 9 points; shorter curves are never called levelled."""
-    third = len(s) // 3
+    return _levelled_off(s.index.to_numpy(), s.to_numpy(dtype=float))
+
+
+def _levelled_off(steps: np.ndarray, values: np.ndarray, noise: float | None = None) -> bool:
+    """:func:`levelled_off` of a curve's steps and finite values (``noise``: its noise σ when already known)."""
+    third = len(values) // 3
     if third < 3:
         return False
-    early = abs(_slope(s.iloc[:third]))
-    late = s.iloc[-third:]
-    late_slope = abs(_slope(late))
+    early = abs(_slope(steps[:third], values[:third]))
+    late_steps = steps[-third:]
+    late_slope = abs(_slope(late_steps, values[-third:]))
     if early == 0:
         return late_slope == 0
     if late_slope < 0.3 * early:
         return True
     # a late slope that the batch noise could produce over the late span is no slope
-    span = float(late.index[-1] - late.index[0]) or 1.0
-    return late_slope * span < stats.noise_sigma(s)
+    span = float(late_steps[-1] - late_steps[0]) or 1.0
+    return late_slope * span < (stats.noise_sigma_of(values) if noise is None else noise)
 
 
 def summarize(series: pd.Series, split: str = "train", metric: str | None = None) -> CurveSummary:
-    """Summarise one curve (values indexed by step; NaN/inf are counted, not summarised)."""
-    raw = series.sort_index()
-    s = stats.finite(raw)
-    s = s[~s.index.duplicated(keep="last")]
-    n = len(s)
-    name = metric if metric is not None else str(series.name)
-    steps = s.index.to_numpy(dtype=np.int64)
-    values = s.to_numpy(dtype=float)
+    """Summarise one curve (values indexed by step; NaN/inf are counted, not summarised).
+
+    Works on the series' arrays, not on pandas objects: a run has dozens of curves and each pandas operation costs
+    tens of µs of overhead, which made these summaries most of a short run's diagnosis."""
+    raw_steps = series.index.to_numpy()
+    raw_values = series.to_numpy(dtype=float)
+    if len(raw_steps) > 1 and not bool((raw_steps[1:] >= raw_steps[:-1]).all()):
+        ordered = series.sort_index()
+        raw_steps, raw_values = ordered.index.to_numpy(), ordered.to_numpy(dtype=float)
+    return summarize_arrays(raw_steps, raw_values, split, metric if metric is not None else str(series.name))
+
+
+def summarize_arrays(raw_steps: np.ndarray, raw_values: np.ndarray, split: str, name: str) -> CurveSummary:
+    """:func:`summarize` of a curve's steps and values, already in step order (NaN/inf counted, not summarised)."""
+    raw_values = raw_values.astype(float, copy=False)
+    keep = np.isfinite(raw_values)
+    n_nonfinite = int(len(raw_values) - np.count_nonzero(keep))
+    steps, values = raw_steps[keep], raw_values[keep]
+    if len(steps) > 1:  # one point per step: the last one logged at a repeated step
+        last_of_step = np.append(steps[1:] != steps[:-1], True)
+        if not last_of_step.all():
+            steps, values = steps[last_of_step], values[last_of_step]
+    n = len(values)
+    steps = steps.astype(np.int64)
     if n == 0:
         nan = float("nan")
         return CurveSummary(
-            split, name, 0, len(raw), None, nan, None, nan, nan, 0, nan, 0, None, nan, None, nan, 0.0, 0.0, 0.0,
-            False, 0, steps, values,
+            split, name, 0, len(raw_values), None, nan, None, nan, nan, 0, nan, 0, None, nan, None, nan, 0.0, 0.0,
+            0.0, False, 0, steps, values,
         )  # fmt: skip
     k = level_points(n)
     imin, imax = int(np.argmin(values)), int(np.argmax(values))
-    slope = _slope(s)
+    slope = _slope(steps, values)
+    noise = stats.noise_sigma_of(values) if n >= 3 else 0.0
     return CurveSummary(
         split=split,
         metric=name,
         n=n,
-        n_nonfinite=len(raw) - len(stats.finite(raw)),
+        n_nonfinite=n_nonfinite,
         first_step=int(steps[0]),
         first_value=float(values[0]),
         last_step=int(steps[-1]),
@@ -275,10 +300,10 @@ def summarize(series: pd.Series, split: str = "train", metric: str | None = None
         min_value=float(values[imin]),
         max_step=int(steps[imax]),
         max_value=float(values[imax]),
-        noise=stats.noise_sigma(s) if n >= 3 else 0.0,
+        noise=noise,
         slope=slope,
         change=slope * float(steps[-1] - steps[0]),
-        levelled=levelled_off(s),
+        levelled=_levelled_off(steps, values, noise if n >= 3 else None),
         interval=int(np.median(np.diff(steps))) if n > 1 else 0,
         steps=steps,
         values=values,
@@ -287,4 +312,7 @@ def summarize(series: pd.Series, split: str = "train", metric: str | None = None
 
 def summarize_run(run: Run) -> dict[tuple[str, str], CurveSummary]:
     """Every (split, metric) curve of a run, summarised once."""
-    return {(split, metric): summarize(run.series(metric, split), split, metric) for split, metric in run.metrics}  # type: ignore[arg-type]
+    return {
+        (split, metric): summarize_arrays(*run.arrays(metric, split), split, metric)  # type: ignore[arg-type]
+        for split, metric in run.metrics
+    }

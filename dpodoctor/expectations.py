@@ -18,13 +18,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
 from dpodoctor.metrics import LN2
 from dpodoctor.model import Ended, Run
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from dpodoctor._lazy import np
 
 # Loss types whose value at the start is −log σ(0) = ln 2 and that fall toward 0 as the margin grows: the "stuck at
 # ln 2" and "collapsed to 0" readings of the sigmoid loss apply to them.

@@ -10,12 +10,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor.metrics import Split, canonical, is_summary_key
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    from dpodoctor._lazy import np, pd
 
 COLUMNS = ("split", "metric", "step", "value", "wall_time")
 
@@ -52,12 +55,34 @@ class Run:
         if groups is not None:
             start, stop = groups.get((split, metric), (0, 0))
             f = self.frame
-            values = f["value"].to_numpy()[start:stop].copy()
-            steps = f["step"].to_numpy()[start:stop].copy()
-            return pd.Series(values, index=steps, name=metric).sort_index()
+            steps, values = self._columns()
+            # a group's steps are strictly increasing: already in order
+            return pd.Series(values[start:stop].copy(), index=steps[start:stop].copy(), name=metric)
         f = self.frame
         sel = f[(f["split"] == split) & (f["metric"] == metric)]
         return pd.Series(sel["value"].to_numpy(), index=sel["step"].to_numpy(), name=metric).sort_index()
+
+    def arrays(self, metric: str, split: Split = "train") -> tuple[np.ndarray, np.ndarray]:
+        """Steps and values of one metric in one split, in step order, NaN/inf kept: what :meth:`series` holds,
+        without building a Series (the JSON and text reports summarise every curve of every run)."""
+        groups = self._groups()
+        if groups is not None:
+            start, stop = groups.get((split, metric), (0, 0))
+            steps, values = self._columns()
+            return steps[start:stop].copy(), values[start:stop].copy()
+        s = self.series(metric, split)
+        return s.index.to_numpy(), s.to_numpy()
+
+    def _columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """The frame's step and value columns as arrays, read once per frame (a DataFrame column lookup costs
+        tens of µs, and a run's curves are read dozens of times)."""
+        frame = self.frame
+        cached = self.__dict__.get("_column_cache")
+        if cached is not None and cached[0] is frame:
+            return cached[1], cached[2]
+        steps, values = frame["step"].to_numpy(), frame["value"].to_numpy()
+        self.__dict__["_column_cache"] = (frame, steps, values)
+        return steps, values
 
     def has(self, metric: str, split: Split = "train") -> bool:
         groups = self._groups()

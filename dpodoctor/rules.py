@@ -26,10 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
 from dpodoctor.curve import CurveSummary, fixed, fmt, summarize
@@ -39,6 +36,12 @@ from dpodoctor.model import Run
 from dpodoctor.results import Corroboration, Finding, RunReport, Severity
 from dpodoctor.settings import DiagnoseSettings
 from dpodoctor.vocabulary import primary_split
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    from dpodoctor._lazy import np, pd
 
 CODE_RE = re.compile(r"^DPO\d{3}$")
 DEFAULT_BETA = 0.1  # TRL's DPOConfig default, used (and said so) when the run does not log β

@@ -10,13 +10,14 @@ reaches into the reporters for them. The gate's threshold lives beside :class:`~
 
 from __future__ import annotations
 
-from typing import Final
-
-import pandas as pd
+from typing import TYPE_CHECKING, Final
 
 from dpodoctor import stats
 from dpodoctor.metrics import Split
 from dpodoctor.model import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The seed's metric labels, for table rows, single-metric panels (compare) and legends.
 METRIC_LABELS: Final[dict[str, str]] = {

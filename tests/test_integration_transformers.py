@@ -11,7 +11,6 @@ import copy
 import json
 import logging
 import math
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -133,23 +132,7 @@ def test_bad_arguments_are_refused() -> None:
         DPODoctorCallback(check_every=0)
 
 
-@pytest.mark.slow  # 10k logged steps through the callback
-def test_a_log_step_costs_under_5_ms_with_10k_logged_steps(tmp_path: Path) -> None:
-    """The issue's budget: 10,000 on_log calls back to back; the mean of the last 1000 stays under 5 ms."""
-    args, state, control = fake_trainer(tmp_path)
-    callback = DPODoctorCallback(stop_on="error")
-    rng = np.random.default_rng(3)
-    logs = [dpo_logs(step, rng, learning=True) for step in range(1, 10_001)]
-    durations = np.empty(len(logs))
-    for i, entry in enumerate(logs):
-        state.global_step = i + 1
-        started = time.perf_counter()
-        callback.on_log(args, state, control, logs=entry)
-        durations[i] = time.perf_counter() - started
-    assert len(callback.buffer) == 10_000 * 12
-    assert callback.evaluations >= 5  # it kept diagnosing, only less often as the run grew
-    mean_ms = durations[-1000:].mean() * 1000
-    assert mean_ms < 5, f"mean on_log cost of the last 1000 calls: {mean_ms:.2f} ms"
+# The cost of a log step at 10k logged steps (under 5 ms) is measured by benchmarks/bench.py, not by a timed test.
 
 
 # ------------------------------------------------------------------------------------------ a real DPOTrainer

@@ -6,15 +6,18 @@ imported (``dpodoctor.rules`` imports every family module). Kept in code order.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
 from dpodoctor.curve import fmt
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, RULES, Context, Hit, Skip, rounded, rule, span_of, too_few
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    from dpodoctor._lazy import np, pd
 
 
 def _loss_saturated(ctx: Context, steps: np.ndarray) -> bool:

@@ -7,14 +7,19 @@ imported (``dpodoctor.rules`` imports every family module). Kept in code order.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from dpodoctor import stats
 from dpodoctor.metrics import CORE_METRICS
 from dpodoctor.model import Ended
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, RULES, Context, Hit, Skip, rounded, rule, too_few
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    from dpodoctor._lazy import np, pd
 
 
 @rule(

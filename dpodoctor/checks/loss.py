@@ -7,15 +7,18 @@ imported (``dpodoctor.rules`` imports every family module). Kept in code order.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
 from dpodoctor.curve import fixed, fmt
 from dpodoctor.metrics import LN2
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from dpodoctor._lazy import np
 
 
 def stuck_reference(ctx: Context) -> tuple[float, str]:

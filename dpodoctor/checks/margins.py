@@ -6,12 +6,17 @@ imported (``dpodoctor.rules`` imports every family module). Kept in code order.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dpodoctor import stats
 from dpodoctor.curve import fixed
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from dpodoctor._lazy import np
 
 
 @rule(
