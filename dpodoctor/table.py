@@ -20,7 +20,8 @@ import numpy as np
 
 from dpodoctor.curve import CurveSummary
 from dpodoctor.results import Finding, RunReport, Severity
-from dpodoctor.rules import RULES
+from dpodoctor.rules import HEALTHY_DIRECTION, RULES, curve_move
+from dpodoctor.rules import material_move as material_move  # the threshold rows are judged with, re-exported
 
 # The seed's quick-reference table: what a healthy curve does, per core metric (canonical name -> label, behaviour).
 HEALTHY: dict[str, tuple[str, str]] = {
@@ -45,7 +46,7 @@ def fmt_number(x: float) -> str:
 
 # Which way a healthy curve of each seed metric moves (the seed's table): -1 falls, +1 rises. A row with no finding
 # whose curve moved the other way by more than its batch noise is marked ⚠ ("against its healthy direction"), never ✓.
-DIRECTION: dict[str, int] = {"loss": -1, "margins": 1, "accuracy": 1, "chosen": 1, "rejected": -1}
+DIRECTION: dict[str, int] = HEALTHY_DIRECTION
 # What each verdict of a table row means; the JSON report carries the word, the text reports the mark.
 VERDICTS: dict[str, str] = {
     "pass": "no finding, and the curve did not move against its healthy direction by more than its noise",
@@ -95,24 +96,12 @@ def row_severity(metric: str, findings: Sequence[Finding], split: str = "train")
     return worst
 
 
-def material_move(metric: str, beta: float) -> float:
-    """The smallest move worth calling a move, as the "checked" lines judge "stayed level" (0.01 of loss, 0.05 of
-    accuracy, a quarter of a nat of reward): a curve that moved 1e-5 the wrong way beside 1e-6 of noise stayed put."""
-    return {"loss": 0.01, "accuracy": 0.05}.get(metric, 0.25 * beta)
-
-
 def against_direction(curve: CurveSummary, beta: float = 0.1) -> bool:
-    """The curve moved against the seed's healthy direction by more than its batch noise, judged on the end level
-    against both the start level (medians: one noisy batch cannot flip it) and the raw first value (what the table
-    shows as ``first``, so that a ✓ never sits beside a wrong-way ``first → end``: a run damaged in its first
-    steps has a start level already far from where it began). A move must also be material
-    (:func:`material_move`)."""
+    """The curve moved against the seed's healthy direction by more than its batch noise and a material amount,
+    from its start level or from the raw first value the table shows: :func:`dpodoctor.rules.curve_move`, the one
+    judgement the "checked" line's rose/fell/stayed level reads too, so a ⚠ row never sits beside "stayed level"."""
     direction = DIRECTION.get(curve.metric, 0)
-    if not direction or not curve.logged or curve.n < 2:
-        return False
-    moves = [direction * (curve.end - begin) for begin in (curve.start, curve.first_value)]
-    threshold = max(curve.noise, material_move(curve.metric, beta))
-    return any(np.isfinite(m) and m < 0 and -m > threshold for m in moves)
+    return bool(direction) and curve_move(curve, beta).direction == -direction
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,8 @@ def margin_slow(ctx: Context) -> Hit | Skip | None:
     s = ctx.series("margins")
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    end = stats.tail_level(s)
+    c = ctx.curve("margins")  # the end level the table and every report show, not one of this rule's own
+    end = c.end
     nats = ctx.nats(end)
     if not (0.25 < nats < ctx.param("nats")):
         return None
@@ -149,7 +150,7 @@ def margin_slow(ctx: Context) -> Hit | Skip | None:
     )
     first, last = span_of(s)
     return Hit(
-        f"the margin ends at {end:.3g} = {fixed(nats)} nats at {ctx.beta_label}: {expected}",
+        f"the margin ends at {c.level_text('end')} = {fixed(nats)} nats at {ctx.beta_label}: {expected}",
         first,
         last,
         {"final_margin": rounded(end), "final_margin_nats": rounded(nats), "beta": ctx.beta},
