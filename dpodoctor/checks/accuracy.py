@@ -299,7 +299,9 @@ def length_separation(ctx: Context) -> Hit | Skip | None:
     big, small = (rejected, chosen) if longer == "rejected" else (chosen, rejected)
 
     def quoted(c: CurveSummary) -> str:
-        return c.point_text(c.first_step) if which == "first" else f"a start level of {c.level_text('start')}"
+        if which == "first" and c.first_step is not None:
+            return c.point_text(c.first_step)
+        return f"a start level of {c.level_text('start')}"
 
     first, last = span_of(acc)
     eval_note = ""
