@@ -3,7 +3,7 @@ curve come from one judgement (:func:`dpodoctor.rules.curve_move`).
 
 Before, the checked line judged the start and end *levels* only while the table's ⚠ "against its healthy direction"
 also compared the end with the raw first value, so "⚠ chosen reward stayed level from …" could be printed. Checked
-on every real run in the fixtures (the TRL runs, the corpus subset, the diagnosis regressions, SwanLab, trackers),
+on every real run in the fixtures (the TRL runs, the corpus subset, the diagnosis regressions),
 through the rows every format shows and through the rendered text report.
 """
 
@@ -22,7 +22,9 @@ from dpodoctor.rules import HEALTHY_DIRECTION, MOVE_WORD, curve_move
 from dpodoctor.table import metric_rows
 from tests.conftest import FIXTURES
 
-GROUPS = ("trl", "corpus", "diagnosis", "swanlab", "trackers")
+# The real runs of every fixture group whose folders are distinct runs (swanlab/ and trackers/ hold the same TRL runs
+# through other loggers; tests/test_reader_*.py pin that they read the same)
+GROUPS = ("trl", "corpus", "diagnosis")
 RUN_DIRS = sorted(p for g in GROUPS if (FIXTURES / g).is_dir() for p in (FIXTURES / g).iterdir() if p.is_dir())
 WORD = re.compile(r"^\S+(?: reward)? (rose|fell|stayed level) from ")
 
