@@ -150,13 +150,13 @@ def test_class4_a_real_kto_run() -> None:
     assert "0.5" in stuck.findings[0].message and "kto" in stuck.findings[0].message
 
 
-LLAMAFACTORY = ["lf_sigmoid", "lf_ftx", "lf_ipo", "lf_hinge", "lf_simpo", "lf_orpo"]
+LLAMAFACTORY = ["lf_sigmoid", "lf_ftx", "lf_ipo", "lf_hinge", "lf_simpo", "lf_orpo", "lf_kto_pair"]
 
 
 @pytest.mark.parametrize("name", LLAMAFACTORY)
 def test_class4_real_llamafactory_runs_of_each_pref_loss_get_no_warning(name: str) -> None:
     """Real LLaMA-Factory 0.9.5 DPO runs (``llamafactory-cli train``, the tiny model on CPU) with pref_loss sigmoid,
-    ipo (β 0.5), hinge, simpo, orpo and sigmoid + pref_ftx 1.0: healthy recipes, so no warning; β comes from the
+    ipo (β 0.5), hinge, simpo, orpo, kto_pair and sigmoid + pref_ftx 1.0 (every pref_loss it offers): healthy recipes, so no warning; β comes from the
     LLaMA-Factory YAML beside the run (its TensorBoard args and trainer_log.jsonl do not carry pref_beta)."""
     rr = report(name)
     assert rr.run.source == "tensorboard"
