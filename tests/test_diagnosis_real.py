@@ -155,9 +155,10 @@ LLAMAFACTORY = ["lf_sigmoid", "lf_ftx", "lf_ipo", "lf_hinge", "lf_simpo", "lf_or
 
 @pytest.mark.parametrize("name", LLAMAFACTORY)
 def test_class4_real_llamafactory_runs_of_each_pref_loss_get_no_warning(name: str) -> None:
-    """Real LLaMA-Factory 0.9.5 DPO runs (``llamafactory-cli train``, the tiny model on CPU) with pref_loss sigmoid,
-    ipo (β 0.5), hinge, simpo, orpo, kto_pair and sigmoid + pref_ftx 1.0 (every pref_loss it offers): healthy recipes, so no warning; β comes from the
-    LLaMA-Factory YAML beside the run (its TensorBoard args and trainer_log.jsonl do not carry pref_beta)."""
+    """Real LLaMA-Factory 0.9.5 DPO runs (``llamafactory-cli train``, the tiny model on CPU), one per pref_loss it
+    offers: sigmoid, ipo (β 0.5), hinge, simpo, orpo, kto_pair, and sigmoid + pref_ftx 1.0. Healthy recipes, so no
+    warning; β comes from the LLaMA-Factory YAML beside the run (its TensorBoard args and trainer_log.jsonl do not
+    carry pref_beta)."""
     rr = report(name)
     assert rr.run.source == "tensorboard"
     assert not loud(rr), [f"{f.code}: {f.message}" for f in rr.findings]
