@@ -35,7 +35,7 @@ from dpodoctor.metrics import Split
 from dpodoctor.model import Run
 from dpodoctor.results import Corroboration, Finding, RunReport, Severity
 from dpodoctor.settings import DiagnoseSettings
-from dpodoctor.vocabulary import primary_split
+from dpodoctor.vocabulary import DIRECTION, primary_split
 
 if TYPE_CHECKING:
     import numpy as np
@@ -323,26 +323,77 @@ def rounded(x: float, digits: int = 4) -> float:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _moved(start: float, end: float, threshold: float) -> str:
-    if end - start > threshold:
-        return "rose"
-    if start - end > threshold:
-        return "fell"
-    return "stayed level"
+# Which way a healthy curve of each seed metric moves (the seed's table): -1 falls, +1 rises.
+# Which way a healthy curve of each seed metric moves: one table, in the shared vocabulary.
+HEALTHY_DIRECTION: dict[str, int] = DIRECTION
+MOVE_WORD: dict[int, str] = {1: "rose", -1: "fell", 0: "stayed level"}
+
+
+def material_move(metric: str, beta: float) -> float:
+    """The smallest move worth calling a move (0.01 of loss, 0.05 of accuracy, a quarter of a nat of reward): a curve
+    that moved 1e-5 the wrong way beside 1e-6 of noise stayed put."""
+    return {"loss": 0.01, "accuracy": 0.05}.get(metric, 0.25 * beta)
+
+
+@dataclass(frozen=True)
+class Move:
+    """Where a curve went, judged once for the table's mark and the "checked" line, so the two cannot disagree.
+
+    ``direction``: +1 rose, -1 fell, 0 stayed level. ``since``: what the end level is compared with, ``"first"``
+    (the raw first value the table shows) or ``"start"`` (the start level: a median of the first points)."""
+
+    direction: int
+    since: str = "first"
+
+    @property
+    def word(self) -> str:
+        return MOVE_WORD[self.direction]
+
+
+def curve_move(curve: CurveSummary, beta: float) -> Move:
+    """Which way ``curve`` went: its end level against both its start level (medians: one noisy batch cannot decide)
+    and its raw first value (what ``first → end`` shows), by more than its batch noise and a material amount
+    (:func:`material_move`).
+
+    When the two references disagree, a move against the seed's healthy direction wins (a ✓ must never sit beside a
+    curve that went the wrong way, and a run damaged in its first steps has a start level already far from where it
+    began); then a move in the healthy direction; else the curve stayed level. The table's ⚠ "against its healthy
+    direction" (:func:`dpodoctor.table.against_direction`) and :func:`describe_health`'s rose/fell/stayed level both
+    read this one judgement.
+    """
+    if not curve.logged or curve.n < 2:
+        return Move(0)
+    threshold = max(curve.noise, material_move(curve.metric, beta))
+    moves: dict[str, int] = {}
+    for since, begin in (("first", curve.first_value), ("start", curve.start)):
+        change = curve.end - begin
+        if np.isfinite(change) and abs(change) > threshold:
+            moves[since] = 1 if change > 0 else -1
+    healthy = HEALTHY_DIRECTION.get(curve.metric, 0)
+    for wanted in (-healthy, healthy) if healthy else (1, -1):
+        for since in ("first", "start"):
+            if moves.get(since) == wanted:
+                return Move(wanted, since)
+    return Move(0)
 
 
 def describe_health(ctx: Context) -> dict[str, str]:
     """One sentence per row of the seed table saying what the curve did, so a clean run reads as checked, not
     as silence. The verdict itself comes from the findings; this only describes. Every number is the curve
-    summary's (:meth:`Context.curve`): the raw first point, and the end level saying what it is the median of."""
+    summary's (:meth:`Context.curve`): the raw first point, and the end level saying what it is the median of. The
+    rose/fell/stayed level is :func:`curve_move`'s, the same judgement the table's ⚠ "against" reads."""
     out: dict[str, str] = {}
     for metric in ("loss", "margins", "accuracy", "chosen", "rejected"):
         c = ctx.curve(metric)
         if not c.logged:
             continue
         label = {"chosen": "chosen reward", "rejected": "rejected reward"}.get(metric, metric)
-        threshold = {"loss": max(0.01, c.noise), "accuracy": 0.05}.get(metric, 0.25 * ctx.beta)
-        text = f"{label} {_moved(c.start, c.end, threshold)} from {fmt(c.first_value)} at step {c.first_step} to "
+        move = curve_move(c, ctx.beta)
+        if move.since == "start":  # the first value alone would not show the move: quote the level it came from
+            text = f"{label} {move.word} from its start level {c.level_text('start')} (first logged "
+            text += f"{fmt(c.first_value)} at step {c.first_step}) to "
+        else:
+            text = f"{label} {move.word} from {fmt(c.first_value)} at step {c.first_step} to "
         text += c.level_text("end")
         if metric in ("margins", "chosen", "rejected"):
             text += f" ({fixed(ctx.nats(c.end), 1)} nats at {ctx.beta_label})"

@@ -21,6 +21,8 @@ import numpy as np
 from dpodoctor.checks import RULES
 from dpodoctor.curve import CurveSummary
 from dpodoctor.results import Finding, RunReport, Severity
+from dpodoctor.rules import curve_move
+from dpodoctor.rules import material_move as material_move  # the threshold rows are judged with, re-exported
 from dpodoctor.vocabulary import DIRECTION, HEALTHY
 
 MARK: dict[Severity, str] = {Severity.ERROR: "✗", Severity.WARNING: "⚠", Severity.INFO: "ℹ"}
@@ -84,24 +86,12 @@ def row_severity(metric: str, findings: Sequence[Finding], split: str = "train")
     return worst
 
 
-def material_move(metric: str, beta: float) -> float:
-    """The smallest move worth calling a move, as the "checked" lines judge "stayed level" (0.01 of loss, 0.05 of
-    accuracy, a quarter of a nat of reward): a curve that moved 1e-5 the wrong way beside 1e-6 of noise stayed put."""
-    return {"loss": 0.01, "accuracy": 0.05}.get(metric, 0.25 * beta)
-
-
 def against_direction(curve: CurveSummary, beta: float = 0.1) -> bool:
-    """The curve moved against the seed's healthy direction by more than its batch noise, judged on the end level
-    against both the start level (medians: one noisy batch cannot flip it) and the raw first value (what the table
-    shows as ``first``, so that a ✓ never sits beside a wrong-way ``first → end``: a run damaged in its first
-    steps has a start level already far from where it began). A move must also be material
-    (:func:`material_move`)."""
+    """The curve moved against the seed's healthy direction by more than its batch noise and a material amount,
+    from its start level or from the raw first value the table shows: :func:`dpodoctor.rules.curve_move`, the one
+    judgement the "checked" line's rose/fell/stayed level reads too, so a ⚠ row never sits beside "stayed level"."""
     direction = DIRECTION.get(curve.metric, 0)
-    if not direction or not curve.logged or curve.n < 2:
-        return False
-    moves = [direction * (curve.end - begin) for begin in (curve.start, curve.first_value)]
-    threshold = max(curve.noise, material_move(curve.metric, beta))
-    return any(np.isfinite(m) and m < 0 and -m > threshold for m in moves)
+    return bool(direction) and curve_move(curve, beta).direction == -direction
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def test_per_rule_threshold_changes_the_verdict(project: Path) -> None:
 def test_cli_arguments_override_the_file(project: Path) -> None:
     (project / "dpodoctor.toml").write_text('select = ["DPO1"]\nbeta = 0.5\n')
     report = api.check([project / "sweeps" / "run-a"], select=["DPO3"], beta=0.2)
-    assert set(report.runs[0].checked) <= {"DPO301", "DPO302", "DPO303", "DPO304"}
+    assert report.runs[0].checked and all(code.startswith("DPO3") for code in report.runs[0].checked)
     assert report.runs[0].beta_used == 0.2
 
 

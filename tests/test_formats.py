@@ -684,12 +684,6 @@ def test_levels_quoted_by_findings_are_the_curve_summaries_end(sweep: Report) ->
     assert seen  # the fixtures' findings do quote levels
 
 
-@pytest.mark.xfail(
-    reason="rule messages (diag helper's scope) still quote an end of their own: DPO203 margin-slow says 'the margin "
-    "ends at 0.147' where the margins curve's end level is 0.1846 (both_rise_rpo_alpha1.0_template1) and 'ends at "
-    "1.28' for 1.26 (beta_1.0)",
-    strict=False,
-)
 def test_bare_ends_quoted_by_findings_are_the_curve_summaries_end(sweep: Report) -> None:
     """'X ends at V' without a label must be an end the table shows: the end level (or the last point) of one of
     the run's curves, in its own units or in nats (÷ β)."""

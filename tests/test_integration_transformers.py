@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +24,7 @@ pytest.importorskip("transformers")
 from transformers import TrainerControl
 
 from dpodoctor.integrations.transformers import REPORT_JSON, REPORT_MARKDOWN, DPODoctorCallback
+from tests.conftest import TRL as TRL_FIXTURES
 from tools.corpus.tiny import build_tokenizer, preference_pairs, tiny_llama
 
 LN2 = math.log(2)
@@ -123,6 +125,66 @@ def test_beta_comes_from_args_and_a_user_beta_wins(tmp_path: Path) -> None:
     mine = DPODoctorCallback(beta=0.05, check_every=1)
     mine.on_log(args, state, control, logs={"loss": LN2})
     assert mine.report.runs[0].beta_used == 0.05
+
+
+def replay(callback: DPODoctorCallback, run: Path, tmp_path: Path) -> tuple[Any, Any, TrainerControl]:
+    """A simulated Trainer loop over a real run: every dict of its ``trainer_state.json`` log history goes to
+    ``on_log`` at its step, with transformers' own TrainerState and TrainerControl, then ``on_train_end``."""
+    from transformers import TrainerState
+
+    history = json.loads((run / "trainer_state.json").read_text())["log_history"]
+    args, _, control = fake_trainer(tmp_path, beta=0.1)
+    state = TrainerState(global_step=0, max_steps=max(int(h["step"]) for h in history))
+    callback.on_train_begin(args, state, control)
+    for entry in history:
+        state.global_step = int(entry["step"])
+        callback.on_log(args, state, control, logs={k: v for k, v in entry.items() if k != "step"})
+    callback.on_train_end(args, state, control)
+    return args, state, control
+
+
+def standing(messages: list[str]) -> set[str]:
+    """The codes the callback's log lines leave standing: announced and not taken back since."""
+    held: set[str] = set()
+    for message in messages:
+        said = re.match(r"dpodoctor: step \d+: (DPO\d{3}) \S+ (\[|no longer holds)", message)
+        if said and said[2] == "[":
+            assert said[1] not in held, f"{said[1]} announced twice without a retraction: {messages}"
+            held.add(said[1])
+        elif said:
+            assert said[1] in held, f"{said[1]} taken back but never announced: {messages}"
+            held.remove(said[1])
+    return held
+
+
+def test_a_finding_that_stops_holding_is_taken_back_in_the_training_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The healthy TRL fixture, replayed log by log: its margins start slowly (DPO203 is announced), then catch up;
+    the callback says so, and what its log leaves standing is what the report it writes says (no finding)."""
+    callback = DPODoctorCallback(check_every=4)
+    with caplog.at_level(logging.INFO, logger="dpodoctor"):
+        replay(callback, TRL_FIXTURES / "healthy", tmp_path)
+    messages = [r.getMessage() for r in caplog.records if r.name == "dpodoctor"]
+    announced = [m for m in messages if re.match(r"dpodoctor: step \d+: DPO203 margin-slow \[info\]", m)]
+    taken_back = [m for m in messages if re.match(r"dpodoctor: step \d+: DPO203 margin-slow no longer holds$", m)]
+    assert announced and taken_back, messages
+    assert [f"dpodoctor: {line}" for line in callback.retractions] == taken_back
+    assert standing(messages) == set()
+    doc = json.loads((tmp_path / "out" / REPORT_JSON).read_text())
+    assert doc["runs"][0]["findings"] == []
+
+
+def test_what_the_training_log_leaves_standing_is_the_final_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a stuck real run (lr 1e-9) the findings announced and never taken back are the final report's."""
+    callback = DPODoctorCallback(check_every=4)
+    with caplog.at_level(logging.INFO, logger="dpodoctor"):
+        replay(callback, TRL_FIXTURES / "lr_too_low", tmp_path)
+    held = standing([r.getMessage() for r in caplog.records if r.name == "dpodoctor"])
+    final = {f.code for f in callback.report.runs[0].findings}
+    assert "DPO101" in held and held <= final
 
 
 def test_bad_arguments_are_refused() -> None:

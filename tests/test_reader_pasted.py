@@ -106,7 +106,8 @@ _VALUES = st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-
     width=st.integers(10, 120),
     prefix=st.sampled_from(["", "# ", "> ", "    ", "// "]),
     chunk=st.integers(1, 200),
-    noise=st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=60),
+    # no lone surrogates: a text file cannot hold them (the test writes UTF-8), so they are not log text
+    noise=st.text(alphabet=st.characters(blacklist_characters="{}", blacklist_categories=("Cs",)), max_size=60),
 )
 def test_wrapped_dicts_come_back_whole_however_the_text_is_chunked(
     dicts: list[dict[str, float]], width: int, prefix: str, chunk: int, noise: str

@@ -144,6 +144,24 @@ def eval_not_learning(seed: int) -> Planted:
     return _with_eval(data, np.full(len(steps), 0.6), eval_acc), (60, 400)
 
 
+def eval_accuracy_saturated(seed: int) -> Planted:
+    data = curves(seed=seed)
+    steps = np.arange(20, 401, 20)
+    rng = np.random.default_rng(seed)
+    eval_acc = np.where(steps >= 60, 1.0, rng.integers(36, 56, len(steps)) / 64)  # 64 pairs: multiples of 1/64
+    return _with_eval(data, np.full(len(steps), 0.5), eval_acc), (60, 400)
+
+
+def length_separation(seed: int) -> Planted:
+    data = curves(seed=seed)
+    t = data["steps"].astype(float)
+    rng = np.random.default_rng(seed)
+    data["accuracy"] = np.clip(0.6 + 0.4 * rise(t, 20) + rng.normal(0, 0.01, 400), 0, 1)
+    data["logps_chosen"] = -7 + 2 * rise(t) + rng.normal(0, 0.3, 400)  # 2 tokens
+    data["logps_rejected"] = -32 - 20 * rise(t) + rng.normal(0, 1.0, 400)  # 8 tokens: ~4.6x the chosen sum
+    return make_run(data), (1, 400)
+
+
 def grad_dead(seed: int) -> Planted:
     data = curves(seed=seed)
     data["grad_norm"] = np.zeros(400)
@@ -288,6 +306,7 @@ PLANTED: dict[str, Callable[[int], Planted]] = {
     "DPO302": accuracy_saturated,
     "DPO303": low_confidence,
     "DPO304": accuracy_below_chance,
+    "DPO305": length_separation,
     "DPO401": _rewards(-1.5, -0.1),
     "DPO402": _rewards(0.1, 1.5),
     "DPO403": _rewards(6.0, 5.0),
@@ -297,6 +316,7 @@ PLANTED: dict[str, Callable[[int], Planted]] = {
     "DPO407": entropy_collapse,
     "DPO501": eval_diverging,
     "DPO502": eval_not_learning,
+    "DPO503": eval_accuracy_saturated,
     "DPO601": grad_dead,
     "DPO602": grad_spike,
     "DPO603": lr_absurd,

@@ -1,7 +1,8 @@
-"""Rules DPO3xx: The reward accuracy: chance, saturated, confident-looking but tiny margins, below chance.
+"""Rules DPO3xx: The reward accuracy: chance, saturated, confident-looking but tiny margins, below chance, separated
+by length.
 
 Registered into :data:`dpodoctor.rules.RULES` by the :func:`~dpodoctor.rules.rule` decorator when this module is
-imported (``dpodoctor.rules`` imports every family module). Kept in code order.
+imported (``dpodoctor.checks`` imports every family module). Kept in code order.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dpodoctor import stats
-from dpodoctor.curve import fixed
+from dpodoctor.curve import CurveSummary, fixed
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
 
@@ -239,4 +240,90 @@ def accuracy_below_chance(ctx: Context) -> Hit | Skip | None:
         first,
         last,
         {"median": rounded(median), "upper": ctx.param("upper")},
+    )
+
+
+@rule(
+    "DPO305",
+    "length-separation",
+    Severity.WARNING,
+    "accuracy ~1.0 while one side's summed log-probs start several times the other's: the pairs separate by length",
+    metrics=("accuracy", "logps_chosen", "logps_rejected"),
+    params={"ratio": 2.5, "accuracy": 0.95},
+    absorbs=("DPO103", "DPO204", "DPO302", "DPO503"),
+    trend=True,
+)
+def length_separation(ctx: Context) -> Hit | Skip | None:
+    """The pairs are told apart by their length: accuracy ≈ 1.0, and one side's log-probabilities start several
+    times the other's.
+
+    What it detects:
+        At the first log (the policy is then still close to the reference) logps/chosen and logps/rejected, both
+        negative, differ by a factor of at least `ratio` (2.5), taken on the first logged values or on the start
+        levels; and the accuracy level late in the run is at least `accuracy` (0.95). TRL logs the *sum* of the
+        completion's token log-probabilities, so at the start their ratio is about the ratio of the two answers'
+        lengths in tokens. Length-normalised losses (SimPO, ORPO's average log-probabilities) start near 1 and are
+        not flagged.
+    Why it matters:
+        When every rejected answer is much longer (or shorter) than its chosen one, the model can rank the pairs by
+        length alone: accuracy goes to 1.0 and the loss toward 0 whatever the content says (even with the content's
+        labels at random), and the tuned model learns a length preference, the "length exploitation" DPO is known
+        for. An accuracy of 1.0 then says nothing about the preference it was meant to measure.
+    Likely causes:
+        A preference set built so that one side is systematically longer (chosen from a verbose model, rejected
+        truncated; or refusals as rejected), or a formatting difference that adds tokens to one side only (a
+        template, an EOS, a trailing explanation).
+    What to try:
+        Compare the token lengths of chosen and rejected in the data; balance them or filter the pairs whose length
+        ratio is extreme; use a length-regularised or length-normalised objective (TRL's `ld_alpha` (LD-DPO), SimPO,
+        or R-DPO's length penalty); judge the model on length-controlled comparisons, not on reward accuracy.
+    Example:
+        logps/chosen -6.9 -6.4 -5.1 ...   logps/rejected -31.9 -36 -58 ...   accuracy 0.62 0.97 1.00 1.00 1.00
+    """
+    acc = ctx.series("accuracy")
+    if len(acc) < MIN_POINTS:
+        return too_few(len(acc))
+    chosen, rejected = ctx.curve("logps_chosen"), ctx.curve("logps_rejected")
+    best: tuple[float, str, str] | None = None  # (ratio, the longer side, how its start is quoted)
+    for which, (c_value, r_value) in (
+        ("first", (chosen.first_value, rejected.first_value)),
+        ("start", (chosen.start, rejected.start)),
+    ):
+        if not (np.isfinite(c_value) and np.isfinite(r_value) and c_value < 0 and r_value < 0):
+            continue
+        ratio = max(c_value / r_value, r_value / c_value)
+        if best is None or ratio > best[0]:
+            best = (ratio, "rejected" if r_value < c_value else "chosen", which)
+    if best is None:
+        return None
+    ratio, longer, which = best
+    level, how = ctx.accuracy_level()
+    if ratio < ctx.param("ratio") or not level >= ctx.param("accuracy"):
+        return None
+    shorter = "chosen" if longer == "rejected" else "rejected"
+    big, small = (rejected, chosen) if longer == "rejected" else (chosen, rejected)
+
+    def quoted(c: CurveSummary) -> str:
+        if which == "first" and c.first_step is not None:
+            return c.point_text(c.first_step)
+        return f"a start level of {c.level_text('start')}"
+
+    first, last = span_of(acc)
+    eval_note = ""
+    if ctx.run.has("accuracy", "eval"):
+        eval_note = f"; eval accuracy ends at {ctx.curve('accuracy', 'eval').level_text('end')}"
+    return Hit(
+        f"logps/{longer} starts {fixed(ratio, 1)}× logps/{shorter} ({quoted(big)} against {quoted(small)}): "
+        f"the log-probabilities are sums over tokens, so the {longer} answers are about {fixed(ratio, 1)}× as long; "
+        f"accuracy {how} {level:.2f} late in the run{eval_note}: length alone separates the pairs",
+        first,
+        last,
+        {
+            "logps_ratio": rounded(ratio, 3),
+            "longer": longer,
+            "accuracy": rounded(level),
+            f"logps_{longer}_start": rounded(big.first_value if which == "first" else big.start),
+            f"logps_{shorter}_start": rounded(small.first_value if which == "first" else small.start),
+        },
+        priority=1,  # the cause: it folds the collapse and saturation it explains before they fold anything
     )

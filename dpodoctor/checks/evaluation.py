@@ -1,7 +1,7 @@
 """Rules DPO5xx: Held-out (eval) curves against the train curves: divergence, no transfer.
 
 Registered into :data:`dpodoctor.rules.RULES` by the :func:`~dpodoctor.rules.rule` decorator when this module is
-imported (``dpodoctor.rules`` imports every family module). Kept in code order.
+imported (``dpodoctor.checks`` imports every family module). Kept in code order.
 """
 
 from __future__ import annotations
@@ -148,6 +148,85 @@ def eval_not_learning(ctx: Context) -> Hit | Skip | None:
         first,
         last,
         {"train_accuracy": rounded(train_median), "eval_accuracy": rounded(eval_median)},
+        metric="accuracy",
+        split="eval",
+    )
+
+
+def _smallest_set(values: np.ndarray, below: int) -> int | None:
+    """The smallest eval set (in pairs, under ``below``) that could have produced every logged accuracy, or None.
+
+    An accuracy over n pairs is a multiple of 1/n. Only values strictly between 0 and 1 tell n apart (1.0 is a
+    multiple of anything); when there are none, the set's size is unknown and None is returned.
+    """
+    inner = values[(values > 0) & (values < 1)]
+    if not inner.size:
+        return None
+    for n in range(1, below):
+        scaled = inner * n
+        if np.all(np.abs(scaled - np.round(scaled)) < 2e-3 * n):
+            return n
+    return None
+
+
+@rule(
+    "DPO503",
+    "eval-accuracy-saturated",
+    Severity.WARNING,
+    "eval accuracy is at ~1.0 from early in the run to its end",
+    params={"level": 0.98, "by": 0.3, "evals": 4, "pairs": 16},
+    trend=True,
+)
+def eval_accuracy_saturated(ctx: Context) -> Hit | Skip | None:
+    """Eval accuracy reaches about 1.0 early and stays there to the end.
+
+    What it detects:
+        Every eval from one logged within the first `by` (30%) of the run to the last has an accuracy of at least
+        `level` (0.98), over at least `evals` (4) evals. Not judged on a small eval set: when every logged eval
+        accuracy is a multiple of 1/n for some n below `pairs` (16), the set may hold only n pairs, and a healthy
+        run can win all of them (the calibration corpus has one that reaches 8/8 and stays).
+    Why it matters:
+        Held-out preference pairs are noisy and ambiguous; a model that learns the preference ranks 70–95% of them
+        the right way. All of them, from early on, means the eval set does not measure what it should: it is too
+        easy, it overlaps the training pairs, or its pairs differ in something trivial (length, a template) the
+        model keys on. The eval curves then cannot warn about overfitting.
+    Likely causes:
+        An eval set drawn from the training pairs (a leak, or duplicates across the split), pairs whose rejected
+        side is trivially wrong (truncated, empty, another language), or a systematic length difference (DPO305).
+    What to try:
+        Check the eval pairs against the train pairs for duplicates, read a sample of eval pairs, compare chosen
+        and rejected lengths, and hold out a harder, deduplicated eval set.
+    Example:
+        eval accuracy (64 pairs)  1.00 1.00 1.00 1.00 1.00 1.00 1.00 1.00   (train accuracy 0.6 → 1.0)
+    """
+    if not ctx.run.has("accuracy", "eval"):
+        return Skip("eval accuracy")
+    ev = ctx.series("accuracy", "eval")
+    need = int(ctx.param("evals"))
+    if len(ev) < need:
+        return too_few(len(ev), need)
+    values, steps = ev.to_numpy(), ev.index.to_numpy()
+    pairs = _smallest_set(values, int(ctx.param("pairs")))
+    if pairs is not None:
+        return Skip(f"an eval set of ≥{ctx.param('pairs'):g} pairs (the eval accuracies are multiples of 1/{pairs})")
+    level = ctx.param("level")
+    below = np.flatnonzero(values < level)
+    start = int(below[-1]) + 1 if below.size else 0
+    if len(values) - start < need:
+        return None
+    first_step = int(ctx.run.frame["step"].min())
+    span = max(1, max(int(ctx.run.steps), int(steps[-1])) - first_step)
+    fraction = (int(steps[start]) - first_step) / span
+    if fraction > ctx.param("by"):
+        return None
+    c = ctx.curve("accuracy", "eval")
+    return Hit(
+        f"eval accuracy is at least {level:g} at every eval from step {int(steps[start])} ({fraction:.0%} into the "
+        f"run) to step {int(steps[-1])} ({len(values) - start} evals; logged {c.point_text(int(steps[start]))}, "
+        f"{c.point_text(int(steps[-1]))}): the held-out pairs are all separated from early on",
+        int(steps[start]),
+        int(steps[-1]),
+        {"level": level, "evals": len(values) - start, "reached_at_fraction": rounded(fraction, 3)},
         metric="accuracy",
         split="eval",
     )

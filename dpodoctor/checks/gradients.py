@@ -1,7 +1,7 @@
 """Rules DPO6xx: The optimiser: dead gradients, gradient spikes, learning rates absurd for the setup.
 
 Registered into :data:`dpodoctor.rules.RULES` by the :func:`~dpodoctor.rules.rule` decorator when this module is
-imported (``dpodoctor.rules`` imports every family module). Kept in code order.
+imported (``dpodoctor.checks`` imports every family module). Kept in code order.
 """
 
 from __future__ import annotations

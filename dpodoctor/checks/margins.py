@@ -1,7 +1,7 @@
 """Rules DPO2xx: The reward margin (chosen − rejected, in nats = margin / β): negative, flat, slow, runaway.
 
 Registered into :data:`dpodoctor.rules.RULES` by the :func:`~dpodoctor.rules.rule` decorator when this module is
-imported (``dpodoctor.rules`` imports every family module). Kept in code order.
+imported (``dpodoctor.checks`` imports every family module). Kept in code order.
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ def margin_slow(ctx: Context) -> Hit | Skip | None:
     s = ctx.series("margins")
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    end = stats.tail_level(s)
+    c = ctx.curve("margins")  # the end level the table and every report show, not one of this rule's own
+    end = c.end
     nats = ctx.nats(end)
     if not (0.25 < nats < ctx.param("nats")):
         return None
@@ -154,7 +155,7 @@ def margin_slow(ctx: Context) -> Hit | Skip | None:
     )
     first, last = span_of(s)
     return Hit(
-        f"the margin ends at {end:.3g} = {fixed(nats)} nats at {ctx.beta_label}: {expected}",
+        f"the margin ends at {c.level_text('end')} = {fixed(nats)} nats at {ctx.beta_label}: {expected}",
         first,
         last,
         {"final_margin": rounded(end), "final_margin_nats": rounded(nats), "beta": ctx.beta},

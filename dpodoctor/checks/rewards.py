@@ -2,7 +2,7 @@
 log-probabilities.
 
 Registered into :data:`dpodoctor.rules.RULES` by the :func:`~dpodoctor.rules.rule` decorator when this module is
-imported (``dpodoctor.rules`` imports every family module). Kept in code order.
+imported (``dpodoctor.checks`` imports every family module). Kept in code order.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@ logs the DPO metrics).
 
 Why inside the trainer: that is where users already are, and it can act. Each ``on_log`` dict goes into the same
 run table the CLI builds (:class:`dpodoctor.live.MetricBuffer`) and through the same rules, so the callback and a
-later ``dpodoctor check`` of the run's logs agree. A new finding is logged once (logger ``"dpodoctor"``); with
+later ``dpodoctor check`` of the run's logs agree. A new finding is logged once (logger ``"dpodoctor"``), and a
+finding that stops holding is taken back with a line of its own ("step 125: DPO203 margin-slow no longer holds"), as
+``dpodoctor watch`` does, so what the log leaves standing is what the final report says; with
 ``stop_on="error"`` the callback ends training when one appears, and says why. When training ends it writes
 ``dpodoctor-report.json`` and ``dpodoctor-report.md`` into ``args.output_dir``.
 
@@ -38,7 +40,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("dpodoctor.integrations.transformers needs transformers: pip install 'dpodoctor[trl]'") from exc
 
-from dpodoctor.live import LiveDiagnosis, MetricBuffer, announce, fails_gate
+from dpodoctor.live import LiveDiagnosis, MetricBuffer, announce, fails_gate, retract
 from dpodoctor.model import Ended, Run
 from dpodoctor.report import Report
 from dpodoctor.reporters import render
@@ -123,6 +125,7 @@ class DPODoctorCallback(TrainerCallback):
         self.evaluations = 0  # diagnoses run so far (for tests and the curious)
         self.stopped_by: str | None = None  # "DPO101 loss-stuck-ln2" once the callback stopped training
         self.reports_written: list[Path] = []
+        self.retractions: list[str] = []  # "step 125: DPO203 margin-slow no longer holds", as logged
         self.internal_errors: list[str] = []  # "on_log: OverflowError: ..." per internal error caught
         self.disabled = False  # True after MAX_INTERNAL_ERRORS: the callback no longer watches
 
@@ -257,9 +260,17 @@ class DPODoctorCallback(TrainerCallback):
         self._diagnosed_points = len(self.buffer)
         self.evaluations += 1
         speak = state.is_world_process_zero
+        step = int(state.global_step)
+        # a finding announced earlier that the curves no longer show is taken back where it was said, as `watch`
+        # does: otherwise the training log and the final report contradict each other
+        for code in self._engine.retracted(run.name, self._run_report):
+            line = retract(code, step)
+            self.retractions.append(line)
+            if speak:
+                logger.info("dpodoctor: %s", line)
         if speak:
             for finding in new:
-                logger.log(_LEVEL[finding.severity], "dpodoctor: %s", announce(finding, int(state.global_step)))
+                logger.log(_LEVEL[finding.severity], "dpodoctor: %s", announce(finding, step))
         if not final and self.stop_on is not None and self.stopped_by is None:
             self._maybe_stop(args, state, control, speak)
         self._cost = time.perf_counter() - started

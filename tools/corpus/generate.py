@@ -119,15 +119,16 @@ def train(spec: RunSpec, out: Path) -> None:
     from tools.corpus.tiny import TAIL, build_tokenizer, preference_pairs, tiny_llama
 
     torch.set_num_threads(1)
-    tokenizer = build_tokenizer(tuple(TAIL) if spec.template else ())
+    tokenizer = build_tokenizer(tuple(TAIL) if spec.template or spec.longer else ())
     model = tiny_llama(tokenizer, seed=spec.seed)
     ref_model = copy.deepcopy(model)
     if spec.policy_sft_steps:
         supervised_warm_start(model, tokenizer, spec)  # the reference stays the random init: not the policy's start
     if spec.dead_adapter:
         attach_dead_adapter(model)
-    train_set = preference_pairs(spec.pairs, seed=spec.seed, noise=spec.noise, template=spec.template)
-    eval_set = preference_pairs(spec.eval_pairs, seed=spec.seed + 10_000, noise=spec.noise, template=spec.template)
+    pairs = {"noise": spec.noise, "template": spec.template, "longer": spec.longer}
+    train_set = preference_pairs(spec.pairs, seed=spec.seed, **pairs)
+    eval_set = preference_pairs(spec.eval_pairs, seed=spec.seed + 10_000, **pairs)
     common: dict[str, Any] = {
         "output_dir": str(out),
         "learning_rate": spec.learning_rate,
@@ -166,6 +167,25 @@ def train(spec: RunSpec, out: Path) -> None:
             args=args,
             train_dataset=train_set,
             eval_dataset=eval_set if spec.eval else None,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    elif spec.trainer == "kto":
+        # TRL 1.16's stable KTOTrainer (trl.experimental.kto is a deprecated alias). The pairs are unpaired (each →
+        # a desirable and an undesirable completion) and shuffled, the form KTO data sets come in. Why shuffle here:
+        # given the paired set, TRL unpaired it itself and, in a first try, trained the rows in order: all the
+        # desirable completions of an epoch, then all the undesirable ones (single-label batches, the loss swinging
+        # at each half-epoch), which no KTO user means to do.
+        from trl import KTOConfig, KTOTrainer
+        from trl.data_utils import unpair_preference_dataset
+
+        args = KTOConfig(**common)
+        trainer = KTOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=unpair_preference_dataset(train_set).shuffle(seed=spec.seed),
+            eval_dataset=unpair_preference_dataset(eval_set).shuffle(seed=spec.seed) if spec.eval else None,
             processing_class=tokenizer,
             callbacks=callbacks,
         )
@@ -253,7 +273,8 @@ def same_recipe(row: dict[str, Any], spec: RunSpec, meta: Path) -> bool:
     """Whether a run already made used ``spec``'s recipe. Its label and description may change without a re-run (they
     interpret the recipe); the metadata is updated to them."""
     interpretation = ("why", "label")
-    made = {k: v for k, v in row["params"].items() if k not in interpretation}
+    defaults = RunSpec.defaults()  # a field added to RunSpec after a run was made had its default then
+    made = {k: row["params"].get(k, defaults[k]) for k in defaults if k not in interpretation}
     wanted = {k: v for k, v in spec.params().items() if k not in interpretation}
     if made != wanted:
         return False

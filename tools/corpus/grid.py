@@ -21,6 +21,9 @@ Labels (what was induced; tools/corpus/labels.py maps them to the rule codes exp
                      reward margins (β·log-ratio) stay small
     ref_mismatch     the policy was fine-tuned first, the reference is the untouched random init: the reference is not
                      the policy's start, so rewards are far from 0 (~+5, 50 nats) at the first log
+    length_separation  one side's answers are much longer than the other's (6 more words, after the label flips):
+                     length alone separates the pairs, so accuracy goes to ~1.0 whatever the labels say, and the
+                     summed logps of the longer side start ~4x the other's
     borderline       settings between healthy and a failure (lr 1e-5/1e-4, 1e-2; IPO at batch 1, whose eval loss rises;
                      apo_down and discopop, which do not separate the answers on this data); reported, not scored
 """
@@ -348,6 +351,44 @@ REST.append(
         kill_at_step=16,
     )
 )
+
+# --- separation by length (issue 13, class 2): the preference is learnable from the answers' length alone
+REST.append(
+    run(
+        "length_rejected_longer",
+        "length_separation",
+        "rejected answers 6 words longer: accuracy → 1.0",
+        longer="rejected",
+    )
+)
+REST.append(
+    run("length_chosen_longer", "length_separation", "chosen answers 6 words longer: accuracy → 1.0", longer="chosen")
+)
+REST.append(
+    run(
+        "length_random_labels",
+        "length_separation",
+        "label noise 0.5 (no preference in the content), rejected answers 6 words longer: accuracy → 1.0 from length",
+        noise=0.5,
+        longer="rejected",
+    )
+)
+# --- a small eval set (8 pairs, the same every eval): its accuracy is coarse (steps of 1/8) and can sit at 1.0 on a
+# healthy run; the eval-accuracy saturation check (DPO503) must not call that a leak
+REST.append(run("healthy_eval8", "healthy", "eval on 8 pairs: eval accuracy in steps of 1/8", eval_pairs=8))
+REST.append(
+    run(
+        "healthy_noise0_eval8",
+        "healthy",
+        "clean labels, eval on 8 clean pairs: eval accuracy may reach 8/8 and stay",
+        noise=0.0,
+        eval_pairs=8,
+    )
+)
+# --- TRL's KTOTrainer (trl.KTOTrainer in 1.16): unpaired, logs kl and no reward accuracy
+REST.append(run("healthy_kto", "healthy", "KTOTrainer at the baseline (pairs unpaired and shuffled)", trainer="kto"))
+REST.append(run("lr_1e-9_kto", "lr_too_low", "KTOTrainer at lr 1e-9: stuck at 0.5", trainer="kto", learning_rate=1e-9))
+REST.append(run("lr_1e-1_kto", "lr_too_high", "KTOTrainer at lr 1e-1", trainer="kto", learning_rate=1e-1))
 
 GRID: list[RunSpec] = CORE + REST
 assert len({s.name for s in GRID}) == len(GRID), "run names must be unique"

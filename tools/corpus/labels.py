@@ -73,6 +73,12 @@ EXPECTATIONS: dict[str, Expectation] = {
         "failure", ("DPO204", "DPO405", "DPO404"), why="weak KL leash: the policy drifts far from the reference"
     ),
     "ref_mismatch": Expectation("failure", ("DPO406",), also_ok=("DPO104",), why="rewards far from 0 at the first log"),
+    "length_separation": Expectation(
+        "failure",
+        ("DPO305",),
+        also_ok=("DPO103", "DPO204", "DPO302", "DPO503"),
+        why="one side 6 words longer: accuracy 1.0 from length alone (its collapse and saturation are symptoms)",
+    ),
     "borderline": Expectation("unscored", why="between healthy and a failure; listed, not scored"),
     # ---- hand labels of public logs (../shared/real-logs): NOT induced, taken from issue 13's and SOURCES.md's text
     "real:collapse": Expectation(

@@ -15,7 +15,7 @@ class RunSpec:
     label: str
     why: str = ""  # one line: what was induced, and what a practitioner should see
     seed: int = 0
-    trainer: str = "dpo"  # dpo | cpo | orpo (TRL's experimental CPOTrainer / ORPOTrainer)
+    trainer: str = "dpo"  # dpo | cpo | orpo (TRL's experimental CPOTrainer / ORPOTrainer) | kto (trl.KTOTrainer)
     loss_type: tuple[str, ...] = ("sigmoid",)
     loss_weights: tuple[float, ...] | None = None
     beta: float = 0.1
@@ -27,6 +27,9 @@ class RunSpec:
     pairs: int = 400
     noise: float = 0.15  # share of pairs with chosen and rejected swapped
     template: bool = False  # both answers share a long common tail
+    longer: str = (
+        ""  # "rejected" | "chosen": that side alone gets a 6-word tail (after the label flips): length separates
+    )
     epochs: float = 3.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 8
@@ -39,6 +42,11 @@ class RunSpec:
     dead_adapter: bool = False  # base weights frozen, the only trainable tensors an all-zero LoRA: every gradient is 0
     policy_sft_steps: int = 0  # > 0: the policy is first fine-tuned on the chosen answers, the reference is not
     extra: dict[str, Any] = field(default_factory=dict)  # trainer-specific settings (e.g. CPO's loss_type)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The parameters of the baseline recipe: what a manifest row made before a field existed had for it."""
+        return cls("", "").params()
 
     def params(self) -> dict[str, Any]:
         """The grid parameters as plain JSON values (the manifest's columns)."""

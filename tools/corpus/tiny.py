@@ -38,12 +38,20 @@ def build_tokenizer(extra_words: tuple[str, ...] = ()) -> Any:
     )
 
 
-def preference_rows(n: int, seed: int = 0, noise: float = 0.0, template: bool = False) -> dict[str, list[str]]:
+# The extra words one side gets in the "longer" variant: 6 words, so with the end-of-sequence token that side's answer
+# is 8 tokens against 2, and its summed log-probability starts ~4x the other's (the length cue of issue 13's class 2).
+LENGTH_TAIL = TAIL[:6]
+
+
+def preference_rows(
+    n: int, seed: int = 0, noise: float = 0.0, template: bool = False, longer: str = ""
+) -> dict[str, list[str]]:
     """``n`` pairs 'what is three plus four ?' → chosen ' seven', rejected a wrong sum.
 
     ``noise``: the share of pairs whose chosen and rejected are swapped (exactly ``round(noise * n)`` pairs, picked
     at random), i.e. label noise: 0.5 leaves no preference in the data, 1.0 inverts it. ``template``: both answers
-    end with the same long tail (:data:`TAIL`).
+    end with the same long tail (:data:`TAIL`). ``longer``: ``"rejected"`` or ``"chosen"``: that side (after the
+    flips) ends with :data:`LENGTH_TAIL`, so length alone tells the two apart, whatever the label noise.
     """
     rng = random.Random(seed)
     rows: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
@@ -57,14 +65,16 @@ def preference_rows(n: int, seed: int = 0, noise: float = 0.0, template: bool = 
     flipped = rng.sample(range(n), round(noise * n)) if noise > 0 else []
     for i in flipped:
         rows["chosen"][i], rows["rejected"][i] = rows["rejected"][i], rows["chosen"][i]
+    if longer:
+        rows[longer] = [f"{answer} {' '.join(LENGTH_TAIL)}" for answer in rows[longer]]
     return rows
 
 
-def preference_pairs(n: int, seed: int = 0, noise: float = 0.0, template: bool = False) -> Any:
+def preference_pairs(n: int, seed: int = 0, noise: float = 0.0, template: bool = False, longer: str = "") -> Any:
     """:func:`preference_rows` as a ``datasets.Dataset`` (the form TRL's trainers take)."""
     from datasets import Dataset
 
-    return Dataset.from_dict(preference_rows(n, seed=seed, noise=noise, template=template))
+    return Dataset.from_dict(preference_rows(n, seed=seed, noise=noise, template=template, longer=longer))
 
 
 def tiny_llama(tokenizer: Any, seed: int = 0) -> Any:
