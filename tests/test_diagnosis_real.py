@@ -117,7 +117,7 @@ def test_class2_separation_by_length_is_its_own_finding(name: str, longer: str) 
     assert head.evidence["longer"] == longer and head.evidence["logps_ratio"] >= 2.5
     assert f"logps/{longer} starts" in head.message and "length alone separates the pairs" in head.message
     assert set(loud(rr)) == {"DPO305"}
-    folded = {c.split(" ", 1)[0] for c in head.corroborating}
+    folded = {c.code for c in head.corroborating}
     assert "DPO503" in folded  # the eval accuracy is 1.0 from the first eval on: a symptom of the same cause
 
 

@@ -16,8 +16,9 @@ from rich.console import Console
 
 from dpodoctor import api
 from dpodoctor.curve import fmt
+from dpodoctor.report import Report
 from dpodoctor.reporters.text import ReportView
-from dpodoctor.results import Report, RunReport
+from dpodoctor.results import RunReport
 from dpodoctor.rules import HEALTHY_DIRECTION, MOVE_WORD, curve_move
 from dpodoctor.table import metric_rows
 from tests.conftest import FIXTURES
