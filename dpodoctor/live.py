@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,12 +34,10 @@ from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
 from dpodoctor.loading import Paths, as_paths, run_from_result
 from dpodoctor.metrics import canonical, is_summary_key
-from dpodoctor.model import Ended, Run, make_frame
-from dpodoctor.readers import ReadResult, read_runs
+from dpodoctor.model import Run, make_frame
+from dpodoctor.readers import Reader, ReadResult, read_runs
 from dpodoctor.readers.hparams import find_beta
-from dpodoctor.readers.overlap import repeated_steps_notes
 from dpodoctor.readers.stdout import StdoutTail
-from dpodoctor.readers.tensorboard import EventFileTail, _order_key
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.text import STYLE, RunView, render_text
 from dpodoctor.results import Finding, Report, RunReport, Severity
@@ -343,60 +341,25 @@ def retract(code: str, step: int, run: str | None = None) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
-class _TensorBoardSource:
-    """The event files of one run folder, each followed from its offset (a resumed run adds a file)."""
+class Follower(Protocol):
+    """What a reader's ``follow()`` returns (the reader capability in :mod:`dpodoctor.readers`)."""
 
-    def __init__(self) -> None:
-        self.tails: dict[Path, EventFileTail] = {}
+    def update(self, files: list[Path]) -> bool: ...
+
+    def results(self) -> list[ReadResult]: ...
+
+
+class _FilesOf:
+    """A reader's follower, fed the files of each discovered source."""
+
+    def __init__(self, follower: Follower) -> None:
+        self.follower = follower
 
     def update(self, source: RunSource) -> bool:
-        changed = False
-        for path in source.files:
-            tail = self.tails.get(path)
-            if tail is None:
-                tail = self.tails[path] = EventFileTail(path)
-            changed |= tail.poll() > 0
-        return changed
+        return self.follower.update(list(source.files))
 
     def results(self) -> list[ReadResult]:
-        parts: list[ReadResult] = []
-        labels: list[str] = []  # the file of each part, for the note on steps two files both logged
-        for path in sorted(self.tails, key=_order_key):
-            try:
-                parts.append(self.tails[path].result())
-                labels.append(path.name)
-            except ReadError:
-                continue  # no scalars in this file yet (only its header, or the args summary)
-        if not parts:
-            raise NoMetricsError("no scalar summaries yet", next(iter(self.tails), None))
-        if len(parts) == 1:
-            return parts
-        # Later files first lose to earlier ones in make_frame's "last arrival wins": concatenate in file order.
-        frame = pd.concat([p.frame for p in parts], ignore_index=True)
-        merged = ReadResult(
-            frame=make_frame(
-                frame["split"].astype(str).to_numpy(),
-                frame["metric"].astype(str).to_numpy(),
-                frame["step"].to_numpy(),
-                frame["value"].to_numpy(),
-                frame["wall_time"].to_numpy(),
-            )
-        )
-        series = [(p.frame["split"].astype(str) + "/" + p.frame["metric"].astype(str)).to_numpy() for p in parts]
-        merged.notes.extend(
-            repeated_steps_notes(
-                [(label, s, p.frame["step"].to_numpy()) for label, s, p in zip(labels, series, parts, strict=True)]
-            )
-        )
-        for part in parts:
-            merged.summary.update(part.summary)
-            merged.notes.extend(part.notes)
-            if part.config:
-                merged.config = part.config
-            if part.beta is not None:
-                merged.beta, merged.beta_source = part.beta, part.beta_source
-        merged.ended = Ended.FINISHED if "train_runtime" in merged.summary else Ended.UNKNOWN
-        return [merged]
+        return self.follower.results()
 
 
 class _StdoutSource:
@@ -455,12 +418,14 @@ class _WholeSource:
         return self.cached
 
 
-_Follower = _TensorBoardSource | _StdoutSource | _WholeSource
+_Follower = _FilesOf | _StdoutSource | _WholeSource
 
 
-def _follower(reader_name: str) -> _Follower:
-    if reader_name == "tensorboard":
-        return _TensorBoardSource()
+def _follower(reader: Reader) -> _Follower:
+    follow = getattr(reader, "follow", None)
+    if follow is not None:
+        return _FilesOf(follow())
+    reader_name = reader.name
     if reader_name == "stdout":
         return _StdoutSource()
     return _WholeSource()
@@ -509,7 +474,7 @@ class Tailer:
             seen.add(key)
             follower = self._followers.get(key)
             if follower is None:
-                follower = self._followers[key] = _follower(source.reader.name)
+                follower = self._followers[key] = _follower(source.reader)
             try:
                 if not follower.update(source) and key in self._runs:
                     continue
@@ -539,7 +504,7 @@ class Tailer:
         # Looked up again until found: the file that states β may be written after the first metrics.
         found = self._beta.get(source.root)
         if found is None:
-            found = self._beta[source.root] = find_beta(source.root, source.others)
+            found = self._beta[source.root] = find_beta(source.root, source.others, source.files)
         return found
 
 

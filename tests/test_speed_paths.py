@@ -1,8 +1,8 @@
 """The speed paths say exactly what the slow ones say.
 
-* The numpy fast path of the TensorBoard reader (:mod:`dpodoctor.readers.tbfast`) against protobuf parsing every
-  record (:meth:`TensorBoardReader.read_reference` and a per-record walk written here): on every fixture event file
-  and on generated files (simple_value and tensor-encoded scalars, text summaries, odd tags, truncated tails, bad
+* The numpy fast path of the TensorBoard reader (:mod:`dpodoctor.readers.tensorboard.decode`) against protobuf parsing
+  every record (:meth:`TensorBoardReader.read_reference` and a per-record walk written here): on every fixture event
+  file and on generated files (simple_value and tensor-encoded scalars, text summaries, odd tags, truncated tails, bad
   headers, garbage records).
 * The on-disk cache (:mod:`dpodoctor.cache`): hits, misses, invalidation on size and time, a grown file read from
   where the last read stopped, ``--no-cache``, the cache folder from ``DPODOCTOR_CACHE_DIR``; cached results equal
@@ -36,8 +36,9 @@ from dpodoctor.cache import RunCache
 from dpodoctor.cli import app
 from dpodoctor.errors import ReadError
 from dpodoctor.model import Ended, Run, frame_from_codes, make_frame
-from dpodoctor.readers import ReadResult, get_reader, read_runs, tbfast
-from dpodoctor.readers.tensorboard import ARGS_TAG, SCALARS_PLUGIN, TensorBoardReader, _tensor_scalar, masked_crc32c
+from dpodoctor.readers import ReadResult, get_reader, read_runs
+from dpodoctor.readers.tensorboard import ARGS_TAG, SCALARS_PLUGIN, TensorBoardReader, masked_crc32c, tensor_scalar
+from dpodoctor.readers.tensorboard import decode as tbfast
 from dpodoctor.stats import theil_sen_slope
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -108,11 +109,11 @@ def reference_points(data: bytes) -> dict[str, Any]:
                 points.append((value.tag, event.step, float(value.simple_value), event.wall_time, False))
             elif value.HasField("tensor"):
                 if own:
-                    number = _tensor_scalar(value.tensor) if own == SCALARS_PLUGIN else None
+                    number = tensor_scalar(value.tensor) if own == SCALARS_PLUGIN else None
                     if number is not None:
                         points.append((value.tag, event.step, number, event.wall_time, False))
                 else:
-                    number = _tensor_scalar(value.tensor)
+                    number = tensor_scalar(value.tensor)
                     if number is not None:
                         points.append((value.tag, event.step, number, event.wall_time, True))
                         conds += 1
