@@ -180,7 +180,12 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
     def column(name: str, dtype: Any) -> np.ndarray:
         arrays = []
         for codes, decode, keep in parts:
-            arr = codes[decode.tag] if name == "tag" else getattr(decode, name)
+            if name != "tag":
+                arr = getattr(decode, name)
+            elif np.array_equal(codes, np.arange(len(codes))):  # the first file's tags: their own numbers
+                arr = decode.tag
+            else:
+                arr = codes[decode.tag]
             arrays.append(arr if keep is None else arr[keep])
         if len(arrays) == 1:
             return arrays[0].astype(dtype, copy=False)
@@ -236,7 +241,11 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
             raise ReadError(EMPTY, where)
         raise ReadError("no scalar summaries found", where)
     if not in_frame.all():
-        tag, step, value, wall = tag[in_frame], step[in_frame], value[in_frame], wall[in_frame]
+        kept = int(in_frame.sum())
+        if in_frame[:kept].all():  # the usual case: the summary keys come last (slices: no copy of the columns)
+            tag, step, value, wall = tag[:kept], step[:kept], value[:kept], wall[:kept]
+        else:
+            tag, step, value, wall = tag[in_frame], step[in_frame], value[in_frame], wall[in_frame]
     frame = frame_from_codes(split_of[tag], splits, metric_of[tag], metrics, step, value, wall)
     if "train_runtime" in summary:
         # Written only once training is over, so the run finished even if the file was cut after it.

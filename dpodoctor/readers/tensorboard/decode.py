@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 
@@ -38,7 +38,6 @@ __all__ = ["CHUNK_BYTES", "FileDecode", "decode_event_bytes", "decode_file", "de
 CHUNK_BYTES: Final = 4 << 20  # read and decode this much at a time (the temporaries are a few times this)
 _SIMPLE_MIN: Final = 20  # wall 9 + summary 2 + value 2 + tag 2 (empty tag) + simple_value 5
 _PAD: Final = 160  # > the longest fixed window read past a record start (tag rows: 1 + 120 bytes, rounded up)
-_MIX: Final = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _empty(dtype: Any) -> np.ndarray:
@@ -126,30 +125,39 @@ class FileDecode:
         )
 
 
+def _byte_masks() -> np.ndarray:
+    """``[n, k]``: the little-endian 64-bit mask of the bytes of word ``k`` that are among a row's first ``n`` bytes."""
+    n = np.arange(_PAD + 1)[:, None] - 8 * np.arange(_PAD // 8)[None, :]
+    valid = np.clip(n, 0, 8).astype(np.uint64)
+    full = np.uint64(0xFFFFFFFFFFFFFFFF)
+    return np.where(valid >= 8, full, (np.uint64(1) << (np.uint64(8) * valid)) - np.uint64(1))
+
+
+_MASKS: Final = _byte_masks()
+_HASH_MULTIPLIERS: Final = np.array(
+    [(0x9E3779B97F4A7C15 * (2 * k + 1)) & 0xFFFFFFFFFFFFFFFF for k in range(_PAD // 8)], dtype=np.uint64
+)
+
+
 def _unique_rows(rows: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index of the first row of each distinct row, each row's distinct-row number), comparing only the first
-    ``used[i]`` bytes of row ``i`` (the rest is whatever follows the tag). ``rows`` is a uint8 matrix whose width is a
-    multiple of 8, read as little-endian 64-bit words: each word is masked to the row's bytes, the words are hashed
-    and factorised (hash table, no sort), then every row is compared with its group's first row; a collision (never
-    seen, but possible) falls back to an exact unique over the masked rows."""
+    ``used[i]`` bytes of row ``i`` (the rest is whatever follows the tag). ``rows`` is a fresh uint8 matrix whose width
+    is a multiple of 8, read as little-endian 64-bit words: each word is masked to the row's bytes (one table lookup),
+    the words are hashed (one multiply-add per word) and factorised (hash table, no sort), then every row is compared
+    with its group's first row; a collision (never seen, but possible) falls back to an exact unique over the rows."""
     import pandas as pd
 
-    words = np.ascontiguousarray(rows).view("<u8").copy()
-    for k in range(words.shape[1]):
-        valid = np.clip(used - 8 * k, 0, 8).astype(np.uint64)  # bytes of this word that belong to the row
-        mask = np.where(valid >= 8, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << (np.uint64(8) * valid)) - 1)
-        words[:, k] &= mask
-    h = np.zeros(len(words), dtype=np.uint64)
-    for k in range(words.shape[1]):
-        h = (h ^ words[:, k]) * _MIX
-        h ^= h >> np.uint64(29)
-    codes, _ = pd.factorize(h)
+    words = np.ascontiguousarray(rows).view("<u8")
+    width = words.shape[1]
+    words &= _MASKS[used, :width]
+    h = (words * _HASH_MULTIPLIERS[:width]).sum(axis=1, dtype=np.uint64)
+    codes, _ = pd.factorize(h ^ (h >> np.uint64(29)))
     codes = np.asarray(codes, dtype=np.int64)
     # factorize numbers groups in order of first appearance: a group starts where the running maximum grows.
     first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
     if (words == words[first[codes]]).all():
         return first, codes
-    keys = words.view(np.dtype((np.void, words.shape[1] * 8))).ravel()
+    keys = words.view(np.dtype((np.void, width * 8))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return first, inverse.ravel()
 
@@ -302,6 +310,69 @@ def _pending_length(buf: bytes, at: int) -> int | None:
     return 16 + int.from_bytes(buf[at : at + 8], "little")
 
 
+class _Columns:
+    """The columns of a file decoded chunk by chunk, copied into buffers sized for the whole file up front.
+
+    Why not concatenate the chunks at the end: that holds every chunk and the result at once, twice the result. The
+    buffers are allocated for the most points the file could hold (one per 16 bytes) but only the pages written are
+    ever resident, so memory follows what was decoded; a file denser than that (many values per record) grows them.
+    """
+
+    def __init__(self, size: int) -> None:
+        capacity = size // 16 + 1024
+        self.n = 0
+        self.tags: list[str] = []
+        self.index: dict[str, int] = {}
+        self.arrays = {
+            name: np.empty(capacity, dtype=dtype)
+            for name, dtype in (("tag", np.int32), ("step", np.int64), ("value", np.float64), ("wall", np.float64))
+        }
+        self.arrays["cond"] = np.empty(capacity, dtype=np.bool_)
+        self.parts: list[FileDecode] = []  # the chunks, emptied of their columns, for what FileDecode.join counts
+        self.conds = 0
+
+    def add(self, part: FileDecode) -> None:
+        n, more = self.n, len(part)
+        if n + more > len(self.arrays["tag"]):
+            for name, old in self.arrays.items():
+                grown = np.empty(max(2 * len(old), n + more), dtype=old.dtype)
+                grown[:n] = old[:n]
+                self.arrays[name] = grown
+        for t in part.tags:
+            if t not in self.index:
+                self.index[t] = len(self.tags)
+                self.tags.append(t)
+        remap = np.array([self.index[t] for t in part.tags], dtype=np.int32)
+        if more:
+            self.arrays["tag"][n : n + more] = remap[part.tag]
+        for name in ("step", "value", "wall", "cond"):
+            self.arrays[name][n : n + more] = getattr(part, name)
+        self.n += more
+        empty = FileDecode(
+            size=part.size,
+            consumed=part.consumed,
+            records=part.records,
+            bad_records=part.bad_records,
+            stop_at=part.stop_at,
+            stop_reason=part.stop_reason,
+            plugin_events=[(k + self.conds, t, p) for k, t, p in part.plugin_events],
+            args=part.args,
+            bad_at=part.bad_at,
+            skipped=part.skipped,
+        )
+        self.conds += int(part.cond.sum())
+        self.parts.append(empty)
+
+    def decode(self) -> FileDecode:
+        whole = FileDecode.join(self.parts) if len(self.parts) > 1 else self.parts[0]
+        whole.plugin_events = [e for p in self.parts for e in p.plugin_events]  # already offset in add()
+        whole.tags = self.tags
+        whole.tag, whole.step, whole.value, whole.wall, whole.cond = (
+            self.arrays[name][: self.n] for name in ("tag", "step", "value", "wall", "cond")
+        )
+        return whole
+
+
 def decode_file(path: Path, start: int = 0, chunk: int = CHUNK_BYTES) -> FileDecode:
     """Decode an event file from byte ``start`` on, ``chunk`` bytes at a time. Raises :class:`ReadError` when it
     cannot be read.
@@ -309,7 +380,7 @@ def decode_file(path: Path, start: int = 0, chunk: int = CHUNK_BYTES) -> FileDec
     A record cut by a chunk's end is carried into the next read; only the end of the file makes it a cut record. A
     bad header stops the decode there (the reader reads a damaged file again with the reference decode).
     """
-    parts: list[FileDecode] = []
+    columns: _Columns | None = None
     base = start
     carry = b""
     try:
@@ -326,14 +397,23 @@ def decode_file(path: Path, start: int = 0, chunk: int = CHUNK_BYTES) -> FileDec
                 at_end = len(data) < want
                 buf = carry + data if carry else data
                 part = decode_event_bytes(buf, path, base=base)
-                if part.stop_reason == "incomplete record" and not at_end:
+                more = part.stop_reason != "bad record header" and not at_end
+                if columns is None:
+                    if not more:
+                        return part  # the whole file in one chunk
+                    columns = _Columns(max(0, _file_size(handle) - start))
+                if more:
                     carry = buf[part.consumed - base :]
                     part.stop_at = part.stop_reason = None
-                    parts.append(part)
                     base = part.consumed
-                    continue
-                parts.append(part)
-                break
+                columns.add(part)
+                if not more:
+                    return columns.decode()
     except OSError as exc:
         raise ReadError(f"cannot read file ({exc.strerror or exc})", path) from exc
-    return FileDecode.join(parts)
+
+
+def _file_size(handle: BinaryIO) -> int:
+    import os
+
+    return os.fstat(handle.fileno()).st_size

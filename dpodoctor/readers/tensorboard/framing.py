@@ -30,6 +30,7 @@ HEADER_SIZE: Final = 12
 RECORD_OVERHEAD: Final = 16  # header + the data's CRC after it
 _AR4: Final = np.arange(4)
 _AR8: Final = np.arange(8)
+_AR_HIGH: Final = np.arange(3, 8)
 _RESYNC_WINDOW: Final = 1 << 20
 NOT_AN_EVENT_FILE: Final = "not a TensorBoard event file (bad record header at byte 0)"
 
@@ -129,32 +130,44 @@ def _headers_ok(lengths: np.ndarray, crcs: np.ndarray) -> np.ndarray:
     return table[inverse.ravel()] == crcs
 
 
-def _chain(u8: np.ndarray) -> np.ndarray | None:
-    """The offsets of the records that start ``u8``, found without a loop, or None to use the loop.
+def _chain(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets and lengths of the records that start ``u8`` and chain from byte 0, found without a Python loop
+    (both empty when the first record is not of the usual kind).
 
     Candidates are the offsets whose 8 length bytes are below 2**24 and whose payload starts like an Event (0x09, the
-    wall_time key). If they chain from byte 0 (each one's end is the next one's start) they are exactly the records
-    the sequential walk visits; anything else (a record of another shape, a spurious candidate) returns None. The
-    walk then continues after the last one, and every header CRC is checked afterwards either way.
+    wall_time key): one comparison over the bytes, then a gather over the few offsets that pass. A candidate inside a
+    record (a 0x09 byte in a value) is no record's end; such candidates are dropped until every one left is byte 0 or
+    the end of another. What chains from byte 0 (each one's end is the next one's start) is exactly what the
+    sequential walk visits; the walk goes on from the end of the chain, and every header CRC is checked either way.
     """
+    empty = np.zeros(0, dtype=np.int64)
     n = len(u8) - 13  # candidates need 12 header bytes and the first payload byte
     if n < 1:
-        return None
-    zero = u8[12 : n + 12] == 0x09
-    for k in (3, 4, 5, 6, 7):
-        zero &= u8[k : n + k] == 0
-    cand = np.flatnonzero(zero)
+        return empty, empty
+    cand = np.flatnonzero(u8[12 : n + 12] == 0x09)
     if not len(cand) or cand[0] != 0:
-        return None
+        return empty, empty
+    cand = cand[~u8[cand[:, None] + _AR_HIGH].any(axis=1)]  # length bytes 3..7 zero
     lens = u8[cand[:, None] + _AR8].view("<u8").ravel().astype(np.int64)
     ends = cand + RECORD_OVERHEAD + lens
-    inside = ends <= len(u8)
-    if not inside.all():  # the last one may be cut: the walk decides what it is
-        k = int(np.argmin(inside))
-        cand, ends = cand[:k], ends[:k]
-    if not len(cand) or not np.array_equal(cand[1:], ends[:-1]):
-        return None
-    return cand
+    inside = ends <= len(u8)  # the last one may be cut: the walk decides what it is
+    cand, lens, ends = cand[inside], lens[inside], ends[inside]
+    if not len(cand) or cand[0] != 0:  # the first record is not of the usual kind, or is cut
+        return empty, empty
+    if len(cand) > 1 and not np.array_equal(cand[1:], ends[:-1]):
+        for _ in range(8):  # drop candidates that no candidate ends at, until none is left to drop
+            target = np.zeros(len(u8) + 1, dtype=bool)
+            target[ends] = True
+            target[0] = True
+            keep = target[cand]
+            if keep.all():
+                break
+            cand, lens, ends = cand[keep], lens[keep], ends[keep]
+        broken = np.flatnonzero(cand[1:] != ends[:-1])
+        if len(broken):  # the chain stops at a record of another kind: the walk takes over there
+            k = int(broken[0]) + 1
+            cand, lens = cand[:k], lens[:k]
+    return cand, lens
 
 
 def frame_records(buf: bytes, base: int, path: Path) -> tuple[np.ndarray, np.ndarray, int | None, str | None]:
@@ -162,14 +175,11 @@ def frame_records(buf: bytes, base: int, path: Path) -> tuple[np.ndarray, np.nda
     (relative to ``buf``) and why the framing stopped, exactly as :func:`scan_records` decides it for an undamaged
     file; at a bad header it stops (the reader then takes the reference walk, which resynchronises)."""
     u8 = np.frombuffer(buf, dtype=np.uint8)
-    chain = _chain(u8)
+    chain, chain_lens = _chain(u8)
     offsets: list[int] = []  # what the walk adds after the chain
     add = offsets.append
     end = len(buf)
-    off = 0
-    if chain is not None and len(chain):
-        last = int(chain[-1])
-        off = last + RECORD_OVERHEAD + int(u8[last : last + 8].view("<u8")[0])  # the loop goes on from here
+    off = int(chain[-1] + RECORD_OVERHEAD + chain_lens[-1]) if len(chain) else 0  # the walk goes on from here
     pending = False
     short = False
     unpack = _LENGTH.unpack_from
@@ -185,10 +195,13 @@ def frame_records(buf: bytes, base: int, path: Path) -> tuple[np.ndarray, np.nda
         off = nxt
     if pending:
         offsets.append(off)  # its header is whole: its CRC decides between a cut record and a bad header
-    offs = np.array(offsets, dtype=np.int64)
-    if chain is not None:
-        offs = np.concatenate([chain.astype(np.int64), offs])
-    lens = u8[offs[:, None] + _AR8].view("<u8").ravel()
+    if offsets:
+        walked = np.array(offsets, dtype=np.int64)
+        offs = np.concatenate([chain, walked])
+        # uint64: a pending record's length can be any 8 bytes; only whole records (small lengths) are returned
+        lens = np.concatenate([chain_lens.astype(np.uint64), u8[walked[:, None] + _AR8].view("<u8").ravel()])
+    else:
+        offs, lens = chain, chain_lens
     good = _headers_ok(lens, u8[offs[:, None] + 8 + _AR4].view("<u4").ravel())
     stop_at: int | None = None
     reason: str | None = None
