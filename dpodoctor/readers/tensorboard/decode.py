@@ -13,8 +13,8 @@ record that is not exactly that shape, or whose tag is not valid UTF-8 (protobuf
 text summary, goes through protobuf (:class:`~.proto.RecordPoints`, the walk the reference decode uses for every
 record). ``tests/test_speed_paths.py`` checks the result against protobuf record for record.
 
-Why in chunks: the decode's temporaries are several times the bytes they decode, so a file is read and decoded a few
-MiB at a time (:func:`decode_file`) and only the columns are kept: peak memory stays near the size of the result.
+Why in chunks: the decode's temporaries are several times the bytes they decode, so a file is read and decoded 8 MiB at
+a time (:func:`decode_file`) and only the columns are kept: peak memory stays near the size of the result.
 
 What one file decodes to, :class:`FileDecode`, holds columns and a few strings, so it can be cached
 (:mod:`dpodoctor.cache`) and extended by the records a growing file appends (:meth:`FileDecode.extend`).
@@ -35,7 +35,7 @@ from dpodoctor.readers.tensorboard.proto import ARGS_TAG, RecordPoints
 
 __all__ = ["CHUNK_BYTES", "FileDecode", "decode_event_bytes", "decode_file", "decode_reference"]
 
-CHUNK_BYTES: Final = 4 << 20  # read and decode this much at a time (the temporaries are a few times this)
+CHUNK_BYTES: Final = 8 << 20  # read and decode this much at a time (the temporaries are about 5x this)
 _SIMPLE_MIN: Final = 20  # wall 9 + summary 2 + value 2 + tag 2 (empty tag) + simple_value 5
 _PAD: Final = 160  # > the longest fixed window read past a record start (tag rows: 1 + 120 bytes, rounded up)
 

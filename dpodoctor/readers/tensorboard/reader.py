@@ -17,7 +17,6 @@ from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.readers import ReadResult, register
 from dpodoctor.readers.tensorboard.assemble import EMPTY, assemble, parse_args_text
 from dpodoctor.readers.tensorboard.decode import (
-    CHUNK_BYTES,
     FileDecode,
     decode_event_bytes,
     decode_file,
@@ -173,7 +172,7 @@ class TensorBoardFollower:
             raise
 
 
-def read_args_config(path: Path, max_bytes: int = CHUNK_BYTES) -> dict[str, Any] | None:
+def read_args_config(path: Path, max_bytes: int = 4 << 20) -> dict[str, Any] | None:
     """The config JSON of a file's first ``args`` text summary, reading at most ``max_bytes`` from the start.
 
     Why a separate, bounded read: transformers writes the args summary right after the file header, so when
