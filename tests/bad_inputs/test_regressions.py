@@ -215,7 +215,7 @@ def test_signalling_nan_in_an_event_file_prints_no_numpy_warning(tmp_path: Path)
     """Found by the full fuzz run (mutated event files): a scalar whose float32 bytes are a signalling NaN made the
     numpy fast path widen it with "RuntimeWarning: invalid value encountered in cast", which the CLI printed to
     stderr with a source line. The value is a NaN, as protobuf gives; the cast now runs with that warning off
-    (readers/tbfast.py)."""
+    (readers/tensorboard/decode.py)."""
     import struct
     import warnings
 
