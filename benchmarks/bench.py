@@ -544,8 +544,7 @@ print("SECONDS", time.perf_counter() - t)
 
 def evaluate_options(sweep: Path, info: dict[str, Any]) -> None:
     """Per-file decode options on one run's event file, and rustboard on the whole sweep."""
-    from dpodoctor.readers import tbfast
-    from dpodoctor.readers.tensorboard import TensorBoardReader
+    from dpodoctor.readers.tensorboard import TensorBoardReader, assemble, decode_file
 
     files = sorted(sweep.rglob("*tfevents*"))
     one = files[0]
@@ -598,8 +597,8 @@ def evaluate_options(sweep: Path, info: dict[str, Any]) -> None:
         say(f"  upb protobuf per record + crc32c (C) header and data CRC  {t_c:8.3f} s  (framing+parse only)")
     except ImportError:
         say("  upb + crc32c: the crc32c package is not installed (pip install crc32c)")
-    t_fast = best(lambda: tbfast.merge(reader, [one], [tbfast.decode_file(one)]))
-    t_dec = best(lambda: tbfast.decode_file(one))
+    t_fast = best(lambda: assemble([one], [reader.label(one)], [decode_file(one)]))
+    t_dec = best(lambda: decode_file(one))
     say(f"  numpy vectorised fast path + protobuf fallback (chosen)   {t_fast:8.3f} s  (decode {t_dec:.3f} s)")
     rustboard(sweep, info)
 

@@ -2,8 +2,8 @@
 
 What is stored: for each run source (reader + files), what its reader returned (every :class:`ReadResult`: the frame's
 columns, notes, ended, β, config, summary, label); and, for a reader that declares ``incremental_decode``
-(TensorBoard), each input file's decoded columns (:class:`~dpodoctor.readers.tbfast.FileDecode`), so a file that grew
-(a run still training) is decoded only from the end of the last complete record read before.
+(TensorBoard), each input file's decoded columns (:class:`~dpodoctor.readers.tensorboard.FileDecode`), so a file that
+grew (a run still training) is decoded only from the end of the last complete record read before.
 
 When an entry is used: the entry's key names the dpodoctor version, :data:`CACHE_FORMAT` and a fingerprint of the
 package's own source files (an edited reader in a development checkout must not serve stale results); its metadata
@@ -674,7 +674,7 @@ class RunCache:
 
     def _decoded(self, path: Path, pending: list[_Pending]) -> Any:
         """The decode of one event file: cached, extended by what it gained since, or read whole."""
-        from dpodoctor.readers import tbfast
+        from dpodoctor.readers.tensorboard import decode as tbfast
 
         stat = _stat(path)
         got = self._read(self._entry("tbfile", str(path))) if stat is not None else None
@@ -735,7 +735,7 @@ class RunCache:
 
     @staticmethod
     def _file_decode(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
-        from dpodoctor.readers.tbfast import FileDecode
+        from dpodoctor.readers.tensorboard import FileDecode
 
         tags = meta["tags"]
         if not isinstance(tags, list) or not all(type(t) is str for t in tags):

@@ -35,11 +35,9 @@ from dpodoctor.discovery import RunSource, discover
 from dpodoctor.errors import DpoDoctorError, NoMetricsError, ReadError
 from dpodoctor.loading import Paths, as_paths, run_from_result
 from dpodoctor.metrics import canonical, is_summary_key
-from dpodoctor.model import Ended, Run, make_frame
+from dpodoctor.model import Run, make_frame
 from dpodoctor.readers import Follower, Reader, ReadResult, follower_for
 from dpodoctor.readers.hparams import find_beta
-from dpodoctor.readers.overlap import repeated_steps_notes
-from dpodoctor.readers.tensorboard import EventFileTail, _order_key
 from dpodoctor.report import Report
 from dpodoctor.reporters.common import clean
 from dpodoctor.reporters.text import STYLE, RunView, render_text
@@ -346,83 +344,9 @@ def retract(code: str, step: int, run: str | None = None) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
-class _TensorBoardSource:
-    """The event files of one run folder, each followed from its offset (a resumed run adds a file)."""
-
-    def __init__(self) -> None:
-        self.tails: dict[Path, EventFileTail] = {}
-
-    def update(self, source: RunSource) -> bool:
-        changed = False
-        for path in source.files:
-            tail = self.tails.get(path)
-            if tail is None:
-                tail = self.tails[path] = EventFileTail(path)
-            changed |= tail.poll() > 0
-        return changed
-
-    def results(self) -> list[ReadResult]:
-        parts: list[ReadResult] = []
-        labels: list[str] = []  # the file of each part, for the note on steps two files both logged
-        for path in sorted(self.tails, key=_order_key):
-            try:
-                parts.append(self.tails[path].result())
-                labels.append(path.name)
-            except ReadError:
-                continue  # no scalars in this file yet (only its header, or the args summary)
-        if not parts:
-            raise NoMetricsError("no scalar summaries yet", next(iter(self.tails), None))
-        if len(parts) == 1:
-            return parts
-        # Later files first lose to earlier ones in make_frame's "last arrival wins": concatenate in file order.
-        frame = pd.concat([p.frame for p in parts], ignore_index=True)
-        merged = ReadResult(
-            frame=make_frame(
-                frame["split"].astype(str).to_numpy(),
-                frame["metric"].astype(str).to_numpy(),
-                frame["step"].to_numpy(),
-                frame["value"].to_numpy(),
-                frame["wall_time"].to_numpy(),
-            )
-        )
-        series = [(p.frame["split"].astype(str) + "/" + p.frame["metric"].astype(str)).to_numpy() for p in parts]
-        merged.notes.extend(
-            repeated_steps_notes(
-                [(label, s, p.frame["step"].to_numpy()) for label, s, p in zip(labels, series, parts, strict=True)]
-            )
-        )
-        for part in parts:
-            merged.summary.update(part.summary)
-            merged.notes.extend(part.notes)
-            if part.config:
-                merged.config = part.config
-            if part.beta is not None:
-                merged.beta, merged.beta_source = part.beta, part.beta_source
-        merged.ended = Ended.FINISHED if "train_runtime" in merged.summary else Ended.UNKNOWN
-        return [merged]
-
-
-# ---- PRE-MERGE SHIM (lead: delete this block, and _TensorBoardSource above, when the tb branch lands) -----------
-class _PreMergeFollower:
-    def __init__(self, inner: _TensorBoardSource) -> None:
-        self.inner = inner
-
-    def update(self, files: list[Path]) -> bool:
-        return self.inner.update(RunSource("", Path(), None, files))  # type: ignore[arg-type]
-
-    def results(self) -> list[ReadResult]:
-        return self.inner.results()
-
-
-_PRE_MERGE_FOLLOWERS: dict[str, Callable[[], _TensorBoardSource]] = {"tensorboard": _TensorBoardSource}
-# ---- END PRE-MERGE SHIM -----------------------------------------------------------------------------------------
-
-
 def _follower(reader: Reader) -> Follower:
     """The reader's own follower (``follow()``: reads only what is new), else one that re-reads the whole run when
     one of its files changes."""
-    if getattr(reader, "follow", None) is None and reader.name in _PRE_MERGE_FOLLOWERS:  # PRE-MERGE SHIM
-        return _PreMergeFollower(_PRE_MERGE_FOLLOWERS[reader.name]())  # PRE-MERGE SHIM
     return follower_for(reader)
 
 
@@ -499,7 +423,7 @@ class Tailer:
         # Looked up again until found: the file that states β may be written after the first metrics.
         found = self._beta.get(source.root)
         if found is None:
-            found = self._beta[source.root] = find_beta(source.root, source.others)
+            found = self._beta[source.root] = find_beta(source.root, source.others, source.files)
         return found
 
 

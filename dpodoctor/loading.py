@@ -94,7 +94,9 @@ def run_from_result(
     source: RunSource,
     result: ReadResult,
     metric_map: dict[str, str] | None = None,
-    find: Callable[[RunSource], tuple[float, str] | None] = lambda source: find_beta(source.root, source.others),
+    find: Callable[[RunSource], tuple[float, str] | None] = lambda source: find_beta(
+        source.root, source.others, source.files
+    ),
 ) -> Run:
     """The :class:`Run` of one reader result: named after its source, metrics renamed by ``metric_map``, and β
     looked up beside the logs (``find``) when the logs did not state it. ``watch`` builds its runs here too, so a

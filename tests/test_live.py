@@ -30,10 +30,9 @@ from dpodoctor.live import (
     fails_gate,
     watch,
 )
-from dpodoctor.model import FrameBuilder
+from dpodoctor.model import Ended, FrameBuilder
 from dpodoctor.readers import ReadResult, WholeFileFollower, follower_for, get_reader
 from dpodoctor.readers.stdout import StdoutReader, StdoutTail
-from dpodoctor.readers.tensorboard import EventFileTail
 from tests.conftest import TRL
 
 runner = CliRunner()
@@ -66,41 +65,60 @@ def test_importing_dpodoctor_does_not_import_transformers() -> None:
 # ------------------------------------------------------------------------------------------ tails and buffers
 
 
-def test_event_tail_reads_only_complete_records_and_matches_the_reader(tmp_path: Path) -> None:
+def test_event_follower_reads_only_complete_records_and_matches_the_reader(tmp_path: Path) -> None:
     source = event_file("lr_too_low")
     data = source.read_bytes()
     ends = record_ends(data)
     grown = tmp_path / source.name
-    tail = EventFileTail(grown)
+    reader = get_reader("tensorboard")
+    follower = reader.follow()
     start = 0
     with grown.open("wb") as handle:
         for k in range(7, len(ends), 97):
             handle.write(data[start : ends[k] - 5])  # the last record of this batch is cut 5 bytes short
             handle.flush()
             start = ends[k] - 5
-            tail.poll()
-            assert tail.offset == ends[k - 1], "a partial record must be left for the next poll"
+            follower.update([grown])
+            assert follower.offset(grown) == ends[k - 1], "a partial record must be left for the next update"
         handle.write(data[start:])
-    tail.poll()
-    assert tail.offset == len(data)
-    live, whole = tail.result(), get_reader("tensorboard").read([grown])
+    assert follower.update([grown])
+    assert follower.offset(grown) == len(data)
+    [live], whole = follower.results(), reader.read([grown])
     assert live.frame.equals(whole.frame)
     assert live.beta == whole.beta == 0.1
     assert live.ended is whole.ended
-    assert tail.poll() == 0  # nothing new: nothing read
+    assert live.notes == whole.notes
+    assert not follower.update([grown])  # nothing new: nothing read
 
 
-def test_event_tail_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None:
+def test_event_follower_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None:
     data = event_file("lr_too_low").read_bytes()
     grown = tmp_path / "events.out.tfevents.1.host"
     grown.write_bytes(data)
-    tail = EventFileTail(grown)
-    tail.poll()
+    reader = get_reader("tensorboard")
+    follower = reader.follow()
+    follower.update([grown])
     ends = record_ends(data)
     grown.write_bytes(data[: ends[40]])
-    tail.poll()
-    assert tail.offset == ends[40]
-    assert tail.result().frame.equals(get_reader("tensorboard").read([grown]).frame)
+    assert follower.update([grown])
+    assert follower.offset(grown) == ends[40]
+    assert follower.results()[0].frame.equals(reader.read([grown]).frame)
+
+
+def test_a_watched_event_file_cut_mid_record_is_reported_truncated_like_check(tmp_path: Path) -> None:
+    """The live copy of the assembler used to forget the cut: ``watch`` said UNKNOWN where ``check`` said TRUNCATED."""
+    data = event_file("lr_too_low").read_bytes()
+    ends = record_ends(data)
+    run = tmp_path / "run"
+    run.mkdir()
+    cut = run / "events.out.tfevents.1.host"
+    cut.write_bytes(data[: ends[len(ends) // 2] + 7])  # the writer died 7 bytes into a record
+    [live] = Tailer([run]).poll().runs
+    [checked] = api.load(run)
+    assert checked.ended is Ended.TRUNCATED
+    assert live.ended is checked.ended
+    assert live.notes == checked.notes
+    assert any("truncated at byte" in note for note in live.notes)
 
 
 def test_stdout_tail_carries_partial_lines_and_matches_the_reader(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The speed paths say exactly what the slow ones say.
 
-* The numpy fast path of the TensorBoard reader (:mod:`dpodoctor.readers.tbfast`) against protobuf parsing every
-  record (:meth:`TensorBoardReader.read_reference` and a per-record walk written here): on every fixture event file
-  and on generated files (simple_value and tensor-encoded scalars, text summaries, odd tags, truncated tails, bad
+* The numpy fast path of the TensorBoard reader (:mod:`dpodoctor.readers.tensorboard.decode`) against protobuf parsing
+  every record (:meth:`TensorBoardReader.read_reference` and a per-record walk written here): on every fixture event
+  file and on generated files (simple_value and tensor-encoded scalars, text summaries, odd tags, truncated tails, bad
   headers, garbage records).
 * The on-disk cache (:mod:`dpodoctor.cache`): hits, misses, invalidation on size and time, a grown file read from
   where the last read stopped, ``--no-cache``, the cache folder from ``DPODOCTOR_CACHE_DIR``; cached results equal
@@ -36,8 +36,9 @@ from dpodoctor.cache import RunCache
 from dpodoctor.cli import app
 from dpodoctor.errors import ReadError
 from dpodoctor.model import Ended, Run, frame_from_codes, make_frame
-from dpodoctor.readers import ReadResult, get_reader, read_runs, tbfast
-from dpodoctor.readers.tensorboard import ARGS_TAG, SCALARS_PLUGIN, TensorBoardReader, _tensor_scalar, masked_crc32c
+from dpodoctor.readers import ReadResult, get_reader, read_runs
+from dpodoctor.readers.tensorboard import ARGS_TAG, SCALARS_PLUGIN, TensorBoardReader, masked_crc32c, tensor_scalar
+from dpodoctor.readers.tensorboard import decode as tbfast
 from dpodoctor.stats import theil_sen_slope
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -108,11 +109,11 @@ def reference_points(data: bytes) -> dict[str, Any]:
                 points.append((value.tag, event.step, float(value.simple_value), event.wall_time, False))
             elif value.HasField("tensor"):
                 if own:
-                    number = _tensor_scalar(value.tensor) if own == SCALARS_PLUGIN else None
+                    number = tensor_scalar(value.tensor) if own == SCALARS_PLUGIN else None
                     if number is not None:
                         points.append((value.tag, event.step, number, event.wall_time, False))
                 else:
-                    number = _tensor_scalar(value.tensor)
+                    number = tensor_scalar(value.tensor)
                     if number is not None:
                         points.append((value.tag, event.step, number, event.wall_time, True))
                         conds += 1
@@ -375,6 +376,47 @@ def test_file_decode_extend_equals_one_decode(tmp_path: Path) -> None:
     assert [joined.tags[i] for i in joined.tag] == [whole.tags[i] for i in whole.tag]
     for name in ("step", "value", "wall", "cond"):
         np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name))
+
+
+@pytest.mark.parametrize("chunk", [1, 13, 257, 4096])
+def test_decode_file_in_chunks_equals_one_decode(tmp_path: Path, chunk: int) -> None:
+    """The file is decoded a few MiB at a time (bounded memory); a record cut by a chunk's end, or longer than a chunk
+    (the args summary), is carried into the next read, so the chunks change nothing."""
+    data = _fixture_bytes()
+    path = tmp_path / "events.out.tfevents.1.host"
+    for size in (len(data), len(data) - 7):  # whole, and cut inside the last record
+        path.write_bytes(data[:size])
+        whole = tbfast.decode_event_bytes(data[:size], path)
+        chunked = tbfast.decode_file(path, chunk=chunk)
+        for name in ("size", "consumed", "records", "bad_records", "stop_at", "stop_reason", "plugin_events", "args"):
+            assert getattr(chunked, name) == getattr(whole, name), name
+        assert [chunked.tags[i] for i in chunked.tag] == [whole.tags[i] for i in whole.tag]
+        for name in ("step", "value", "wall", "cond"):
+            np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+
+
+def test_bytes_that_look_like_a_record_start_inside_a_record_change_nothing() -> None:
+    """The framing finds record starts by a byte pattern (small length, then 0x09) and keeps only those that chain
+    from byte 0; a tag holding that pattern must not be taken for a record."""
+    fake = "\x05" + "\x00" * 7 + "abcd" + "\t" + "z"  # length 5, four CRC bytes, then the wall_time key
+    records = [
+        frame_record(
+            event_pb2.Event(
+                wall_time=1.0 + i, step=i, summary=summary_pb2.Summary(value=[_simple(tag, i / 10)])
+            ).SerializeToString()
+        )
+        for i in range(1, 40)
+        for tag in ("train/loss", fake, "x" + fake)
+    ]
+    data = b"".join(records)
+    expected = reference_points(data)
+    assert expected.pop("skipped") == []
+    assert expected["records"] == len(records)
+    same_points(decode_points(data), expected)
+
+
+def _simple(tag: str, value: float) -> summary_pb2.Summary.Value:
+    return summary_pb2.Summary.Value(tag=tag, simple_value=value)
 
 
 def _fixture_bytes() -> bytes:

@@ -186,12 +186,3 @@ def get_reader(name: str) -> Reader:
 
 # Every module of this package registers its reader on import: no list of readers to keep (dpodoctor._plugins).
 import_submodules(__name__, __path__)
-
-# ---- PRE-MERGE SHIM (lead: delete this block at the merge) ------------------------------------------------------
-# The TensorBoard reader of this branch predates its capability flags; the tb helper's readers/tensorboard/ package
-# declares them on TensorBoardReader itself (cache_key_from_inputs = True, incremental_decode = True).
-for _reader in READERS:
-    if _reader.name == "tensorboard" and not hasattr(_reader, "cache_key_from_inputs"):
-        type(_reader).cache_key_from_inputs = True  # type: ignore[attr-defined]
-        type(_reader).incremental_decode = True  # type: ignore[attr-defined]
-# ---- END PRE-MERGE SHIM -----------------------------------------------------------------------------------------

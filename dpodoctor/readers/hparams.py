@@ -15,9 +15,12 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-BETA_KEYS: Final = ("beta", "pref_beta", "dpo_beta")
+from dpodoctor.readers.beta import BETA_KEYS, beta_in
+
+__all__ = ["BETA_KEYS", "JSON_NAMES", "beta_in", "find_beta"]
+
 JSON_NAMES: Final = (
     "training_args.json",
     "trainer_config.json",
@@ -32,22 +35,6 @@ _YAML_BETA: Final = re.compile(
     r"^[ \t]{0,8}(pref_beta|dpo_beta|beta)[ \t]{0,4}:[ \t]{0,4}([-+0-9.eE]{1,32})[ \t]*$", re.M
 )
 _MAX_CONFIG_BYTES: Final = 2 * 1024 * 1024
-
-
-def beta_in(config: dict[str, Any]) -> float | None:
-    """A positive finite β under one of the usual keys, at the top level or one level down."""
-    for key in BETA_KEYS:
-        value = config.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and not -(2**1023) < value < 2**1023:
-            continue  # beyond float range: math.isfinite would raise OverflowError
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-            return float(value)
-    for value in config.values():
-        if isinstance(value, dict):
-            nested = beta_in({k: v for k, v in value.items() if not isinstance(v, dict)})
-            if nested is not None:
-                return nested
-    return None
 
 
 def _read_text(path: Path) -> str | None:
@@ -86,12 +73,15 @@ def _from_yaml(path: Path) -> float | None:
     return None
 
 
-def find_beta(root: Path, siblings: Iterable[Path] = ()) -> tuple[float, str] | None:
+def find_beta(root: Path, siblings: Iterable[Path] = (), read: Iterable[Path] = ()) -> tuple[float, str] | None:
     """β for a run whose main source did not log it, with where it was found (a path relative to ``root``).
 
     Looks, in order, at the TensorBoard events of the run (the ``args`` summary), JSON configs beside the log,
     then YAML configs (LLaMA-Factory's ``pref_beta``). SwanLab's ``config.yaml`` is found by the YAML pass too
     when given as a sibling. Returns None when nothing says.
+
+    ``read`` are the files the run's own reader already decoded (its main source): whatever β they state is in the
+    reader's result, so they are not opened again (the TensorBoard reader finds β in the one decode of each file).
     """
     from dpodoctor.readers.tensorboard import read_args_config
 
@@ -105,8 +95,9 @@ def find_beta(root: Path, siblings: Iterable[Path] = ()) -> tuple[float, str] | 
     if root.is_dir():
         found = sorted(root.glob("events.out.tfevents.*")) + sorted(root.glob("runs/*/events.out.tfevents.*"))
         candidates += [p for p in found if p.is_file()]  # never open a FIFO or device: the read would block
+    done = set(read)
     for path in dict.fromkeys(candidates):
-        if "tfevents" in path.name:
+        if "tfevents" in path.name and path not in done:
             config = read_args_config(path)
             beta = beta_in(config) if config else None
             if beta is not None:

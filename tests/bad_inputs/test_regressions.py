@@ -183,10 +183,10 @@ def test_beta_integer_beyond_float_range(tmp_path: Path, where: str) -> None:
         (tmp_path / "training_args.json").write_text('{"beta": ' + big + "}", encoding="utf-8")
         assert find_beta(tmp_path) is None
     elif where == "tensorboard args":
-        from dpodoctor.readers.tensorboard import TensorBoardReader
+        from dpodoctor.readers.tensorboard.assemble import beta_from
 
         notes: list[str] = []
-        assert TensorBoardReader._beta_from({"beta": int(big)}, "events", notes) is None
+        assert beta_from({"beta": int(big)}, "events", notes) is None
         assert notes and len(notes[0]) < 200
     else:
         outcome = replay("swanlab_config", b"beta:\n  desc: ''\n  sort: 1\n  value: " + big.encode() + b"\n")
@@ -215,7 +215,7 @@ def test_signalling_nan_in_an_event_file_prints_no_numpy_warning(tmp_path: Path)
     """Found by the full fuzz run (mutated event files): a scalar whose float32 bytes are a signalling NaN made the
     numpy fast path widen it with "RuntimeWarning: invalid value encountered in cast", which the CLI printed to
     stderr with a source line. The value is a NaN, as protobuf gives; the cast now runs with that warning off
-    (readers/tbfast.py)."""
+    (readers/tensorboard/decode.py)."""
     import struct
     import warnings
 

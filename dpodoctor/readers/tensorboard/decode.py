@@ -1,0 +1,419 @@
+"""The vectorised decode: an event file's records as columns, numpy for the usual scalar record, protobuf for the rest.
+
+Why: a sweep is tens of runs of hundreds of thousands of records each, and per record Python work (protobuf parse,
+attribute access, a dict lookup per key) costs about 8 µs, 2 s for a 20k-step run. Nearly every record is the
+same small message, ``Event{wall_time, step, summary{value{tag, simple_value}}}``, which torch's and tensorboardX's
+``add_scalar`` (hence transformers' TensorBoardCallback) write field by field in this order::
+
+    09 <wall_time: 8 bytes>  [10 <step: varint>]  2a <S>  0a <V>  0a <T> <tag: T bytes>  15 <simple_value: 4 bytes>
+
+with S = V + 2, V = T + 7 (one byte each; ``step`` is absent when 0). Its fields sit at offsets fixed by T and the
+varint's length, so a handful of vectorised comparisons find every record of that shape and gather its numbers. A
+record that is not exactly that shape, or whose tag is not valid UTF-8 (protobuf rejects it) or is the ``args``
+text summary, goes through protobuf (:class:`~.proto.RecordPoints`, the walk the reference decode uses for every
+record). ``tests/test_speed_paths.py`` checks the result against protobuf record for record.
+
+Why in chunks: the decode's temporaries are several times the bytes they decode, so a file is read and decoded 8 MiB at
+a time (:func:`decode_file`) and only the columns are kept: peak memory stays near the size of the result.
+
+What one file decodes to, :class:`FileDecode`, holds columns and a few strings, so it can be cached
+(:mod:`dpodoctor.cache`) and extended by the records a growing file appends (:meth:`FileDecode.extend`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+import numpy as np
+
+from dpodoctor.errors import ReadError
+from dpodoctor.readers.tensorboard.framing import HEADER_SIZE, frame_records, scan_records
+from dpodoctor.readers.tensorboard.proto import ARGS_TAG, RecordPoints
+
+__all__ = ["CHUNK_BYTES", "FileDecode", "decode_event_bytes", "decode_file", "decode_reference"]
+
+CHUNK_BYTES: Final = 8 << 20  # read and decode this much at a time (the temporaries are about 5x this)
+_SIMPLE_MIN: Final = 20  # wall 9 + summary 2 + value 2 + tag 2 (empty tag) + simple_value 5
+_PAD: Final = 160  # > the longest fixed window read past a record start (tag rows: 1 + 120 bytes, rounded up)
+
+
+def _empty(dtype: Any) -> np.ndarray:
+    return np.zeros(0, dtype=dtype)
+
+
+@dataclass
+class FileDecode:
+    """What one event file says, as columns: one entry per scalar point, one string per distinct tag.
+
+    ``cond`` marks a tensor-encoded value whose own record names no plugin: it is a scalar only if the tag's plugin
+    (set by an earlier record, maybe in an earlier file) is ``scalars``, which the assembler resolves in file order
+    with ``plugin_events`` (``(cond points before it, tag, plugin)``). ``args`` holds the text of each ``args``
+    text summary (None: it holds none). ``consumed`` is the offset just past the last complete record, where
+    reading a grown file resumes. ``bad_at`` holds the byte offset of each record that is not an Event, ``skipped``
+    the corrupt stretches the reference decode resynchronised past (offset, bytes).
+    """
+
+    size: int = 0
+    consumed: int = 0
+    records: int = 0
+    bad_records: int = 0
+    stop_at: int | None = None
+    stop_reason: str | None = None
+    tags: list[str] = field(default_factory=list)
+    tag: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    step: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    value: np.ndarray = field(default_factory=lambda: _empty(np.float64))
+    wall: np.ndarray = field(default_factory=lambda: _empty(np.float64))
+    cond: np.ndarray = field(default_factory=lambda: _empty(np.bool_))
+    plugin_events: list[tuple[int, str, str]] = field(default_factory=list)
+    args: list[str | None] = field(default_factory=list)
+    bad_at: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    @property
+    def damaged(self) -> bool:
+        """Records that are not Events, or a corrupt header: the reference decode names every place."""
+        return bool(self.bad_records) or self.stop_reason == "bad record header"
+
+    def extend(self, more: FileDecode) -> FileDecode:
+        """This decode followed by ``more``, the decode of the bytes from :attr:`consumed` on (a grown file)."""
+        return FileDecode.join([self, more])
+
+    @staticmethod
+    def join(parts: Sequence[FileDecode]) -> FileDecode:
+        """The decode of consecutive stretches of one file, in order, as one (the last part says where it ends)."""
+        if len(parts) == 1:
+            return parts[0]
+        index: dict[str, int] = {}
+        tags: list[str] = []
+        tag_arrays = []
+        events: list[tuple[int, str, str]] = []
+        conds = 0
+        for part in parts:
+            for t in part.tags:
+                if t not in index:
+                    index[t] = len(tags)
+                    tags.append(t)
+            remap = np.array([index[t] for t in part.tags], dtype=np.int32)
+            tag_arrays.append(remap[part.tag] if len(part.tag) else _empty(np.int32))
+            events += [(k + conds, t, p) for k, t, p in part.plugin_events]
+            conds += int(part.cond.sum())
+        last = parts[-1]
+        return FileDecode(
+            size=last.size,
+            consumed=last.consumed,
+            records=sum(p.records for p in parts),
+            bad_records=sum(p.bad_records for p in parts),
+            stop_at=last.stop_at,
+            stop_reason=last.stop_reason,
+            tags=tags,
+            tag=np.concatenate(tag_arrays),
+            step=np.concatenate([p.step for p in parts]),
+            value=np.concatenate([p.value for p in parts]),
+            wall=np.concatenate([p.wall for p in parts]),
+            cond=np.concatenate([p.cond for p in parts]),
+            plugin_events=events,
+            args=[a for p in parts for a in p.args],
+            bad_at=[o for p in parts for o in p.bad_at],
+            skipped=[s for p in parts for s in p.skipped],
+        )
+
+
+def _byte_masks() -> np.ndarray:
+    """``[n, k]``: the little-endian 64-bit mask of the bytes of word ``k`` that are among a row's first ``n`` bytes."""
+    n = np.arange(_PAD + 1)[:, None] - 8 * np.arange(_PAD // 8)[None, :]
+    valid = np.clip(n, 0, 8).astype(np.uint64)
+    full = np.uint64(0xFFFFFFFFFFFFFFFF)
+    return np.where(valid >= 8, full, (np.uint64(1) << (np.uint64(8) * valid)) - np.uint64(1))
+
+
+_MASKS: Final = _byte_masks()
+_HASH_MULTIPLIERS: Final = np.array(
+    [(0x9E3779B97F4A7C15 * (2 * k + 1)) & 0xFFFFFFFFFFFFFFFF for k in range(_PAD // 8)], dtype=np.uint64
+)
+
+
+def _unique_rows(rows: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first row of each distinct row, each row's distinct-row number), comparing only the first
+    ``used[i]`` bytes of row ``i`` (the rest is whatever follows the tag). ``rows`` is a fresh uint8 matrix whose width
+    is a multiple of 8, read as little-endian 64-bit words: each word is masked to the row's bytes (one table lookup),
+    the words are hashed (one multiply-add per word) and factorised (hash table, no sort), then every row is compared
+    with its group's first row; a collision (never seen, but possible) falls back to an exact unique over the rows."""
+    import pandas as pd
+
+    words = np.ascontiguousarray(rows).view("<u8")
+    width = words.shape[1]
+    words &= _MASKS[used, :width]
+    h = (words * _HASH_MULTIPLIERS[:width]).sum(axis=1, dtype=np.uint64)
+    codes, _ = pd.factorize(h ^ (h >> np.uint64(29)))
+    codes = np.asarray(codes, dtype=np.int64)
+    # factorize numbers groups in order of first appearance: a group starts where the running maximum grows.
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    if (words == words[first[codes]]).all():
+        return first, codes
+    keys = words.view(np.dtype((np.void, width * 8))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
+def _fill(decode: FileDecode, slow: RecordPoints, fast: np.ndarray, fast_columns: tuple[np.ndarray, ...]) -> None:
+    """Put the fast records' points and protobuf's points into ``decode`` in record order (then value order)."""
+    fast_codes, step, value, wall = fast_columns
+    decode.tags = slow.tags
+    decode.args = slow.args
+    decode.plugin_events = slow.plugin_events
+    decode.bad_records = len(slow.bad_at)
+    if not slow.rec:
+        decode.tag, decode.step, decode.value, decode.wall = fast_codes.astype(np.int32), step, value, wall
+        decode.cond = np.zeros(len(fast), dtype=bool)
+        return
+    rec = np.concatenate([fast, np.array(slow.rec, dtype=np.int64)])
+    sub = np.concatenate([np.zeros(len(fast), dtype=np.int64), np.array(slow.sub, dtype=np.int64)])
+    order = np.lexsort((sub, rec))
+    decode.tag = np.concatenate([fast_codes, np.array(slow.tag, dtype=np.int32)])[order].astype(np.int32)
+    decode.step = np.concatenate([step, np.array(slow.step, dtype=np.int64)])[order]
+    decode.value = np.concatenate([value, np.array(slow.value, dtype=np.float64)])[order]
+    decode.wall = np.concatenate([wall, np.array(slow.wall, dtype=np.float64)])[order]
+    decode.cond = np.concatenate([np.zeros(len(fast), dtype=bool), np.array(slow.cond, dtype=bool)])[order]
+
+
+def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
+    """Decode the records in ``buf``, which starts at byte ``base`` of the event file ``path`` (0 for a whole file;
+    the end of the previous read for a grown one). Raises :class:`ReadError` only when byte 0 of the file has a
+    bad header (not an event file)."""
+    offs, lens, stop_at, reason = frame_records(buf, base, path)
+    n = len(offs)
+    decode = FileDecode(
+        size=base + len(buf),
+        consumed=base + (stop_at if stop_at is not None else len(buf)),
+        records=n,
+        stop_at=None if stop_at is None else base + stop_at,
+        stop_reason=reason,
+    )
+    if n == 0:
+        return decode
+    # The bytes, padded so that a fixed-width window starting anywhere in them is whole: row gathers out of a
+    # sliding-window view copy a few contiguous bytes per record instead of indexing byte by byte.
+    u8 = np.zeros(len(buf) + _PAD, dtype=np.uint8)
+    u8[: len(buf)] = np.frombuffer(buf, dtype=np.uint8)
+    windows = np.lib.stride_tricks.sliding_window_view(u8, 16)
+
+    def at(pos: np.ndarray) -> np.ndarray:
+        return u8[pos].astype(np.int64)
+
+    p = offs + HEADER_SIZE
+    ok = lens >= _SIMPLE_MIN
+    head = windows[p]  # the first 16 bytes of each record's payload
+    ok &= head[:, 0] == 0x09  # wall_time, fixed64
+    q = p + 9
+    has_step = head[:, 9] == 0x10  # step, varint (absent when 0)
+    varint = windows[q + 1][:, :10]
+    ends = varint < 0x80
+    vlen = ends.argmax(axis=1) + 1
+    ok &= ~has_step | (ends.any(axis=1) & (vlen <= 9))  # 10-byte varints (negative steps) go to protobuf
+    r = np.where(has_step, q + 1 + vlen, q)
+    r = np.minimum(r, len(buf))  # a garbage varint must not point past the padding
+    ok &= at(r) == 0x2A  # summary, length-delimited
+    s_len = at(r + 1)
+    r2 = r + 2
+    ok &= (s_len < 0x80) & (r2 + s_len == p + lens)  # one-byte length, and the summary ends the record
+    ok &= at(r2) == 0x0A  # summary.value
+    v_len = at(r2 + 1)
+    ok &= v_len == s_len - 2  # exactly one value
+    ok &= at(r2 + 2) == 0x0A  # value.tag
+    t_len = at(r2 + 3)
+    ok &= v_len == t_len + 7  # tag, then simple_value, nothing else
+    ok &= at(np.where(ok, r2 + 4 + t_len, 0)) == 0x15  # value.simple_value, fixed32
+
+    fast = np.flatnonzero(ok)
+    slow_points = RecordPoints()
+    fast_codes = _empty(np.int32)
+    if len(fast):
+        t_fast = t_len[fast]
+        width = int(t_fast.max())
+        span = (width + 1 + 7) // 8 * 8  # length byte + tag, in whole 8-byte words
+        rows = np.lib.stride_tricks.sliding_window_view(u8, span)[r2[fast] + 3]
+        uniq_first, inverse = _unique_rows(rows, t_fast + 1)
+        codes = np.empty(len(uniq_first), dtype=np.int32)
+        usable = np.ones(len(uniq_first), dtype=bool)
+        for u, row_index in enumerate(uniq_first.tolist()):
+            row = rows[row_index]
+            try:
+                tag = bytes(row[1 : 1 + int(row[0])]).decode("utf-8")  # protobuf rejects a non-UTF-8 string field
+            except UnicodeDecodeError:
+                usable[u] = False
+                continue
+            if tag == ARGS_TAG:  # the text summary's tag on a plain number: protobuf's path says what to do
+                usable[u] = False
+                continue
+            codes[u] = slow_points.code(tag)
+        keep = usable[inverse]
+        fast, inverse = fast[keep], inverse[keep]
+        fast_codes = codes[inverse]
+        ok = np.zeros(n, dtype=bool)
+        ok[fast] = True
+
+    # The numbers of the fast records, gathered straight from the bytes.
+    pf = p[fast]
+    wall = np.ascontiguousarray(windows[pf + 1][:, :8]).view("<f8").ravel().astype(np.float64)
+    fast_vlen = np.where(has_step[fast], vlen[fast], 0)  # no step field: 0 bytes, step 0
+    fast_varint = varint[fast]
+    step_u = np.zeros(len(fast), dtype=np.uint64)
+    for k in range(int(fast_vlen.max()) if len(fast) else 0):  # 7 bits a byte, only as many bytes as the longest
+        group = (fast_varint[:, k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        step_u |= np.where(fast_vlen > k, group, np.uint64(0))
+    step = step_u.astype(np.int64)
+    value_at = r2[fast] + 5 + t_len[fast]
+    with np.errstate(invalid="ignore"):  # a signalling NaN (any bytes can be one) widens to NaN, as protobuf gives
+        value = np.ascontiguousarray(windows[value_at][:, :4]).view("<f4").ravel().astype(np.float64)
+
+    # Everything else: protobuf, the walk the reference decode uses.
+    slow = np.flatnonzero(~ok)
+    if len(slow):
+        slow_points.add((i, buf[int(p[i]) : int(p[i]) + int(lens[i])]) for i in slow.tolist())
+    _fill(decode, slow_points, fast, (fast_codes, step, value, wall))
+    decode.bad_at = [base + int(offs[i]) for i in slow_points.bad_at]
+    return decode
+
+
+def decode_reference(data: bytes, path: Path) -> FileDecode:
+    """The decode of a whole file with protobuf parsing every record and the framing walked one record at a time,
+    resynchronising past corrupt stretches: the definition :func:`decode_event_bytes` is tested against, and what
+    the reader uses for a damaged file (it names the byte offset of every bad record and corrupt stretch)."""
+    scan = scan_records(data, path)
+    points = RecordPoints()
+    points.add(enumerate(scan.records))
+    decode = FileDecode(
+        size=scan.size,
+        consumed=scan.stop_at if scan.stop_at is not None else scan.size,
+        records=len(scan.records),
+        stop_at=scan.stop_at,
+        stop_reason=scan.stop_reason,
+        skipped=scan.skipped,
+    )
+    no_fast = (_empty(np.int32), _empty(np.int64), _empty(np.float64), _empty(np.float64))
+    _fill(decode, points, _empty(np.int64), no_fast)
+    decode.bad_at = [scan.offsets[i] for i in points.bad_at]
+    return decode
+
+
+def _pending_length(buf: bytes, at: int) -> int | None:
+    """The whole length of the record whose header starts at ``at`` of ``buf``, if its header is there."""
+    if len(buf) - at < 8:
+        return None
+    return 16 + int.from_bytes(buf[at : at + 8], "little")
+
+
+class _Columns:
+    """The columns of a file decoded chunk by chunk, copied into buffers sized for the whole file up front.
+
+    Why not concatenate the chunks at the end: that holds every chunk and the result at once, twice the result. The
+    buffers are allocated for the most points the file could hold (one per 16 bytes) but only the pages written are
+    ever resident, so memory follows what was decoded; a file denser than that (many values per record) grows them.
+    """
+
+    def __init__(self, size: int) -> None:
+        capacity = size // 16 + 1024
+        self.n = 0
+        self.tags: list[str] = []
+        self.index: dict[str, int] = {}
+        self.arrays = {
+            name: np.empty(capacity, dtype=dtype)
+            for name, dtype in (("tag", np.int32), ("step", np.int64), ("value", np.float64), ("wall", np.float64))
+        }
+        self.arrays["cond"] = np.empty(capacity, dtype=np.bool_)
+        self.parts: list[FileDecode] = []  # the chunks, emptied of their columns, for what FileDecode.join counts
+        self.conds = 0
+
+    def add(self, part: FileDecode) -> None:
+        n, more = self.n, len(part)
+        if n + more > len(self.arrays["tag"]):
+            for name, old in self.arrays.items():
+                grown = np.empty(max(2 * len(old), n + more), dtype=old.dtype)
+                grown[:n] = old[:n]
+                self.arrays[name] = grown
+        for t in part.tags:
+            if t not in self.index:
+                self.index[t] = len(self.tags)
+                self.tags.append(t)
+        remap = np.array([self.index[t] for t in part.tags], dtype=np.int32)
+        if more:
+            self.arrays["tag"][n : n + more] = remap[part.tag]
+        for name in ("step", "value", "wall", "cond"):
+            self.arrays[name][n : n + more] = getattr(part, name)
+        self.n += more
+        empty = FileDecode(
+            size=part.size,
+            consumed=part.consumed,
+            records=part.records,
+            bad_records=part.bad_records,
+            stop_at=part.stop_at,
+            stop_reason=part.stop_reason,
+            plugin_events=[(k + self.conds, t, p) for k, t, p in part.plugin_events],
+            args=part.args,
+            bad_at=part.bad_at,
+            skipped=part.skipped,
+        )
+        self.conds += int(part.cond.sum())
+        self.parts.append(empty)
+
+    def decode(self) -> FileDecode:
+        whole = FileDecode.join(self.parts) if len(self.parts) > 1 else self.parts[0]
+        whole.plugin_events = [e for p in self.parts for e in p.plugin_events]  # already offset in add()
+        whole.tags = self.tags
+        whole.tag, whole.step, whole.value, whole.wall, whole.cond = (
+            self.arrays[name][: self.n] for name in ("tag", "step", "value", "wall", "cond")
+        )
+        return whole
+
+
+def decode_file(path: Path, start: int = 0, chunk: int = CHUNK_BYTES) -> FileDecode:
+    """Decode an event file from byte ``start`` on, ``chunk`` bytes at a time. Raises :class:`ReadError` when it
+    cannot be read.
+
+    A record cut by a chunk's end is carried into the next read; only the end of the file makes it a cut record. A
+    bad header stops the decode there (the reader reads a damaged file again with the reference decode).
+    """
+    columns: _Columns | None = None
+    base = start
+    carry = b""
+    try:
+        with path.open("rb") as handle:
+            if start:
+                handle.seek(start)
+            while True:
+                want = chunk
+                if carry:
+                    whole = _pending_length(carry, 0)
+                    if whole is not None and whole > len(carry) + chunk:
+                        want = whole - len(carry)  # one record longer than a chunk: read all of it at once
+                data = handle.read(want)
+                at_end = len(data) < want
+                buf = carry + data if carry else data
+                part = decode_event_bytes(buf, path, base=base)
+                more = part.stop_reason != "bad record header" and not at_end
+                if columns is None:
+                    if not more:
+                        return part  # the whole file in one chunk
+                    columns = _Columns(max(0, _file_size(handle) - start))
+                if more:
+                    carry = buf[part.consumed - base :]
+                    part.stop_at = part.stop_reason = None
+                    base = part.consumed
+                columns.add(part)
+                if not more:
+                    return columns.decode()
+    except OSError as exc:
+        raise ReadError(f"cannot read file ({exc.strerror or exc})", path) from exc
+
+
+def _file_size(handle: BinaryIO) -> int:
+    import os
+
+    return os.fstat(handle.fileno()).st_size
