@@ -19,7 +19,7 @@ from dpodoctor.discovery import RunSource, primary_files
 from dpodoctor.errors import DpoDoctorError, ReadError
 from dpodoctor.model import Run, make_frame
 from dpodoctor.readers import READERS, Reader, ReadResult, read_runs, reader_for
-from dpodoctor.readers.hparams import find_beta
+from dpodoctor.readers.hparams import find_beta, find_loss_settings
 
 PathArg = str | os.PathLike[str]
 # What every function that takes paths accepts: one path (str or PathLike) or an iterable of them.
@@ -99,12 +99,19 @@ def run_from_result(
     ),
 ) -> Run:
     """The :class:`Run` of one reader result: named after its source, metrics renamed by ``metric_map``, and β
-    looked up beside the logs (``find``) when the logs did not state it. ``watch`` builds its runs here too, so a
-    live run is the run ``check`` would report."""
+    looked up beside the logs (``find``) when the logs did not state it, and so are the loss settings of a launch
+    YAML (LLaMA-Factory's ``pref_loss``, which none of its logs records) when the logs name no loss. ``watch`` builds
+    its runs here too, so a live run is the run ``check`` would report."""
     frame = _rename_metrics(result.frame, metric_map) if metric_map else result.frame
     beta, beta_source = result.beta, result.beta_source
     if beta is None and (found := find(source)) is not None:
         beta, beta_source = found
+    config, notes = result.config, result.notes
+    if not {"loss_type", "pref_loss"} & config.keys() and (launch := find_loss_settings(source.root)) is not None:
+        settings, where = launch
+        config = {**settings, **config}  # what the logs themselves say wins
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "stage")
+        notes = [*notes, f"loss settings from {where} beside the logs: {shown}"]
     return Run(
         name=f"{source.name}#{result.label}" if result.label else source.name,
         path=source.files[0] if source.explicit else source.root,
@@ -115,8 +122,8 @@ def run_from_result(
         ended=result.ended,
         steps_derived=result.steps_derived,
         summary=result.summary,
-        config=result.config,
-        notes=result.notes,
+        config=config,
+        notes=notes,
         other_sources=source.others,
     )
 

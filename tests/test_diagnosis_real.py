@@ -175,11 +175,6 @@ def test_class4_llamafactory_trainer_log_alone_says_what_it_lacks() -> None:
     assert {f.code for f in rr.findings if f.severity is not Severity.INFO} == {"DPO002"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pref_loss/pref_ftx of LLaMA-Factory's YAML beside a run are not read into the run's config "
-    "(readers/hparams.find_beta reads only pref_beta from it), so the loss family is assumed sigmoid",
-)
 @pytest.mark.parametrize(("name", "family"), [("lf_ipo", "ipo"), ("lf_ftx", "sigmoid+sft×1 (pref_ftx)")])
 def test_class4_llamafactory_loss_family_comes_from_its_yaml(name: str, family: str) -> None:
     assert report(name).expectations.family.name == family

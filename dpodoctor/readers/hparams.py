@@ -15,7 +15,7 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from dpodoctor.readers.beta import BETA_KEYS, beta_in
 
@@ -115,4 +115,50 @@ def find_beta(root: Path, siblings: Iterable[Path] = (), read: Iterable[Path] = 
         for path in yamls:
             if (beta := _from_yaml(path)) is not None:
                 return beta, rel(path)
+    return None
+
+
+# The settings that decide which loss a run optimised (see dpodoctor.expectations), as a launcher's YAML names them:
+# LLaMA-Factory's `pref_loss`/`pref_ftx`/`dpo_label_smoothing`, TRL's `loss_type`/`rpo_alpha`/`label_smoothing`.
+LOSS_KEYS: Final = frozenset(
+    {
+        "pref_loss",
+        "pref_ftx",
+        "pref_beta",
+        "dpo_label_smoothing",
+        "simpo_gamma",
+        "loss_type",
+        "loss_weights",
+        "label_smoothing",
+        "rpo_alpha",
+        "stage",
+    }
+)
+
+
+def find_loss_settings(root: Path) -> tuple[dict[str, Any], str] | None:
+    """The loss settings of the launch YAML beside a run (``llamafactory-cli train dpo.yaml`` keeps it next to its
+    output), with the file's name; None when no YAML there names any.
+
+    Why: LLaMA-Factory writes its own finetuning arguments (``pref_loss: ipo``, ``pref_ftx``) nowhere in the logs: its
+    TensorBoard ``args`` summary holds transformers' TrainingArguments only. Without them an IPO or SFT-mixed run is
+    judged as sigmoid DPO. Read with ``yaml.safe_load`` (plain types only: the file is untrusted), size-capped.
+    """
+    if not root.is_dir():
+        return None
+    import yaml
+
+    for path in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
+        text = _read_text(path)
+        if text is None:
+            continue
+        try:
+            data = yaml.safe_load(text)
+        except (yaml.YAMLError, RecursionError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        found = {str(k): v for k, v in data.items() if str(k) in LOSS_KEYS and isinstance(v, str | int | float)}
+        if found.keys() - {"stage"}:
+            return found, path.name
     return None
