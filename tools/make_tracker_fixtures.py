@@ -33,27 +33,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-NUMBERS = [
-    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
-    *("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen"),
-]
+# The tiny model, its tokenizer and the task's words are the corpus generator's (one recipe for every real fixture).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools.corpus.tiny import NUMBERS, build_tokenizer, tiny_llama
+
 PROJECT = "dpodoctor-fixture"
 
 
-def _tokenizer() -> Any:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = ["<pad>", "<unk>", "<bos>", "<eos>", "what", "is", "plus", "?", *NUMBERS]
-    tokenizer = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", bos_token="<bos>"
-    )
-
-
 def _pairs(n: int, seed: int, noise: float) -> Any:
-    """'what is three plus four ?' -> chosen ' seven', rejected a wrong sum; a share ``noise`` of pairs flipped."""
+    """'what is three plus four ?' -> chosen ' seven', rejected a wrong sum; a share ``noise`` of pairs flipped.
+
+    Not the corpus's ``preference_pairs``: that one flips exactly ``round(noise * n)`` pairs, this one flips each pair
+    with probability ``noise``, which is how the committed tracker fixtures were made (kept so they can be remade)."""
     from datasets import Dataset
 
     rng = random.Random(seed)
@@ -71,25 +62,10 @@ def _pairs(n: int, seed: int, noise: float) -> Any:
 
 
 def train(out: Path, report_to: list[str], max_steps: int, run_name: str) -> Any:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
     from trl import DPOConfig, DPOTrainer
 
-    torch.manual_seed(0)
-    tokenizer = _tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = LlamaForCausalLM(config)
+    tokenizer = build_tokenizer()
+    model = tiny_llama(tokenizer, seed=0)  # seeds torch with 0 before building it, as this script did
     args = DPOConfig(
         output_dir=str(out),
         run_name=run_name,
