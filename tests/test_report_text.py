@@ -164,3 +164,18 @@ def test_unquoted_values_catches_a_smoothed_value_quoted_as_raw() -> None:
     assert unquoted_values(Report(runs=[RunReport(rr.run, [finding])])) == []
     finding.message = f"eval loss rose from {c.values[8]:.4g} at step {step}"
     assert unquoted_values(Report(runs=[RunReport(rr.run, [finding])])) == []
+
+
+def test_a_warning_longer_than_the_width_is_folded_never_cut() -> None:
+    """A skipped folder's warning names its path: piped to a file, the report must keep all of it (folded at the
+    width), not crop the line at 100 columns."""
+    report = api.check([TRL / "healthy"], use_config=False)
+    long_path = "/data/" + "sweep-" * 30 + "run-7"
+    report.warnings.append(f"{long_path}: skipped, cannot list folder (Permission denied)")
+    problem = "/logs/" + "x" * 140 + "/train.log: not valid UTF-8 at byte 12"
+    report.problems.append(problem)
+    out = render(ReportView(report))
+    assert max(len(line) for line in out.splitlines()) <= 100
+    joined = "".join(out.splitlines())
+    assert f"warning: {long_path}: skipped, cannot list folder (Permission denied)" in joined
+    assert f"error: {problem}" in joined

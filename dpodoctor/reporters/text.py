@@ -277,12 +277,14 @@ class ReportView:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for run in self.report.runs:
             yield RunView(run, spark_width=self.spark_width, plots=self.plots)
+        # Folded at the width, never cut: a console crops a no_wrap line at its width, and a long path or reason
+        # would lose its end without a sign (most of all when the report is piped to a file or a CI log).
         for problem in self.report.problems:
-            yield Text(f"error: {_log_text(problem)}", style="bold red", no_wrap=True, overflow="ignore")
+            yield Text(f"error: {_log_text(problem)}", style="bold red", overflow="fold")
         for warning in self.report.warnings:
-            yield Text(f"warning: {_log_text(warning)}", style="yellow", no_wrap=True, overflow="ignore")
+            yield Text(f"warning: {_log_text(warning)}", style="yellow", overflow="fold")
         for ignored in self.report.ignored:
-            yield Text(f"ignored: {_log_text(ignored)}", style="dim", no_wrap=True, overflow="ignore")
+            yield Text(f"ignored: {_log_text(ignored)}", style="dim", overflow="fold")
         yield self.summary()
 
 
