@@ -293,6 +293,20 @@ def frame_from_sorted(
     )
 
 
+def last_per_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One series' points in step order, a repeated step keeping its last value (as :func:`make_frame` keeps it):
+    a stable sort only when the steps are out of order, then the last of each run of equal steps."""
+    if len(steps) > 1 and bool((steps[1:] < steps[:-1]).any()):
+        order = np.argsort(steps, kind="stable")
+        steps, values = steps[order], values[order]
+    if len(steps) > 1:
+        last = np.ones(len(steps), dtype=bool)
+        last[:-1] = steps[1:] != steps[:-1]
+        if not last.all():
+            steps, values = steps[last], values[last]
+    return steps, values
+
+
 def frame_from_series(series: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> pd.DataFrame:
     """:func:`make_frame` for points already grouped by (split, metric): each series as pieces of (arrival key,
     step, value) arrays, where the arrival key orders the points as they were logged.
@@ -320,14 +334,7 @@ def frame_from_series(series: dict[tuple[str, str], list[tuple[np.ndarray, np.nd
             values = np.concatenate([v for _, _, v in pieces])[order]
         steps = np.asarray(steps, dtype=np.int64)
         values = np.asarray(values, dtype=np.float64)
-        if len(steps) > 1 and bool((steps[1:] < steps[:-1]).any()):
-            order = np.argsort(steps, kind="stable")
-            steps, values = steps[order], values[order]
-        if len(steps) > 1:
-            last = np.ones(len(steps), dtype=bool)
-            last[:-1] = steps[1:] != steps[:-1]
-            if not last.all():
-                steps, values = steps[last], values[last]
+        steps, values = last_per_step(steps, values)
         n = len(steps)
         split_col[at : at + n] = split_labels.index(split)
         metric_col[at : at + n] = metric_labels.index(metric)

@@ -14,7 +14,7 @@ from dpodoctor.errors import NoMetricsError
 from dpodoctor.metrics import (
     canonical,
 )
-from dpodoctor.model import Ended, code_dtype, empty_frame, frame_from_sorted, make_frame
+from dpodoctor.model import Ended, code_dtype, empty_frame, frame_from_sorted, last_per_step, make_frame
 from dpodoctor.readers import ReadResult
 from dpodoctor.readers.stdout.grammar import CRASH_MARKERS, SUMMARY, TRAIN, KeyInfo, Table
 from dpodoctor.readers.stdout.scan import KvScan, Scan
@@ -105,14 +105,7 @@ def _frame_from_records(scan: Scan, kept: list[int], steps: list[int | None]) ->
             records, positions = records[order], positions[order]
         values = source[kept_at[records] + positions]
         points = kept_steps[records]
-        if len(points) > 1 and bool((points[1:] < points[:-1]).any()):
-            order = np.argsort(points, kind="stable")
-            points, values = points[order], values[order]
-        if len(points) > 1:
-            last = np.ones(len(points), dtype=bool)
-            last[:-1] = points[1:] != points[:-1]
-            if not last.all():
-                points, values = points[last], values[last]
+        points, values = last_per_step(points, values)
         n = len(points)
         split_col[at : at + n] = split_labels.index(split)
         metric_col[at : at + n] = metric_labels.index(metric)
