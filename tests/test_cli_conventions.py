@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 import dpodoctor
 from dpodoctor import api
+from dpodoctor.checks import RULES
 from dpodoctor.cli import app
 from dpodoctor.errors import DpoDoctorError
 from dpodoctor.metrics import KEY_MAP
-from dpodoctor.rules import RULES
 from dpodoctor.selectors import find_rule, rule_selector
 from tests.conftest import TRL
 

@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from dpodoctor import api
+from dpodoctor.checks import RULES, diagnose_run
 from dpodoctor.cli import app
 from dpodoctor.compare import Comparison
 from dpodoctor.curve import fmt
@@ -32,7 +33,6 @@ from dpodoctor.reporters.github import MAX_PER_SEVERITY, escape_data, escape_pro
 from dpodoctor.reporters.html import esc, render_html
 from dpodoctor.reporters.markdown import md
 from dpodoctor.results import Corroboration, Finding, RunReport, Severity
-from dpodoctor.rules import RULES, diagnose_run
 from dpodoctor.table import material_move
 from tests.conftest import TRL, TRL_RUNS
 from tests.synthetic import curves, make_run

@@ -24,6 +24,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from dpodoctor import api
+from dpodoctor.checks import diagnose_run
 from dpodoctor.cli import app
 from dpodoctor.compare import SEED_METRICS, Comparison, compare, steps_to_epochs
 from dpodoctor.errors import DpoDoctorError
@@ -42,7 +43,6 @@ from dpodoctor.reporters.plots import (
 )
 from dpodoctor.reporters.text import ReportView, render_text
 from dpodoctor.results import RunReport
-from dpodoctor.rules import diagnose_run
 from tests.conftest import TRL, TRL_RUNS
 from tests.synthetic import curves, make_run
 

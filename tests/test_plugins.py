@@ -42,7 +42,7 @@ def test_a_dropped_in_reader_and_rule_family_are_used_with_no_other_edit(tmp_pat
     script = (
         "import json, sys, dpodoctor\n"
         "from dpodoctor.readers import READERS\n"
-        "from dpodoctor.rules import RULES\n"
+        "from dpodoctor.checks import RULES\n"
         "report = dpodoctor.check(sys.argv[1], use_config=False)\n"
         "print(json.dumps({'file': dpodoctor.__file__, 'readers': [r.name for r in READERS], "
         "'rule': 'DPO901' in RULES, 'sources': [r.run.source for r in report.runs], "

@@ -11,11 +11,11 @@ import pytest
 from rich.console import Console
 
 from dpodoctor import api
+from dpodoctor.checks import diagnose_run
 from dpodoctor.model import Ended, Run, make_frame
 from dpodoctor.report import Report
 from dpodoctor.reporters.text import ReportView, RunView, sparkline
 from dpodoctor.results import Finding, RunReport, Severity
-from dpodoctor.rules import diagnose_run
 from tests.conftest import TRL
 from tests.synthetic import curves, make_run
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dpodoctor.checks import RULES, diagnose_run
 from dpodoctor.results import Severity
-from dpodoctor.rules import CODE_RE, RULES, SECTIONS, diagnose_run, parse_sections
+from dpodoctor.rules import CODE_RE, SECTIONS, parse_sections
 from tests.synthetic import LN2, curves, make_run, rise
 
 SEEDS = st.integers(min_value=0, max_value=2**31 - 1)

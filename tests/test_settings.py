@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from dpodoctor import api
-from dpodoctor.rules import diagnose_run
+from dpodoctor.checks import diagnose_run
 from dpodoctor.settings import DiagnoseSettings
 from tests.synthetic import curves, make_run
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from dpodoctor import cli
+from dpodoctor.checks import RULES
 from dpodoctor.readers import get_reader
-from dpodoctor.rules import RULES
 from tests.conftest import TRL
 
 HEALTHY = TRL / "healthy"
