@@ -18,7 +18,7 @@ from dpodoctor.model import Ended, code_dtype, empty_frame, frame_from_sorted, l
 from dpodoctor.readers import ReadResult
 from dpodoctor.readers.stdout.grammar import CRASH_MARKERS, SUMMARY, TRAIN, KeyInfo, Table
 from dpodoctor.readers.stdout.scan import KvScan, Scan
-from dpodoctor.readers.stdout.steps import derive_steps, kv_steps
+from dpodoctor.readers.stdout.steps import NO_STEP, derive_steps, kv_steps
 
 __all__ = ["results_from_scan"]
 
@@ -34,17 +34,17 @@ def _result_from_dicts(scan: Scan) -> ReadResult:
     if summaries:
         trains = [i for i, kind in enumerate(scan.kinds) if kind == TRAIN]
         for i in summaries:
-            info, vals, step = scan.infos[i], scan.values.row(i), steps[i]
+            info, vals, step = scan.infos[i], scan.values.row(i), int(steps[i])
             for j, name in info.summary:
                 summary[name] = vals[j]
             if not info.rows:
                 dropped.add(i)
                 continue
             before = bisect_left(trains, i)
-            last_train = steps[trains[before - 1]] if before else None
+            last_train = int(steps[trains[before - 1]]) if before else None
             extra = sorted({m for _, _, m in info.rows} - {"epoch"})
             shown = ", ".join(extra[:6]) + (f" and {len(extra) - 6} more" if len(extra) > 6 else "")
-            if step is None or (last_train is not None and step <= last_train):
+            if step == NO_STEP or (last_train is not None and step <= last_train):
                 notes.append(f"the final train_runtime line also carried {shown}: ignored (no step for it)")
                 dropped.add(i)
                 continue
@@ -52,13 +52,16 @@ def _result_from_dicts(scan: Scan) -> ReadResult:
                 f"the final train_runtime line also carried {shown}: stored as a train point at step {step} "
                 "(the average over the steps after the last logging step)"
             )
-    kept = [i for i, step in enumerate(steps) if step is not None and i not in dropped]
-    frame = _frame_from_records(scan, kept, steps) if kept else empty_frame()
+    has_step = steps != NO_STEP
+    has_step[list(dropped)] = False
+    kept = np.flatnonzero(has_step)
+    frame = _frame_from_records(scan, kept, steps) if len(kept) else empty_frame()
     return ReadResult(frame=frame, steps_derived=True, summary=summary, notes=notes)
 
 
-def _frame_from_records(scan: Scan, kept: list[int], steps: list[int | None]) -> pd.DataFrame:
-    """The frame of the records ``kept`` (in file order), written straight into its final, sorted columns.
+def _frame_from_records(scan: Scan, kept: np.ndarray, steps: np.ndarray) -> pd.DataFrame:
+    """The frame of the records ``kept`` (indices, in file order; ``steps``: each record's step), written straight
+    into its final, sorted columns.
 
     Why not :func:`~dpodoctor.model.make_frame`: it takes every point in arrival order and sorts them, which needs
     several full-length temporaries (codes, steps, values, the order) beside the frame: hundreds of MB for a
@@ -70,7 +73,7 @@ def _frame_from_records(scan: Scan, kept: list[int], steps: list[int | None]) ->
     number: dict[int, int] = {}  # id of a layout -> its number
     layouts: list[KeyInfo] = []
     of_record = np.empty(len(kept), dtype=np.int64)
-    for j, i in enumerate(kept):
+    for j, i in enumerate(kept.tolist()):
         info = infos[i]
         g = number.get(id(info))
         if g is None:
@@ -91,8 +94,8 @@ def _frame_from_records(scan: Scan, kept: list[int], steps: list[int | None]) ->
     step_col = np.empty(upper, dtype=np.int64)
     value_col = np.empty(upper, dtype=np.float64)
     source = scan.values.flat()
-    kept_at = np.array(scan.values.offsets, dtype=np.int64)[np.array(kept, dtype=np.int64)]
-    kept_steps = np.array([steps[i] for i in kept], dtype=np.int64)
+    kept_at = np.frombuffer(scan.values.offsets, dtype=np.int64)[kept]
+    kept_steps = steps[kept]
     width = max(len(info.rows) for info in layouts)
     at = 0
     for split, metric in sorted(series):

@@ -7,20 +7,33 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import pairwise
-from statistics import median
+from typing import Final
 
 import numpy as np
 
 from dpodoctor.readers.stdout.grammar import EVAL, MAX_STEP, SUMMARY, TRAIN, KvLine
 from dpodoctor.readers.stdout.scan import Scan
 
-__all__ = ["derive_steps", "kv_steps"]
+__all__ = ["NO_STEP", "derive_steps", "kv_steps"]
 
 
 @dataclass
 class _Steps:
-    steps: list[int | None]
+    """Each record's step, :data:`NO_STEP` where it has none, and how they were found.
+
+    Why an int64 array and not a list of ints or None: a dict-heavy log has millions of records, and a Python int
+    (and a list slot) per record cost ~40 bytes where this costs 8, beside a frame that is being built.
+    """
+
+    steps: np.ndarray
     note: str
+
+
+NO_STEP: Final = -1  # steps are never negative (bar counters, epoch × steps per epoch >= 0, ordinals >= 1)
+
+
+def _kinds(scan: Scan) -> np.ndarray:
+    return np.array(scan.kinds, dtype=np.int8)
 
 
 def _main_total(scan: Scan) -> bytes | None:
@@ -31,24 +44,23 @@ def _main_total(scan: Scan) -> bytes | None:
     return max(totals, key=int, default=None)
 
 
-def _check_increasing(scan: Scan, steps: list[int | None]) -> list[int | None] | None:
+def _check_increasing(kinds: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
     """Strictly increasing train steps, eval records without a step given the preceding train step; else None."""
-    last_train: int | None = None
-    out = list(steps)
-    for i, kind in enumerate(scan.kinds):
-        step = out[i]
-        if kind == TRAIN:
-            if step is None or (last_train is not None and step <= last_train):
-                return None
-            last_train = step
-        elif kind == EVAL and step is None:
-            if last_train is None:
-                return None
-            out[i] = last_train
+    train = kinds == TRAIN
+    train_steps = steps[train]
+    if (train_steps == NO_STEP).any() or (train_steps[1:] <= train_steps[:-1]).any():
+        return None
+    # The train record at or before each record (-1: none yet).
+    last_train = np.maximum.accumulate(np.where(train, np.arange(len(kinds)), -1))
+    need = np.flatnonzero((kinds == EVAL) & (steps == NO_STEP))
+    if len(need) and (last_train[need] < 0).any():
+        return None
+    out = steps.copy()
+    out[need] = steps[last_train[need]]
     return out
 
 
-def _steps_from_bars(scan: Scan) -> _Steps | None:
+def _steps_from_bars(scan: Scan, kinds: np.ndarray) -> _Steps | None:
     """(a) The counter of the first training-bar redraw after each dict.
 
     Why this is the step: ``ProgressCallback.on_log`` runs after ``on_step_end`` has moved the bar to
@@ -61,10 +73,9 @@ def _steps_from_bars(scan: Scan) -> _Steps | None:
     hits = np.flatnonzero(np.array(scan.cand_total, dtype=bytes) == wanted) if scan.cand_total else np.zeros(0, int)
     records, first = np.unique(np.array(scan.cand_rec, dtype=np.int64)[hits], return_index=True)
     counters = np.asarray(scan.cand_n, dtype=np.int64)[hits[first]] if len(hits) else np.zeros(0, int)
-    found_at = np.full(len(scan.kinds), -1, dtype=np.int64)
-    found_at[records] = counters
-    found: list[int | None] = [None if n < 0 else n for n in found_at.tolist()]
-    steps = _check_increasing(scan, found)
+    found = np.full(len(kinds), NO_STEP, dtype=np.int64)
+    found[records] = counters
+    steps = _check_increasing(kinds, found)
     if steps is None:
         return None
     return _Steps(steps, "steps derived from the tqdm progress bar (dict lines carry no step)")
@@ -82,7 +93,7 @@ def _epoch_resolution(epochs: list[float]) -> float:
     return 10.0**-decimals
 
 
-def _steps_from_epochs(scan: Scan) -> _Steps | None:
+def _steps_from_epochs(scan: Scan, kinds: np.ndarray) -> _Steps | None:
     """(b) ``epoch`` × steps per epoch, where steps per epoch = the training bar's total / the final epoch.
 
     Only when the run visibly reached its end (a summary dict, or the bar at its total): before that, the last
@@ -93,46 +104,51 @@ def _steps_from_epochs(scan: Scan) -> _Steps | None:
     if total_key is None:
         return None
     total = int(total_key)
-    finite = [e for e in scan.epochs if e is not None and math.isfinite(e)]
-    summary_epochs = [e for k, e in zip(scan.kinds, scan.epochs, strict=True) if k == SUMMARY and e is not None]
-    if summary_epochs:
-        final_epoch = summary_epochs[-1]
-    elif int(scan.bar_last.get(total_key, b"0")) >= total and finite:
-        final_epoch = max(finite)
+    has = scan.epoch_positions() >= 0
+    epochs = scan.epoch_array()  # NaN where a record has no epoch (and where it printed nan)
+    finite = epochs[np.isfinite(epochs)]
+    summary_epochs = epochs[has & (kinds == SUMMARY)]
+    if len(summary_epochs):
+        final_epoch = float(summary_epochs[-1])
+    elif int(scan.bar_last.get(total_key, b"0")) >= total and len(finite):
+        final_epoch = float(finite.max())
     else:
         return None
     if not math.isfinite(final_epoch) or final_epoch <= 0:
         return None
     per_epoch = total / final_epoch
-    raw = [e * per_epoch if e is not None and 0 <= e * per_epoch < MAX_STEP else None for e in scan.epochs]
-    steps: list[int | None] = [round(r) if r is not None else None for r in raw]
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw = epochs * per_epoch
+        valid = has & (raw >= 0) & (raw < MAX_STEP)  # NaN and inf fail both comparisons
+    raw[~valid] = np.nan
+    steps = np.full(len(kinds), NO_STEP, dtype=np.int64)
+    steps[valid] = np.rint(raw[valid])  # round half to even, as round() does
     note = f"steps derived from epoch × {per_epoch:g} steps per epoch (dict lines carry no step)"
 
-    tolerance = per_epoch * _epoch_resolution(finite) / 2
-    train_raw = [r for k, r in zip(scan.kinds, raw, strict=True) if k == TRAIN and r is not None]
-    diffs = [b - a for a, b in pairwise(train_raw) if b > a]
-    if tolerance >= 0.5 and diffs:
-        interval = round(median(diffs))
+    tolerance = per_epoch * _epoch_resolution(finite.tolist()) / 2
+    train_raw = raw[valid & (kinds == TRAIN)]
+    diffs = np.diff(train_raw)
+    diffs = diffs[diffs > 0]
+    if tolerance >= 0.5 and len(diffs):
+        interval = round(float(np.median(diffs)))
         if interval >= 2 and tolerance < interval / 2:
-            for i, r in enumerate(raw):
-                grid = interval * round(r / interval) if r is not None else None
-                # 1e-6: a boundary epoch (step 20 of 160 = 0.125, printed 0.12) is exactly `tolerance` away.
-                if r is not None and grid is not None and abs(r - grid) <= tolerance + 1e-6:
-                    steps[i] = grid
+            grid = interval * np.rint(raw / interval)
+            # 1e-6: a boundary epoch (step 20 of 160 = 0.125, printed 0.12) is exactly `tolerance` away.
+            with np.errstate(invalid="ignore"):
+                snap = valid & (np.abs(raw - grid) <= tolerance + 1e-6)
+            steps[snap] = grid[snap]
             note += f", snapped to the logging interval of {interval} steps (the epochs are printed rounded)"
-    checked = _check_increasing(scan, steps)
+    checked = _check_increasing(kinds, steps)
     return _Steps(checked, note) if checked is not None else None
 
 
-def _steps_from_order(scan: Scan, why: str) -> _Steps:
+def _steps_from_order(scan: Scan, kinds: np.ndarray, why: str) -> _Steps:
     """(c) The ordinal of each train dict; an eval dict takes the step of the train dict before it."""
-    steps: list[int | None] = []
-    count = 0
-    for kind, info in zip(scan.kinds, scan.infos, strict=True):
-        if kind == TRAIN or (kind == SUMMARY and info.rows):
-            count += 1  # a summary line that carries per-step keys is one more log line
-        steps.append(count)
-    return _Steps(steps, f"steps derived from the order of the log lines (1, 2, 3, ...): {why}")
+    with_rows = np.fromiter((bool(info.rows) for info in scan.infos), dtype=bool, count=len(scan.infos))
+    # a summary line that carries per-step keys is one more log line
+    counted = (kinds == TRAIN) | ((kinds == SUMMARY) & with_rows)
+    note = f"steps derived from the order of the log lines (1, 2, 3, ...): {why}"
+    return _Steps(np.cumsum(counted, dtype=np.int64), note)
 
 
 def derive_steps(scan: Scan) -> _Steps:
@@ -141,12 +157,13 @@ def derive_steps(scan: Scan) -> _Steps:
     Why all or nothing: mixing sources inside one file could merge or reorder points silently. A file whose bar
     or epoch steps repeat or go back gets plain ordinals, which at least keep every point and its order.
     """
-    found = _steps_from_bars(scan) or _steps_from_epochs(scan)
+    kinds = _kinds(scan)
+    found = _steps_from_bars(scan, kinds) or _steps_from_epochs(scan, kinds)
     if found is not None:
         return found
     if not scan.bar_last:
-        return _steps_from_order(scan, "there is no training progress bar to take the step from")
-    return _steps_from_order(scan, "the progress bar and the epochs do not give increasing steps")
+        return _steps_from_order(scan, kinds, "there is no training progress bar to take the step from")
+    return _steps_from_order(scan, kinds, "the progress bar and the epochs do not give increasing steps")
 
 
 def kv_steps(lines: list[KvLine]) -> tuple[list[int], str, bool]:
