@@ -10,6 +10,7 @@ multi-GB log never sits in memory as one string.
 from __future__ import annotations
 
 import re
+import sys
 from array import array
 from bisect import bisect_left
 from itertools import repeat
@@ -691,6 +692,27 @@ class ChunkFeeder:
         self.hint_before = hint
 
 
+TRIM_AFTER: Final = 64 * CHUNK  # bytes scanned; below this the heap left over is a few MB, not worth a call
+
+
+def _return_freed_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``); a no-op elsewhere.
+
+    Why: each chunk's temporaries (the split pieces, the offset arrays) are freed, but glibc keeps the pages they
+    used, because the records kept meanwhile sit between them; on a 600 MB log that was 45-56 MiB of resident
+    memory held, unused, through the frame build and the diagnosis that follow. ``malloc_trim(0)`` releases the
+    free pages inside the heap too (glibc >= 2.8), in milliseconds.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes  # only here: most checks never scan a log this large
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to give back this way
+        pass
+
+
 def scan_file(path: Path) -> Scan:
     """Scan a whole file in chunks of :data:`CHUNK` bytes (UTF-16/32 transcoded, dicts wrapped over lines joined),
     noting what only a whole-file read can tell: its size, a NUL byte, and a last line cut mid-way."""
@@ -718,4 +740,6 @@ def scan_file(path: Path) -> Scan:
             scan.complete = True
     except OSError as exc:
         raise ReadError(f"cannot read the file: {exc.strerror or exc}", path) from exc
+    if scan.size >= TRIM_AFTER:
+        _return_freed_heap()
     return scan
