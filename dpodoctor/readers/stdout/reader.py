@@ -21,7 +21,12 @@ _SUFFIXES: Final = frozenset({".log", ".out", ".txt"})
 def read_file_runs(path: Path) -> list[ReadResult]:
     """Every run in one file: dict lines first, else a step table, else `name: value` lines; with the settings
     (β, loss type) the text states."""
-    results = results_from_scan(scan_file(path), path)
+    scan = scan_file(path)
+    results = results_from_scan(scan, path, release=True)  # the scan is not read again
+    size = scan.size
+    del scan
+    if size >= scan_module.TRIM_AFTER:
+        scan_module.return_freed_heap()  # what the scan and the frame build freed, before the diagnosis runs
     apply_text_config(results, path)
     return results
 

@@ -22,7 +22,7 @@ from dpodoctor.readers.stdout.steps import NO_STEP, derive_steps, kv_steps
 __all__ = ["results_from_scan"]
 
 
-def _result_from_dicts(scan: Scan) -> ReadResult:
+def _result_from_dicts(scan: Scan, release: bool = False) -> ReadResult:
     derived = derive_steps(scan)
     notes = [derived.note]
     steps = derived.steps
@@ -56,7 +56,7 @@ def _result_from_dicts(scan: Scan) -> ReadResult:
     has_step = steps != NO_STEP
     has_step[list(dropped)] = False
     kept = np.flatnonzero(has_step)
-    frame = _frame_from_records(scan, kept, steps) if len(kept) else empty_frame()
+    frame = _frame_from_records(scan, kept, steps, release) if len(kept) else empty_frame()
     return ReadResult(frame=frame, steps_derived=True, summary=summary, notes=notes)
 
 
@@ -75,15 +75,21 @@ def _layout_numbers(infos: list[KeyInfo], kept: np.ndarray) -> tuple[list[KeyInf
     return layouts, number[inverse.reshape(-1)]
 
 
-def _frame_from_records(scan: Scan, kept: np.ndarray, steps: np.ndarray) -> pd.DataFrame:
+def _frame_from_records(scan: Scan, kept: np.ndarray, steps: np.ndarray, release: bool = False) -> pd.DataFrame:
     """The frame of the records ``kept`` (indices, in file order; ``steps``: each record's step), written straight
-    into its final, sorted columns.
+    into its final, sorted columns. With ``release``, the scan's values are dropped as soon as the value column
+    holds them (the caller owns the scan and will not read it again: a whole-file read).
 
     Why not :func:`~dpodoctor.model.make_frame`: it takes every point in arrival order and sorts them, which needs
     several full-length temporaries (codes, steps, values, the order) beside the frame: hundreds of MB for a
     600 MB log. Here each (split, metric) series is gathered from the layouts that hold it, put in step order
     (arrival order kept among equal steps, the last one wins, as make_frame does) and written into columns
     allocated once, so the extra memory is one series at a time. The categories are the labels present, sorted.
+
+    Why the value column first, and the step and code columns in a second pass: the scan's values (8 bytes a
+    value) and the whole frame (18 bytes a point) were held at once; now the values meet only the value column,
+    and the steps and codes are written after the values are released (on a 600 MB log: 7.8M points, 60 MiB less
+    at the peak). The second pass finds each series' order again (a few int arrays a series), keeping nothing.
     """
     layouts, of_record = _layout_numbers(scan.infos, kept)
     # (split, metric) -> where its values are: (layout number, position in the record, order among the rows)
@@ -94,36 +100,49 @@ def _frame_from_records(scan: Scan, kept: np.ndarray, steps: np.ndarray) -> pd.D
     split_labels = sorted({s for s, _ in series})
     metric_labels = sorted({m for _, m in series})
     members = [np.flatnonzero(of_record == g) for g in range(len(layouts))]
+    del of_record
     upper = sum(len(members[g]) for parts in series.values() for g, _, _ in parts)
-    split_col = np.empty(upper, dtype=code_dtype(len(split_labels)))
-    metric_col = np.empty(upper, dtype=code_dtype(len(metric_labels)))
-    step_col = np.empty(upper, dtype=np.int64)
-    value_col = np.empty(upper, dtype=np.float64)
-    source = scan.values.flat()
     kept_at = np.frombuffer(scan.values.offsets, dtype=np.int64)[kept]
     kept_steps = steps[kept]
     width = max(len(info.rows) for info in layouts)
-    at = 0
-    for split, metric in sorted(series):
-        parts = series[(split, metric)]
+
+    def points_of(parts: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A series' records, value positions and steps, in step order, a repeated step keeping its last value."""
         records = np.concatenate([members[g] for g, _, _ in parts])
         positions = np.concatenate([np.full(len(members[g]), p, dtype=np.int64) for g, p, _ in parts])
         if len(parts) > 1:  # several layouts (or keys of one) hold it: back to arrival order
             rows = np.concatenate([np.full(len(members[g]), r, dtype=np.int64) for g, _, r in parts])
             order = np.argsort(records * width + rows, kind="stable")
             records, positions = records[order], positions[order]
-        values = source[kept_at[records] + positions]
         points = kept_steps[records]
-        points, values = last_per_step(points, values)
+        if len(points) > 1 and not bool((points[1:] > points[:-1]).all()):
+            points, chosen = last_per_step(points, np.arange(len(points)))
+            records, positions = records[chosen], positions[chosen]
+        return records, positions, points
+
+    names = sorted(series)
+    value_col = np.empty(upper, dtype=np.float64)
+    source = scan.values.flat()
+    at = 0
+    for name in names:
+        records, positions, _ = points_of(series[name])
+        value_col[at : at + len(records)] = source[kept_at[records] + positions]
+        at += len(records)
+    del source, kept_at
+    if release:
+        scan.release_values()
+    split_col = np.empty(at, dtype=code_dtype(len(split_labels)))
+    metric_col = np.empty(at, dtype=code_dtype(len(metric_labels)))
+    step_col = np.empty(at, dtype=np.int64)
+    at = 0
+    for split, metric in names:
+        _, _, points = points_of(series[(split, metric)])
         n = len(points)
         split_col[at : at + n] = split_labels.index(split)
         metric_col[at : at + n] = metric_labels.index(metric)
         step_col[at : at + n] = points
-        value_col[at : at + n] = values
         at += n
-    return frame_from_sorted(
-        split_col[:at], split_labels, metric_col[:at], metric_labels, step_col[:at], value_col[:at]
-    )
+    return frame_from_sorted(split_col, split_labels, metric_col, metric_labels, step_col, value_col[:at])
 
 
 def _table_runs(table: Table) -> list[list[tuple[int | None, list[tuple[str, float]]]]]:
@@ -214,10 +233,10 @@ def _set_ending(result: ReadResult, kinds: list[int], crash: bytes | None, crash
         result.notes.append(f"the log shows {CRASH_MARKERS[crash]} after the last metric line of this run")
 
 
-def _dict_runs(scan: Scan) -> list[ReadResult]:
+def _dict_runs(scan: Scan, release: bool) -> list[ReadResult]:
     bounds = _run_bounds(scan)
     if len(bounds) == 1:
-        result = _result_from_dicts(scan)
+        result = _result_from_dicts(scan, release)
         _set_ending(result, scan.kinds, scan.crash, scan.crash_after_finish)
         if scan.crash is not None and SUMMARY not in scan.kinds:
             result.notes[-1] = f"the log ends with {CRASH_MARKERS[scan.crash]} after the last metric line"
@@ -283,10 +302,14 @@ def _kv_runs(kv: KvScan) -> list[ReadResult]:
     return results
 
 
-def results_from_scan(scan: Scan, path: Path) -> list[ReadResult]:
-    """The runs a scan of ``path`` found (see read_file_runs); :class:`StdoutTail` feeds its scan live."""
+def results_from_scan(scan: Scan, path: Path, release: bool = False) -> list[ReadResult]:
+    """The runs a scan of ``path`` found (see read_file_runs); :class:`StdoutTail` feeds its scan live.
+
+    ``release``: the caller will not read or feed the scan again (a whole-file read), so its values may be dropped
+    once the frame holds them, which lowers the peak memory of a huge log (see :func:`_frame_from_records`).
+    """
     if scan.kinds:
-        results = _dict_runs(scan)
+        results = _dict_runs(scan, release)
         if scan.table.rows:
             results[0].notes.append("the log also holds a step table; the dict lines were read instead")
     elif scan.table.rows:

@@ -65,7 +65,17 @@ from dpodoctor.readers.stdout.grammar import (
 from dpodoctor.readers.stdout.pasted import UnwrapReader
 from dpodoctor.readers.textio import Utf8Reader
 
-__all__ = ["CHUNK", "MAX_CARRY", "ChunkFeeder", "KvScan", "Scan", "cut_point", "scan_file"]
+__all__ = [
+    "CHUNK",
+    "MAX_CARRY",
+    "TRIM_AFTER",
+    "ChunkFeeder",
+    "KvScan",
+    "Scan",
+    "cut_point",
+    "return_freed_heap",
+    "scan_file",
+]
 
 CHUNK: Final = 4 * 1024 * 1024
 
@@ -302,6 +312,18 @@ class Scan:
         per_record = np.fromiter(map(_EPOCH_AT, self.infos), dtype=np.int64, count=len(self.infos))
         starts = np.array(self.values.offsets[: len(per_record)], dtype=np.int64)
         return np.where(per_record >= 0, starts + per_record, -1)
+
+    def release_values(self) -> None:
+        """Drop the values and the candidate bars (what step derivation and run splitting read), keeping the
+        records' kinds and layouts and what the file showed (crash markers, encoding, size).
+
+        Why: a whole-file read no longer needs them once its frame holds the values, and on a huge log they are
+        most of the scan's memory (8 bytes a value, ~40 bytes a record). Only for a scan that is not read or fed
+        again (``results_from_scan(..., release=True)``); a live tail's scan keeps growing and keeps them.
+        """
+        self.values = Values()
+        self.cand_rec, self.cand_n, self.cand_total = array("q"), array("q"), []
+        self.totals_at, self.totals_of = array("q"), []
 
     def part(self, lo: int, hi: int, last: bool) -> Scan:
         """The records ``lo:hi`` as a scan of their own (one run of a file that holds several)."""
@@ -695,13 +717,14 @@ class ChunkFeeder:
 TRIM_AFTER: Final = 64 * CHUNK  # bytes scanned; below this the heap left over is a few MB, not worth a call
 
 
-def _return_freed_heap() -> None:
+def return_freed_heap() -> None:
     """Give the C heap's free pages back to the system (glibc's ``malloc_trim``); a no-op elsewhere.
 
     Why: each chunk's temporaries (the split pieces, the offset arrays) are freed, but glibc keeps the pages they
     used, because the records kept meanwhile sit between them; on a 600 MB log that was 45-56 MiB of resident
-    memory held, unused, through the frame build and the diagnosis that follow. ``malloc_trim(0)`` releases the
-    free pages inside the heap too (glibc >= 2.8), in milliseconds.
+    memory held, unused, through the frame build and the diagnosis that follow (and 30-85 MiB more after the frame
+    build, once the scan is gone). ``malloc_trim(0)`` releases the free pages inside the heap too (glibc >= 2.8),
+    in milliseconds.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -741,5 +764,5 @@ def scan_file(path: Path) -> Scan:
     except OSError as exc:
         raise ReadError(f"cannot read the file: {exc.strerror or exc}", path) from exc
     if scan.size >= TRIM_AFTER:
-        _return_freed_heap()
+        return_freed_heap()
     return scan
