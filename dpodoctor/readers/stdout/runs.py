@@ -24,6 +24,8 @@ __all__ = ["results_from_scan"]
 
 def _result_from_dicts(scan: Scan, release: bool = False) -> ReadResult:
     derived = derive_steps(scan)
+    if release:
+        scan.release_bars()  # read only to derive the steps
     notes = [derived.note]
     steps = derived.steps
     summary: dict[str, float] = {}

@@ -313,17 +313,18 @@ class Scan:
         starts = np.array(self.values.offsets[: len(per_record)], dtype=np.int64)
         return np.where(per_record >= 0, starts + per_record, -1)
 
-    def release_values(self) -> None:
-        """Drop the values and the candidate bars (what step derivation and run splitting read), keeping the
-        records' kinds and layouts and what the file showed (crash markers, encoding, size).
-
-        Why: a whole-file read no longer needs them once its frame holds the values, and on a huge log they are
-        most of the scan's memory (8 bytes a value, ~40 bytes a record). Only for a scan that is not read or fed
-        again (``results_from_scan(..., release=True)``); a live tail's scan keeps growing and keeps them.
-        """
-        self.values = Values()
+    def release_bars(self) -> None:
+        """Drop the candidate bars and the bar totals before each record: what step derivation and run splitting
+        read, ~40 bytes a record. Only for a scan that is not read or fed again once its steps are derived
+        (``results_from_scan(..., release=True)``); a live tail's scan keeps growing and keeps them."""
         self.cand_rec, self.cand_n, self.cand_total = array("q"), array("q"), []
         self.totals_at, self.totals_of = array("q"), []
+
+    def release_values(self) -> None:
+        """Drop the values (8 bytes each), keeping the records' kinds and layouts and what the file showed (crash
+        markers, encoding, size): a whole-file read no longer needs them once its frame holds them. Same condition
+        as :meth:`release_bars`."""
+        self.values = Values()
 
     def part(self, lo: int, hi: int, last: bool) -> Scan:
         """The records ``lo:hi`` as a scan of their own (one run of a file that holds several)."""
