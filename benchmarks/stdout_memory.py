@@ -15,15 +15,23 @@ rest is what it must stream through without keeping.
     python benchmarks/stdout_memory.py                    # one 600 MB log
     python benchmarks/stdout_memory.py --sizes 150 600    # linearity: MB/s at two sizes
 
-Measured on the 2-core shared machine (load 7-11, so the seconds are only indicative; the memory is not):
+Measured on the 2-core shared machine (load 4-7, so the seconds are only indicative; the memory is not):
 
-    before (main, 1413d23):  600.3 MB log (606765 metric dicts):  37.3 s, 16.1 MB/s, peak RSS 1261.4 MiB
-    after  (stdout branch):  600.3 MB log:                        87.6 s,  6.8 MB/s, peak RSS  526.4 MiB
-                             (the same run of the reader alone at load 4-5: 33-59 MiB/s, unchanged by this work)
+    session 1, before (main, 1413d23):  600.3 MB log (606765 metric dicts):  37.3 s, peak RSS 1261.4 MiB
+    session 1, after:                    600.3 MB log:                        87.6 s, peak RSS  526.4 MiB
+    session 2, before (main, 2546d58):  300.1 MB: 19.2 s, peak 321.8 MiB;  600.3 MB: 35.5 s, peak 510.0 MiB
+    session 2, after (stdout branch):   300.1 MB: 15.6 s (9.8 CPU-s), peak 313.0 MiB;
+                                        600.3 MB: 38.0 s (17.0 CPU-s), peak 512.9 MiB
 
-Of the 526 MiB: ~150 MiB imports, 133 MiB the run's frame (7.78M points at 18 bytes: codes, step, value; no
-wall times stored), the rest the scan's records (8 bytes a value) while the frame is written, and afterwards the
-diagnosis' own temporaries (Theil-Sen and trend tests over 606k-point series).
+The end-to-end peak did not move in session 2 because it is the diagnosis', not the reader's. Per phase, in one
+process, on the 600 MB log (7.78M points; the frame is 18 bytes a point, 133 MiB): imports 78 MiB; the read
+(``read_file_runs``) peaked at 488 MiB before and 296 MiB after; the diagnosis then peaks at 508 MiB, because its
+curve summaries keep a copy of every curve (``curve.summarize_arrays``: ``steps[keep]``/``values[keep]`` even when
+all are finite; 126 MiB held by the report) and ``Run.series``/``Run.arrays`` copy each series they return. With
+those three returning views instead (a 7-line change outside the reader; golden reports unchanged), the whole
+check peaks at 321 MiB on 600 MB and 226 MiB on 300 MB (main with the same change: 472 MiB, in the read).
+
+The peak still grows with the number of points (the frame holds them all): about 0.32 MiB per MB of such a log.
 """
 
 from __future__ import annotations
@@ -122,7 +130,7 @@ def measure(log: Path, output: Path) -> dict[str, float]:
     except RuntimeError as exc:
         raise SystemExit(f"dpodoctor check failed: {exc}") from None
     peaks = {"peak_tree": result["rss_tree"], "peak_kernel": result["rss_kernel"]}  # kernel: the largest process
-    return {"seconds": result["seconds"], **peaks, "exit": result["exit"]}
+    return {"seconds": result["seconds"], "cpu": result["cpu"], **peaks, "exit": result["exit"]}
 
 
 def main() -> None:
@@ -141,7 +149,8 @@ def main() -> None:
         rate = size / 1e6 / result["seconds"]
         print(
             f"{size / 1e6:7.1f} MB log ({info.get('dicts', '?')} metric dicts): {result['seconds']:6.1f} s, "
-            f"{rate:5.1f} MB/s, peak RSS {result['peak_tree'] / 2**20:6.1f} MiB (process tree, sampled), "
+            f"{rate:5.1f} MB/s; CPU {result['cpu']:6.1f} s, {size / 1e6 / result['cpu']:5.1f} MB per CPU-s; "
+            f"peak RSS {result['peak_tree'] / 2**20:6.1f} MiB (process tree, sampled), "
             f"{result['peak_kernel'] / 2**20:6.1f} MiB (largest process, kernel), exit {result['exit']}"
         )
         if not args.keep:
