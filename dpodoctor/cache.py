@@ -676,7 +676,7 @@ class RunCache:
                 return None
             report = RunReport.from_dict(run, data["report"])
             if fragment is not None:
-                if not (fragment.startswith("{\n") and fragment.endswith("\n}")):
+                if not (fragment.startswith("{\n") and fragment.endswith("\n    }")):
                     return None
                 report.__dict__["_json_fragment"] = fragment
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):

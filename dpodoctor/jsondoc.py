@@ -119,11 +119,16 @@ def _python_floats(out: bytes) -> bytes:
 
 
 def run_fragment(r: RunReport) -> str:
-    """The run's entry of the cleaned JSON document (:func:`render_json_clean`), encoded alone (no indent of its
-    own), once per report. Why kept: the cache stores it with the diagnosis (:meth:`RunCache.store_diagnosis
+    """The run's entry of the cleaned JSON document (:func:`~dpodoctor.reporters.json.render_json_clean`), encoded
+    as it sits in the document (an item of the top-level ``runs`` list: every line after the first indented by
+    four spaces), once per report. Why kept: the cache stores it with the diagnosis (:meth:`RunCache.store_diagnosis
     <dpodoctor.cache.RunCache.store_diagnosis>`), so a warm re-check splices each run's stored text into the document
     and neither derives a curve summary nor encodes a value again."""
     text = r.__dict__.get("_json_fragment")
     if text is None:
-        text = r.__dict__["_json_fragment"] = dumps_indented(run_document(r), clean=True)
+        alone = dumps_indented(run_document(r), clean=True)
+        text = r.__dict__["_json_fragment"] = alone.replace("\n", "\n" + RUN_INDENT)
     return text
+
+
+RUN_INDENT: Final = "    "  # a run's entry in the document: inside the top-level object, inside its runs list

@@ -27,7 +27,7 @@ def render_json_clean(report: Report) -> str:
     if not report.runs:
         return head + "\n"
     where = head.index(_RUNS_LINE)
-    runs = ",\n    ".join(run_fragment(r).replace("\n", "\n    ") for r in report.runs)
+    runs = ",\n    ".join(run_fragment(r) for r in report.runs)  # each already indented to its place
     return f'{head[:where]}\n  "runs": [\n    {runs}\n  ]{head[where + len(_RUNS_LINE) :]}\n'
 
 
