@@ -107,9 +107,11 @@ def _python_floats(out: bytes) -> bytes:
         end = size if end == -1 else end
         stop = end - 1 if out[end - 1 : end] == b"," else end
         token = out[start:stop]
+        if start < done:
+            continue
         python = written.get(token)
         if python is None:
-            if start < done or not _FLOAT.fullmatch(token) or not (b"." in token or b"e" in token):
+            if not _FLOAT.fullmatch(token) or not (b"." in token or b"e" in token):
                 continue
             python = written[token] = repr(float(token)).encode()
         pieces += (out[done:start], python)
