@@ -47,17 +47,20 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Final
 
 from dpodoctor.model import COLUMNS, Ended
 from dpodoctor.settings import DiagnoseSettings
 
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:  # a warm check builds no frame: pandas is imported only when a frame is (see loading.LazyReadResult)
+    from dpodoctor._lazy import np, pd
+
 __all__ = ["CACHE_FORMAT", "ENV_DIR", "ENV_KEY", "RunCache", "cache_dir", "code_fingerprint"]
 
-CACHE_FORMAT: Final = 4  # 2: own .bin entries instead of .npz; 3: entries carry a keyed MAC; 4: RunReport.to_dict
+CACHE_FORMAT: Final = 5  # 2: own .bin entries; 3: keyed MAC; 4: RunReport.to_dict; 5: + the run's JSON report entry
 ENV_DIR: Final = "DPODOCTOR_CACHE_DIR"
 ENV_KEY: Final = "DPODOCTOR_CACHE_KEY"
 _MAC_SIZE: Final = 32
@@ -379,6 +382,18 @@ def _read_entry(path: Path, key: bytes) -> tuple[dict[str, Any], dict[str, np.nd
     return header["meta"], arrays
 
 
+def _frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """The canonical frame of checked columns: (codes, categories, dtype) for split and metric, arrays else."""
+    built: dict[str, Any] = {}
+    for col in ("split", "metric"):
+        codes, cats, dtype = columns[col]
+        built[col] = pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=dtype))
+    built["step"] = columns["step"].astype(np.int64, copy=False)
+    built["value"] = columns["value"].astype(np.float64, copy=False)
+    built["wall_time"] = columns["wall_time"].astype(np.float64, copy=False)
+    return pd.DataFrame(built)
+
+
 def _array(arrays: dict[str, np.ndarray], name: str, kind: str, n: int | None = None) -> np.ndarray:
     arr = arrays.get(name)
     if arr is None or arr.ndim != 1 or arr.dtype.kind != kind or (n is not None and len(arr) != n):
@@ -517,7 +532,8 @@ class RunCache:
 
     @staticmethod
     def _result(i: int, item: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
-        from dpodoctor.readers import ReadResult
+        """Result ``i`` of an entry, every field and array checked now; its frame is built when first read."""
+        from dpodoctor.loading import FrameLoader, LazyReadResult
 
         n = int(item["rows"])
         columns: dict[str, Any] = {}
@@ -531,10 +547,10 @@ class RunCache:
             dtype = item[f"{col}_dtype"]
             if dtype not in _CATEGORY_DTYPES:
                 raise ValueError(dtype)
-            columns[col] = pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=dtype))
-        columns["step"] = _array(arrays, f"{i}.step", "i", n).astype(np.int64, copy=False)
-        columns["value"] = _array(arrays, f"{i}.value", "f", n).astype(np.float64, copy=False)
-        columns["wall_time"] = _array(arrays, f"{i}.wall_time", "f", n).astype(np.float64, copy=False)
+            columns[col] = (codes, cats, dtype)
+        columns["step"] = _array(arrays, f"{i}.step", "i", n)
+        columns["value"] = _array(arrays, f"{i}.value", "f", n)
+        columns["wall_time"] = _array(arrays, f"{i}.wall_time", "f", n)
         fields = {k: item[k] for k in ("beta", "beta_source", "steps_derived", "summary", "config", "notes", "label")}
         if not (
             (fields["beta"] is None or type(fields["beta"]) in (int, float))
@@ -547,7 +563,8 @@ class RunCache:
             and (fields["label"] is None or type(fields["label"]) is str)
         ):
             raise ValueError("fields")
-        return ReadResult(frame=pd.DataFrame(columns), ended=Ended(item["ended"]), **fields)
+        ended = Ended(item["ended"])
+        return LazyReadResult.deferred(FrameLoader(lambda: _frame(columns)), ended=ended, **fields)
 
     def _store_results(
         self,
@@ -639,7 +656,9 @@ class RunCache:
 
     def load_diagnosis(self, key: str | None, run: Any) -> Any:
         """The cached RunReport for ``run`` under ``key``, or None. The report is read back by
-        :meth:`RunReport.from_dict <dpodoctor.results.RunReport.from_dict>`, which checks every field's type."""
+        :meth:`RunReport.from_dict <dpodoctor.results.RunReport.from_dict>`, which checks every field's type, and
+        carries the run's entry of the JSON report stored with it (:func:`dpodoctor.jsondoc.run_fragment`):
+        a warm ``--format json`` reads no point of the run and encodes nothing again."""
         from dpodoctor.results import RunReport
 
         if key is None or self.refused is not None:
@@ -649,26 +668,39 @@ class RunCache:
             raw = _read_trusted(path, self._key, _MAX_META)
             if raw is None:
                 return None
-            data = json.loads(bytes(memoryview(raw)[:-_MAC_SIZE]))
+            body = memoryview(raw)[:-_MAC_SIZE]
+            split = raw.find(b"\0", 0, len(body))  # JSON text holds no NUL byte: the header ends at the first
+            header, fragment = (body, None) if split < 0 else (body[:split], bytes(body[split + 1 :]).decode())
+            data = json.loads(bytes(header))
             if type(data) is not dict or data.get("prefix") != self.prefix or data.get("key") != key:
                 return None
             report = RunReport.from_dict(run, data["report"])
+            if fragment is not None:
+                if not (fragment.startswith("{\n") and fragment.endswith("\n    }")):
+                    return None
+                report.__dict__["_json_fragment"] = fragment
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
-            return None
+            return None  # UnicodeDecodeError is a ValueError
         self.hits += 1
         return report
 
     def store_diagnosis(self, key: str | None, report: Any) -> None:
         """Remember a diagnosis (:meth:`RunReport.to_dict <dpodoctor.results.RunReport.to_dict>`, as the JSON report
-        writes its findings), when every part of it survives JSON exactly."""
+        writes its findings), when every part of it survives JSON exactly, and after it (past a NUL byte) the run's
+        entry of the JSON report (:func:`~dpodoctor.jsondoc.run_fragment`, made now once for both)."""
+        from dpodoctor.jsondoc import run_fragment
+
         if key is None or self.refused is not None:
             return
         data = {"prefix": self.prefix, "key": key, "report": report.to_dict()}
-        if not _exact_json(data) or not _same_json(json.loads(json.dumps(data)), data):
+        if not _exact_json(data):
+            return
+        text = json.dumps(data, allow_nan=True)
+        if not _same_json(json.loads(text), data):
             return
         path = self.root / "diag" / key[:2] / f"{key}.json"
         with contextlib.suppress(OSError):
-            _write_trusted(path, self._key, [json.dumps(data, allow_nan=True).encode()])
+            _write_trusted(path, self._key, [text.encode(), b"\0", run_fragment(report).encode()])
 
     # ------------------------------------------------------------------ TensorBoard event files
 

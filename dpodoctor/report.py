@@ -13,7 +13,33 @@ from typing import Any
 from dpodoctor.results import SCHEMA_VERSION, RunReport, Severity, trips_gate
 from dpodoctor.table import VERDICT_MARK, VERDICTS, metric_rows
 
-__all__ = ["Report"]
+__all__ = ["Report", "run_document"]
+
+
+def run_document(r: RunReport) -> dict[str, Any]:
+    """One run's entry of the JSON document (:meth:`Report.to_dict`), made once per report and kept on it.
+
+    Why kept: the table and the curve summaries are most of the document, and deriving them needs every point of
+    the run, so it is made once: the text report's table and the JSON document read the same entry, and the cache
+    stores it encoded (:func:`dpodoctor.jsondoc.run_fragment`), so a warm ``--format json`` needs no point.
+    """
+    document = r.__dict__.get("_document")
+    if document is None:
+        document = r.__dict__["_document"] = {
+            "name": r.run.name,
+            "path": str(r.run.path),
+            "source": r.run.source,
+            "steps": r.run.steps,
+            "beta": r.beta_used,
+            "beta_source": r.beta_source,
+            "beta_logged": r.run.beta,
+            "beta_note": r.beta_note,
+            "ended": r.run.ended.value,
+            "findings": [f.to_dict() for f in r.findings],
+            "table": [row.to_dict() for row in metric_rows(r)],
+            "curves": [c.to_dict() for c in r.curves.values() if c.logged],
+        }
+    return document
 
 
 @dataclass
@@ -45,27 +71,16 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON document: version 1, schema 1.1 (additive: each run's per-metric table and curve
         summaries, and the β used with where it came from)."""
+        return self.document_with([{**run_document(r)} for r in self.runs])
+
+    def document_with(self, runs: list[Any]) -> dict[str, Any]:
+        """:meth:`to_dict` with ``runs`` in place of the runs' entries (the JSON reporter splices in each run's
+        entry, encoded once: :func:`dpodoctor.jsondoc.run_fragment`)."""
         return {
             "version": 1,
             "schema_version": SCHEMA_VERSION,
             "verdicts": {word: {"mark": VERDICT_MARK[word], "meaning": text} for word, text in VERDICTS.items()},
-            "runs": [
-                {
-                    "name": r.run.name,
-                    "path": str(r.run.path),
-                    "source": r.run.source,
-                    "steps": r.run.steps,
-                    "beta": r.beta_used,
-                    "beta_source": r.beta_source,
-                    "beta_logged": r.run.beta,
-                    "beta_note": r.beta_note,
-                    "ended": r.run.ended.value,
-                    "findings": [f.to_dict() for f in r.findings],
-                    "table": [row.to_dict() for row in metric_rows(r)],
-                    "curves": [c.to_dict() for c in r.curves.values() if c.logged],
-                }
-                for r in self.runs
-            ],
+            "runs": runs,
             "problems": self.problems,
             "summary": {
                 "runs": len(self.runs),

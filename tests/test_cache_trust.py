@@ -30,10 +30,11 @@ def _blank_findings(cache: Path) -> int:
     for entry in entries:
         raw = entry.read_bytes()
         body = raw[:-_MAC_SIZE]  # the MAC is the last 32 bytes (binary: it may hold a "}" byte)
-        data = json.loads(body)
-        data["findings"] = []
-        data["health"] = {}
-        entry.write_bytes(json.dumps(data).encode() + raw[len(body) :])
+        header, nul, json_entry = body.partition(b"\0")  # the diagnosis, then the run's JSON report entry
+        data = json.loads(header)
+        data["findings"] = data["report"]["findings"] = []
+        data["health"] = data["report"]["health"] = {}
+        entry.write_bytes(json.dumps(data).encode() + nul + json_entry + raw[len(body) :])
     return len(entries)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from dpodoctor.report import Report
 from dpodoctor.reporters.github import render_github
 from dpodoctor.reporters.html import render_html
-from dpodoctor.reporters.json import render_json
-from dpodoctor.reporters.jsonl import render_json_clean, render_jsonl
+from dpodoctor.reporters.json import render_json, render_json_clean
+from dpodoctor.reporters.jsonl import render_jsonl
 from dpodoctor.reporters.junit import render_junit
 from dpodoctor.reporters.markdown import render_markdown
 from dpodoctor.reporters.text import ReportView, RunView, render_text, sparkline

@@ -12,7 +12,9 @@ from typing import Any
 
 from dpodoctor.report import Report
 from dpodoctor.reporters.common import clean_data
-from dpodoctor.reporters.json import _strict
+from dpodoctor.reporters.json import _strict, render_json_clean
+
+__all__ = ["records", "render_json_clean", "render_jsonl"]  # render_json_clean: where it was first defined
 
 
 def records(report: Report) -> list[dict[str, Any]]:
@@ -31,9 +33,3 @@ def _dumps(value: Any, **kwargs: Any) -> str:
 def render_jsonl(report: Report) -> str:
     """Each finding as one compact JSON object on its own line (JSON escapes newlines inside strings)."""
     return "".join(_dumps(record) + "\n" for record in records(report))
-
-
-def render_json_clean(report: Report) -> str:
-    """The version-1 JSON document of :func:`dpodoctor.reporters.json.render_json`, with terminal escapes and
-    characters no format can carry removed from log text, as in every other machine format."""
-    return _dumps(report.to_dict(), indent=2) + "\n"

@@ -348,7 +348,7 @@ def _alarm(_signum: int, _frame: FrameType | None) -> None:
 
 def test_patterns_were_found() -> None:
     names = {name for name, _ in PATTERNS}
-    assert "dpodoctor.readers.stdout.grammar.DICT_RE" in names and "dpodoctor.reporters.common._ANSI" in names
+    assert "dpodoctor.readers.stdout.grammar.DICT_RE" in names and "dpodoctor.cleaning._ANSI" in names
     assert len(PATTERNS) >= 20
 
 
