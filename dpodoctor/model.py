@@ -6,6 +6,7 @@ without losing anything, it concatenates across resumed files, and a rule asks f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -224,6 +225,13 @@ def make_frame(
     return _frame(split_cat, metric_cat, steps, values, walls)
 
 
+@functools.lru_cache(maxsize=256)
+def _categories(names: tuple[str, ...]) -> pd.CategoricalDtype:
+    """The categorical dtype of these labels, built once: building one checks and hashes its labels (about 80 µs),
+    twice per run, while the runs of a sweep share a few label sets (a reader's frame costs ~0.3 ms less a run)."""
+    return pd.CategoricalDtype(pd.Index(names))
+
+
 def frame_from_codes(
     split_codes: np.ndarray,
     split_labels: list[str],
@@ -245,7 +253,7 @@ def frame_from_codes(
         remap = np.full(max(len(labels), 1), -1, dtype=np.int64)
         for i in present:
             remap[i] = names.index(labels[i])
-        cats.append(pd.Categorical.from_codes(remap[codes], categories=pd.Index(names)))
+        cats.append(pd.Categorical.from_codes(remap[codes], dtype=_categories(tuple(names))))
     return _frame(
         cats[0],
         cats[1],
@@ -388,8 +396,8 @@ def _frame(
     keep = order[last]
     frame = pd.DataFrame(
         {
-            "split": pd.Categorical.from_codes(split_cat.codes[keep], categories=split_cat.categories),
-            "metric": pd.Categorical.from_codes(metric_cat.codes[keep], categories=metric_cat.categories),
+            "split": pd.Categorical.from_codes(split_cat.codes[keep], dtype=split_cat.dtype),
+            "metric": pd.Categorical.from_codes(metric_cat.codes[keep], dtype=metric_cat.dtype),
             "step": steps[keep],
             "value": values[keep],
             "wall_time": walls[keep],

@@ -140,26 +140,30 @@ _HASH_MULTIPLIERS: Final = np.array(
 
 
 def _unique_rows(rows: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the first row of each distinct row, each row's distinct-row number), comparing only the first
-    ``used[i]`` bytes of row ``i`` (the rest is whatever follows the tag). ``rows`` is a fresh uint8 matrix whose width
-    is a multiple of 8, read as little-endian 64-bit words: each word is masked to the row's bytes (one table lookup),
-    the words are hashed (one multiply-add per word) and factorised (hash table, no sort), then every row is compared
-    with its group's first row; a collision (never seen, but possible) falls back to an exact unique over the rows."""
-    import pandas as pd
+    """(index of the first row of each distinct row, in order of first appearance; each row's distinct-row number),
+    comparing only the first ``used[i]`` bytes of row ``i`` (the rest is whatever follows the tag). ``rows`` is a
+    fresh uint8 matrix whose width is a multiple of 8, read as little-endian 64-bit words: each word is masked to the
+    row's bytes (one table lookup), the words are hashed (one matrix-vector product, wrapping as unsigned integers
+    do), the hashes are grouped, then every row is compared with its group's first row; a collision (never seen, but
+    possible) falls back to an exact unique over the rows.
 
+    Why numpy's sort-based unique and not a hash table (pandas' factorize): a file has a few thousand rows at most per
+    chunk, where both take tens of µs, and this module then needs no pandas (0.4 s of import for a small check)."""
     words = np.ascontiguousarray(rows).view("<u8")
     width = words.shape[1]
     words &= _MASKS[used, :width]
-    h = (words * _HASH_MULTIPLIERS[:width]).sum(axis=1, dtype=np.uint64)
-    codes, _ = pd.factorize(h ^ (h >> np.uint64(29)))
-    codes = np.asarray(codes, dtype=np.int64)
-    # factorize numbers groups in order of first appearance: a group starts where the running maximum grows.
-    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
-    if (words == words[first[codes]]).all():
-        return first, codes
-    keys = words.view(np.dtype((np.void, width * 8))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return first, inverse.ravel()
+    h = words @ _HASH_MULTIPLIERS[:width]
+    _, first, inverse = np.unique(h ^ (h >> np.uint64(29)), return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if not (words == words[first[inverse]]).all():
+        keys = words.view(np.dtype((np.void, width * 8))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+    # np.unique numbers groups in key order; renumber them in order of first appearance (tags keep arrival order).
+    order = np.argsort(first)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse]
 
 
 def _fill(decode: FileDecode, slow: RecordPoints, fast: np.ndarray, fast_columns: tuple[np.ndarray, ...]) -> None:
@@ -242,10 +246,10 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
         uniq_first, inverse = _unique_rows(rows, t_fast + 1)
         codes = np.empty(len(uniq_first), dtype=np.int32)
         usable = np.ones(len(uniq_first), dtype=bool)
-        for u, row_index in enumerate(uniq_first.tolist()):
-            row = rows[row_index]
+        tag_starts = r2[fast[uniq_first]] + 4
+        for u, (at_tag, tag_len) in enumerate(zip(tag_starts.tolist(), t_fast[uniq_first].tolist(), strict=True)):
             try:
-                tag = bytes(row[1 : 1 + int(row[0])]).decode("utf-8")  # protobuf rejects a non-UTF-8 string field
+                tag = buf[at_tag : at_tag + tag_len].decode("utf-8")  # protobuf rejects a non-UTF-8 string field
             except UnicodeDecodeError:
                 usable[u] = False
                 continue
@@ -384,11 +388,16 @@ def decode_file(path: Path, start: int = 0, chunk: int = CHUNK_BYTES) -> FileDec
     base = start
     carry = b""
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             if start:
                 handle.seek(start)
+            # Why ask for at most what the file holds, plus one byte: ``read(n)`` allocates n bytes before it reads,
+            # so an 8 MiB request for a 75 KB file costs more than decoding it; the extra byte tells the end of the
+            # file (a short read) from a file that grew since the stat (then whole chunks again).
+            size = _file_size(handle)
             while True:
-                want = chunk
+                left = size - (base + len(carry))  # bytes of the stat'd file not read yet
+                want = min(chunk, left + 1) if left > 0 else chunk
                 if carry:
                     whole = _pending_length(carry, 0)
                     if whole is not None and whole > len(carry) + chunk:
