@@ -212,7 +212,9 @@ tags = st.one_of(
     ),
     st.text(max_size=20),
 )
-steps = st.one_of(st.integers(0, 300), st.sampled_from([0, 127, 128, 2**31, 2**62, 2**63 - 1, -1, -(2**63)]))
+steps = st.one_of(
+    st.integers(0, 300), st.sampled_from([0, 127, 128, 2**31, 2**56 - 1, 2**56, 2**62, 2**63 - 1, -1, -(2**63)])
+)
 walls = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1.79e9, -0.0]))
 
 

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Final
 import numpy as np
 
 from dpodoctor.errors import ReadError
-from dpodoctor.readers.tensorboard.framing import HEADER_SIZE, frame_records, scan_records
+from dpodoctor.readers.tensorboard.framing import HEADER_SIZE, frame_records, scan_records, unaligned
 from dpodoctor.readers.tensorboard.proto import ARGS_TAG, RecordPoints
 
 __all__ = ["CHUNK_BYTES", "FileDecode", "decode_event_bytes", "decode_file", "decode_reference"]
@@ -202,51 +202,42 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
     )
     if n == 0:
         return decode
-    # The bytes, padded so that a fixed-width window starting anywhere in them is whole: row gathers out of a
-    # sliding-window view copy a few contiguous bytes per record instead of indexing byte by byte.
+    # The bytes, padded so that a field read at any offset in them is whole, and read through typed views: one take
+    # of ``view[positions]`` gathers one field of every record (see framing.unaligned).
     u8 = np.zeros(len(buf) + _PAD, dtype=np.uint8)
     u8[: len(buf)] = np.frombuffer(buf, dtype=np.uint8)
-    windows = np.lib.stride_tricks.sliding_window_view(u8, 16)
-
-    def at(pos: np.ndarray) -> np.ndarray:
-        return u8[pos].astype(np.int64)
+    u64 = unaligned(u8, "<u8")
 
     p = offs + HEADER_SIZE
-    ok = lens >= _SIMPLE_MIN
-    head = windows[p]  # the first 16 bytes of each record's payload
-    ok &= head[:, 0] == 0x09  # wall_time, fixed64
-    q = p + 9
-    has_step = head[:, 9] == 0x10  # step, varint (absent when 0)
-    varint = windows[q + 1][:, :10]
-    ends = varint < 0x80
+    ok = (lens >= _SIMPLE_MIN) & (u8[p] == 0x09)  # wall_time, fixed64
+    has_step = u8[p + 9] == 0x10  # step, varint (absent when 0)
+    varint = u64[p + 10]  # its first 8 bytes
+    ends = varint.view(np.uint8).reshape(-1, 8) < 0x80
     vlen = ends.argmax(axis=1) + 1
-    ok &= ~has_step | (ends.any(axis=1) & (vlen <= 9))  # 10-byte varints (negative steps) go to protobuf
-    r = np.where(has_step, q + 1 + vlen, q)
+    ok &= ~has_step | ends.any(axis=1)  # varints over 8 bytes (steps from 2**56, negative ones) go to protobuf
+    r = np.where(has_step, p + 10 + vlen, p + 9)
     r = np.minimum(r, len(buf))  # a garbage varint must not point past the padding
-    ok &= at(r) == 0x2A  # summary, length-delimited
-    s_len = at(r + 1)
-    r2 = r + 2
-    ok &= (s_len < 0x80) & (r2 + s_len == p + lens)  # one-byte length, and the summary ends the record
-    ok &= at(r2) == 0x0A  # summary.value
-    v_len = at(r2 + 1)
-    ok &= v_len == s_len - 2  # exactly one value
-    ok &= at(r2 + 2) == 0x0A  # value.tag
-    t_len = at(r2 + 3)
-    ok &= v_len == t_len + 7  # tag, then simple_value, nothing else
-    ok &= at(np.where(ok, r2 + 4 + t_len, 0)) == 0x15  # value.simple_value, fixed32
+    # The summary's framing, 2a <S> 0a <V> 0a <T>, as the low six bytes of one word.
+    word = u64[r]
+    ok &= (word & np.uint64(0xFF00FF00FF)) == np.uint64(0x0A000A002A)  # summary, its one value, the value's tag
+    s_len = ((word >> np.uint64(8)) & np.uint64(0xFF)).astype(np.int64)
+    v_len = ((word >> np.uint64(24)) & np.uint64(0xFF)).astype(np.int64)
+    t_len = ((word >> np.uint64(40)) & np.uint64(0xFF)).astype(np.int64)
+    ok &= (s_len < 0x80) & (r + 2 + s_len == p + lens)  # one-byte length, and the summary ends the record
+    ok &= (v_len == s_len - 2) & (v_len == t_len + 7)  # exactly one value: tag, then simple_value, nothing else
+    ok &= u8[np.where(ok, r + 6 + t_len, 0)] == 0x15  # value.simple_value, fixed32
 
     fast = np.flatnonzero(ok)
     slow_points = RecordPoints()
     fast_codes = _empty(np.int32)
     if len(fast):
         t_fast = t_len[fast]
-        width = int(t_fast.max())
-        span = (width + 1 + 7) // 8 * 8  # length byte + tag, in whole 8-byte words
-        rows = np.lib.stride_tricks.sliding_window_view(u8, span)[r2[fast] + 3]
+        span = (int(t_fast.max()) + 1 + 7) // 8 * 8  # length byte + tag, in whole 8-byte words
+        rows = np.lib.stride_tricks.sliding_window_view(u8, span)[r[fast] + 5]
         uniq_first, inverse = _unique_rows(rows, t_fast + 1)
         codes = np.empty(len(uniq_first), dtype=np.int32)
         usable = np.ones(len(uniq_first), dtype=bool)
-        tag_starts = r2[fast[uniq_first]] + 4
+        tag_starts = r[fast[uniq_first]] + 6
         for u, (at_tag, tag_len) in enumerate(zip(tag_starts.tolist(), t_fast[uniq_first].tolist(), strict=True)):
             try:
                 tag = buf[at_tag : at_tag + tag_len].decode("utf-8")  # protobuf rejects a non-UTF-8 string field
@@ -257,25 +248,25 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
                 usable[u] = False
                 continue
             codes[u] = slow_points.code(tag)
-        keep = usable[inverse]
-        fast, inverse = fast[keep], inverse[keep]
+        if not usable.all():
+            keep = usable[inverse]
+            fast, inverse = fast[keep], inverse[keep]
+            ok = np.zeros(n, dtype=bool)
+            ok[fast] = True
         fast_codes = codes[inverse]
-        ok = np.zeros(n, dtype=bool)
-        ok[fast] = True
 
     # The numbers of the fast records, gathered straight from the bytes.
     pf = p[fast]
-    wall = np.ascontiguousarray(windows[pf + 1][:, :8]).view("<f8").ravel().astype(np.float64)
+    wall = unaligned(u8, "<f8")[pf + 1].astype(np.float64)
     fast_vlen = np.where(has_step[fast], vlen[fast], 0)  # no step field: 0 bytes, step 0
     fast_varint = varint[fast]
     step_u = np.zeros(len(fast), dtype=np.uint64)
     for k in range(int(fast_vlen.max()) if len(fast) else 0):  # 7 bits a byte, only as many bytes as the longest
-        group = (fast_varint[:, k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        group = ((fast_varint >> np.uint64(8 * k)) & np.uint64(0x7F)) << np.uint64(7 * k)
         step_u |= np.where(fast_vlen > k, group, np.uint64(0))
     step = step_u.astype(np.int64)
-    value_at = r2[fast] + 5 + t_len[fast]
     with np.errstate(invalid="ignore"):  # a signalling NaN (any bytes can be one) widens to NaN, as protobuf gives
-        value = np.ascontiguousarray(windows[value_at][:, :4]).view("<f4").ravel().astype(np.float64)
+        value = unaligned(u8, "<f4")[r[fast] + 7 + t_len[fast]].astype(np.float64)
 
     # Everything else: protobuf, the walk the reference decode uses.
     slow = np.flatnonzero(~ok)
