@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpodoctor.errors import DpoDoctorError
-from dpodoctor.readers import READERS, Reader, reader_for, tool_folders
+from dpodoctor.readers import READERS, Reader, loaded, reader_for, tool_folders
 
 
 @dataclass
@@ -205,7 +205,7 @@ def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSo
                 groups.setdefault(reader.run_root(path), {}).setdefault(reader.name, []).append(path)
         for root in sorted(groups):
             by_reader = groups[root]
-            best = next(r for r in READERS if r.name in by_reader)
+            best = loaded(next(r for r in READERS if r.name in by_reader))
             used, unused = primary_files(best, by_reader[best.name])
             others = unused + [p for name, files in by_reader.items() if name != best.name for p in files]
             sources.append(RunSource(_name(root, arg), root, best, used, sorted(others)))

@@ -379,7 +379,7 @@ def decode_file(path: Path, start: int = 0, chunk: int = CHUNK_BYTES) -> FileDec
     base = start
     carry = b""
     try:
-        with open(path, "rb") as handle:
+        with path.open("rb") as handle:
             if start:
                 handle.seek(start)
             # Why ask for at most what the file holds, plus one byte: ``read(n)`` allocates n bytes before it reads,
