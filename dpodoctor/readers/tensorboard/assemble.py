@@ -22,7 +22,7 @@ import numpy as np
 
 from dpodoctor.errors import ReadError
 from dpodoctor.metrics import canonical, is_summary_key
-from dpodoctor.model import Ended, frame_from_codes
+from dpodoctor.model import Ended, code_dtype, frame_from_codes
 from dpodoctor.readers import ReadResult
 from dpodoctor.readers.beta import beta_in
 from dpodoctor.readers.overlap import repeated_steps_notes
@@ -246,7 +246,7 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
             mapped_rows = file_series >= 0
             per_file.append((label, file_series[mapped_rows], file_steps[mapped_rows]))
         notes.extend(repeated_steps_notes(per_file))
-    in_frame = split_of[tag] >= 0
+    in_frame = (split_of >= 0)[tag]  # a gather of bools: no per-point int64 temporary
     if not in_frame.any():
         where = files[0] if len(files) == 1 else files[0].parent
         if notes and all(note.endswith(EMPTY_FILE_NOTE) for note in notes):
@@ -258,7 +258,10 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
             tag, step, value, wall = tag[:kept], step[:kept], value[:kept], wall[:kept]
         else:
             tag, step, value, wall = tag[in_frame], step[in_frame], value[in_frame], wall[in_frame]
-    frame = frame_from_codes(split_of[tag], splits, metric_of[tag], metrics, step, value, wall)
+    # Per-point codes in the smallest integer type (a long run has millions of points: int64 would be 8 bytes each).
+    split_codes = split_of.astype(code_dtype(len(splits)))[tag]
+    metric_codes = metric_of.astype(code_dtype(len(metrics)))[tag]
+    frame = frame_from_codes(split_codes, splits, metric_codes, metrics, step, value, wall)
     if "train_runtime" in summary:
         # Written only once training is over, so the run finished even if the file was cut after it.
         ended = Ended.FINISHED
