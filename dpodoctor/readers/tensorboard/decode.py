@@ -125,41 +125,58 @@ class FileDecode:
         )
 
 
-def _byte_masks() -> np.ndarray:
-    """``[n, k]``: the little-endian 64-bit mask of the bytes of word ``k`` that are among a row's first ``n`` bytes."""
-    n = np.arange(_PAD + 1)[:, None] - 8 * np.arange(_PAD // 8)[None, :]
-    valid = np.clip(n, 0, 8).astype(np.uint64)
-    full = np.uint64(0xFFFFFFFFFFFFFFFF)
-    return np.where(valid >= 8, full, (np.uint64(1) << (np.uint64(8) * valid)) - np.uint64(1))
-
-
-_MASKS: Final = _byte_masks()
-_HASH_MULTIPLIERS: Final = np.array(
-    [(0x9E3779B97F4A7C15 * (2 * k + 1)) & 0xFFFFFFFFFFFFFFFF for k in range(_PAD // 8)], dtype=np.uint64
+# The little-endian mask of a word's first n bytes, n = 0..8.
+_WORD_MASKS: Final = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
+_HASH_MULTIPLIERS: Final = tuple(
+    np.uint64((0x9E3779B97F4A7C15 * (2 * k + 1)) & 0xFFFFFFFFFFFFFFFF) for k in range(_PAD // 8)
 )
 
 
-def _unique_rows(rows: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the first row of each distinct row, in order of first appearance; each row's distinct-row number),
-    comparing only the first ``used[i]`` bytes of row ``i`` (the rest is whatever follows the tag). ``rows`` is a
-    fresh uint8 matrix whose width is a multiple of 8, read as little-endian 64-bit words: each word is masked to the
-    row's bytes (one table lookup), the words are hashed (one matrix-vector product, wrapping as unsigned integers
-    do), the hashes are grouped, then every row is compared with its group's first row; a collision (never seen, but
-    possible) falls back to an exact unique over the rows.
+_SAMPLE: Final = 4096  # rows whose distinct hashes are found by sorting; the rest are looked up among them
 
-    Why numpy's sort-based unique and not a hash table (pandas' factorize): a file has a few thousand rows at most per
-    chunk, where both take tens of µs, and this module then needs no pandas (0.4 s of import for a small check)."""
-    words = np.ascontiguousarray(rows).view("<u8")
-    width = words.shape[1]
-    words &= _MASKS[used, :width]
-    h = words @ _HASH_MULTIPLIERS[:width]
-    _, first, inverse = np.unique(h ^ (h >> np.uint64(29)), return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    if not (words == words[first[inverse]]).all():
-        keys = words.view(np.dtype((np.void, width * 8))).ravel()
+
+def _group(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first occurrence of each distinct value of ``h``, each value's group number), groups numbered
+    in sorted order of their values.
+
+    Why look the rest up: a file's chunk has ~150k records but a few dozen tags, nearly all of which appear in its
+    first records; sorting every hash (np.unique) costs O(n log n), a binary search of each among the sample's few
+    distinct hashes a small fraction of it. A hash the sample does not hold sends the whole chunk to np.unique."""
+    if len(h) > _SAMPLE:
+        known, first = np.unique(h[:_SAMPLE], return_index=True)
+        inverse = np.searchsorted(known, h)
+        np.minimum(inverse, len(known) - 1, out=inverse)
+        if (known[inverse] == h).all():
+            return first, inverse
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
+def _unique_rows(u64: np.ndarray, starts: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first row of each distinct row, in order of first appearance; each row's distinct-row number),
+    where row ``i`` is the ``used[i]`` bytes from ``starts[i]`` (the tag's length byte and the tag), read through the
+    unaligned 64-bit view ``u64`` one word at a time: each word is masked to the row's bytes, the words are hashed
+    (a multiply-add per word, wrapping as unsigned integers do), the hashes are grouped (:func:`_group`), then every
+    row is compared with its group's first row; a collision (never seen, but possible) falls back to an exact unique.
+
+    Why words through 1-D takes and not a matrix of rows: a 2-D gather of each record's bytes costs several times a
+    take of one typed element per record, and the mask, the hash and the check are then plain element-wise steps.
+    Why no pandas (factorize): a small check need not import it for this, and the grouping is no slower."""
+    words = []
+    h = np.zeros(len(starts), dtype=np.uint64)
+    for k in range((int(used.max()) + 7) // 8 if len(used) else 0):
+        word = u64[starts + 8 * k]
+        word &= _WORD_MASKS[np.clip(used - 8 * k, 0, 8)]
+        h += word * _HASH_MULTIPLIERS[k]
+        words.append(word)
+    h ^= h >> np.uint64(29)
+    first, inverse = _group(h)
+    representative = first[inverse]
+    if not all((word == word[representative]).all() for word in words):
+        keys = np.ascontiguousarray(np.stack(words, axis=1)).view(np.dtype((np.void, 8 * len(words)))).ravel()
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         inverse = inverse.ravel()
-    # np.unique numbers groups in key order; renumber them in order of first appearance (tags keep arrival order).
+    # Groups are numbered in hash order; renumber them in order of first appearance (tags keep arrival order).
     order = np.argsort(first)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
@@ -232,9 +249,7 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
     fast_codes = _empty(np.int32)
     if len(fast):
         t_fast = t_len[fast]
-        span = (int(t_fast.max()) + 1 + 7) // 8 * 8  # length byte + tag, in whole 8-byte words
-        rows = np.lib.stride_tricks.sliding_window_view(u8, span)[r[fast] + 5]
-        uniq_first, inverse = _unique_rows(rows, t_fast + 1)
+        uniq_first, inverse = _unique_rows(u64, r[fast] + 5, t_fast + 1)  # the length byte and the tag
         codes = np.empty(len(uniq_first), dtype=np.int32)
         usable = np.ones(len(uniq_first), dtype=bool)
         tag_starts = r[fast[uniq_first]] + 6
