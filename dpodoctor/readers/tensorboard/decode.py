@@ -125,8 +125,11 @@ class FileDecode:
         )
 
 
-# The little-endian mask of a word's first n bytes, n = 0..8.
-_WORD_MASKS: Final = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
+# _WORD_MASKS[k][n]: the little-endian mask of the bytes of word k (bytes 8k..8k+7) among a row's first n bytes.
+_WORD_MASKS: Final = tuple(
+    np.array([(1 << (8 * min(max(n - 8 * k, 0), 8))) - 1 for n in range(_PAD + 1)], dtype=np.uint64)
+    for k in range(_PAD // 8)
+)
 _HASH_MULTIPLIERS: Final = tuple(
     np.uint64((0x9E3779B97F4A7C15 * (2 * k + 1)) & 0xFFFFFFFFFFFFFFFF) for k in range(_PAD // 8)
 )
@@ -143,13 +146,27 @@ def _group(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first records; sorting every hash (np.unique) costs O(n log n), a binary search of each among the sample's few
     distinct hashes a small fraction of it. A hash the sample does not hold sends the whole chunk to np.unique."""
     if len(h) > _SAMPLE:
-        known, first = np.unique(h[:_SAMPLE], return_index=True)
-        inverse = np.searchsorted(known, h)
+        first, _ = _sorted_groups(h[:_SAMPLE])
+        known = h[first]  # the sample's distinct hashes, in sorted order
+        inverse = known.searchsorted(h)
         np.minimum(inverse, len(known) - 1, out=inverse)
         if (known[inverse] == h).all():
             return first, inverse
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    return first, inverse.ravel()
+    return _sorted_groups(h)
+
+
+def _sorted_groups(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(h, return_index=True, return_inverse=True)`` without its values, in a handful of array steps (its
+    Python layers cost more than the work on a small file's thousand records). A stable sort puts each value's first
+    occurrence first among its equals."""
+    order = h.argsort(kind="stable")
+    ordered = h[order]
+    starts = np.empty(len(h), dtype=bool)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    inverse = np.empty(len(h), dtype=np.intp)
+    inverse[order] = starts.cumsum() - 1
+    return order[starts], inverse
 
 
 def _unique_rows(u64: np.ndarray, starts: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +183,7 @@ def _unique_rows(u64: np.ndarray, starts: np.ndarray, used: np.ndarray) -> tuple
     h = np.zeros(len(starts), dtype=np.uint64)
     for k in range((int(used.max()) + 7) // 8 if len(used) else 0):
         word = u64[starts + 8 * k]
-        word &= _WORD_MASKS[np.clip(used - 8 * k, 0, 8)]
+        word &= _WORD_MASKS[k][used]
         h += word * _HASH_MULTIPLIERS[k]
         words.append(word)
     h ^= h >> np.uint64(29)
