@@ -21,6 +21,10 @@ checkout: compiled modules go to a temp folder, see ``benchmarks/_measure.py``):
    last). Times ``dpodoctor check SWEEP --format json --output FILE`` with no cache (default jobs and ``--jobs
    1``), filling the cache, and warm; ``tbparse``'s ``SummaryReader(SWEEP).scalars`` on the same sweep; prints the
    ratios and fits the cost model: fixed cost + per-run cost + per-scalar cost (least squares over the sizes).
+   **Peak memory**: ``check`` of 1 run x ``--memory-steps`` steps (200k; the sweep is generated once, about a
+   minute, and reused; ``--skip memory`` leaves it out), with the default jobs and ``--jobs 1``: the peak RSS summed
+   over every process, above the CLI's own baseline (an interpreter that imported what a check imports), as a
+   multiple of the event file's size (target <= 2x).
 3. **stdout**: a ``--stdout-mb`` MB console log as transformers prints it, read by dpodoctor's stdout reader and
    by a plain line-by-line regex reader; and a real SLURM log (``$DPODOCTOR_REAL_LOGS``, default
    /work/shared/real-logs) repeated 100 times, built in ``--data`` at run time and never kept in the repository.
@@ -858,6 +862,37 @@ def tb_case(
     return row
 
 
+def memory_case(folder: Path, steps: int, args: argparse.Namespace, report: Path) -> None:
+    """Peak memory of one long run: ``check`` of 1 run x ``steps`` steps (the issue's 1 x 200k), the peak RSS summed
+    over every process of the tree (workers included), above the CLI's own baseline, against the event file's size.
+
+    Why its own case: memory grows with the longest run, not with the sweep; a sweep of many short runs never shows
+    what one long run costs. The sweep is generated once under ``--data`` (about a minute for 200k steps) and reused.
+    """
+    info = make_sweep(folder, 1, steps, args.eval_every, 1)
+    say(
+        f"\n== Peak memory: 1 run x {steps:,} steps, {info['scalars']:,} scalars, {mb(info['bytes'])} of events "
+        f"(median of {args.repeat}) =="
+    )
+    base = baseline_rss()
+    check = ["check", str(folder), "--format", "json", "-o", str(report), "--no-cache"]
+    jobs = ["--jobs", str(args.jobs)] if args.jobs else []
+    for label, extra in (("default jobs" if not jobs else " ".join(jobs), jobs), ("--jobs 1", ["--jobs", "1"])):
+        runs = [run_cli([*check, *extra]) for _ in range(args.repeat)]
+        wall = median([r["seconds"] for r in runs])
+        cpu = median([r["cpu"] for r in runs])
+        tree = median([r["rss_tree"] for r in runs])
+        if not tree or not base:
+            say(f"  check, {label:<13} {wall:6.2f} s ({cpu:5.1f} CPU-s); peak RSS not measured ({INSTALL_HINT})")
+            continue
+        ratio = (tree - base) / info["bytes"]
+        say(
+            f"  check, {label:<13} {wall:6.2f} s ({cpu:5.1f} CPU-s); peak RSS, all processes {mb(tree)} (largest "
+            f"{mb(max(r['rss_tree'] for r in runs))}) = {mb(base)} CLI baseline + {ratio:.2f}x the event file's "
+            f"size (target <= 2x: {'met' if ratio <= 2 else 'MISSED'})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="the large sweep's runs")
@@ -872,8 +907,9 @@ def main() -> None:
         "--skip",
         action="append",
         default=[],
-        choices=["tbparse", "stdout", "swanlab", "large", "sweeps", "commands", "trainer_state", "callback"],
+        choices=["tbparse", "stdout", "swanlab", "large", "sweeps", "commands", "trainer_state", "callback", "memory"],
     )
+    parser.add_argument("--memory-steps", type=int, default=200_000, help="steps of the one-run peak-memory case")
     parser.add_argument("--evaluate", action="store_true", help="also time the design options (rustboard, ...)")
     parser.add_argument("--repeat", type=int, default=3, help="each dpodoctor timing is the median of this many")
     parser.add_argument("--tbparse-repeat", type=int, default=3, help="tbparse timings: the median of this many")
@@ -890,6 +926,7 @@ def main() -> None:
         cases.append(("large sweep", (args.runs, args.steps, True)))
     if args.smoke:
         args.stdout_mb, args.swanlab_steps, args.trainer_state_entries = 1, 500, 2000
+        args.memory_steps = 2000
         args.skip += ["tbparse", "callback"]
         args.repeat, args.tbparse_repeat = 1, 1
         args.data = args.data.with_name(args.data.name + "-smoke")
@@ -949,6 +986,9 @@ def main() -> None:
                 f"  peak RSS {r['name']}: {mb(r['rss_tree'])} = {mb(base)} CLI baseline + "
                 f"{(r['rss_tree'] - base) / r['bytes']:.2f}x the event files' size (target <= 2x)"
             )
+
+    if "memory" not in args.skip:
+        memory_case(args.data / f"sweep-1x{args.memory_steps}-args", args.memory_steps, args, report)
 
     # 3. stdout
     if "stdout" not in args.skip:

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 
-def import_submodules(package: str, path: Iterable[str]) -> None:
+def import_submodules(package: str, path: Iterable[str], skip: Collection[str] = ()) -> None:
     """Import every module and subpackage of ``package`` (found in its ``__path__``), sorted by name so the order of
-    registration never depends on the file system; names starting with ``_`` are private helpers and skipped."""
+    registration never depends on the file system; names starting with ``_`` are private helpers and skipped, and so
+    are the names in ``skip`` (modules the package imports itself when needed: the reader catalogue's)."""
     for module in sorted(pkgutil.iter_modules(list(path)), key=lambda m: m.name):
-        if not module.name.startswith("_"):
+        if not module.name.startswith("_") and module.name not in skip:
             importlib.import_module(f"{package}.{module.name}")
+
+
+def import_own(package: str, name: str) -> None:
+    """Import the module ``name`` of our own ``package`` (a name written in dpodoctor's source: the reader
+    catalogue's, :data:`dpodoctor.readers.BUILT_IN`), when the registry first needs that reader."""
+    importlib.import_module(f"{package}.{name}")

@@ -212,7 +212,9 @@ tags = st.one_of(
     ),
     st.text(max_size=20),
 )
-steps = st.one_of(st.integers(0, 300), st.sampled_from([0, 127, 128, 2**31, 2**62, 2**63 - 1, -1, -(2**63)]))
+steps = st.one_of(
+    st.integers(0, 300), st.sampled_from([0, 127, 128, 2**31, 2**56 - 1, 2**56, 2**62, 2**63 - 1, -1, -(2**63)])
+)
 walls = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1.79e9, -0.0]))
 
 
@@ -303,6 +305,35 @@ def event_files(draw: st.DrawFn) -> bytes:
     elif mutation == "short_tail":
         data += b"\x01\x02\x03"
     return data
+
+
+def _scalar_events(tags: list[str]) -> bytes:
+    """One simple-value record per tag, steps 1, 2, ...: the shape the fast path reads itself."""
+    return b"".join(
+        frame_record(
+            event_pb2.Event(
+                wall_time=1.7e9 + i,
+                step=i + 1,
+                summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=i * 0.5)]),
+            ).SerializeToString()
+        )
+        for i, tag in enumerate(tags)
+    )
+
+
+def test_tags_first_seen_after_the_sampled_records_and_hash_collisions_decode_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Tags are grouped by hash among the distinct hashes of a chunk's first records (decode._SAMPLE); a tag first
+    # logged later sends the chunk to a full unique, and equal hashes of different tags to an exact one.
+    names = ["train/loss", "train/rewards/margins", "eval/loss", "train/a-much-longer-tag/than-the-others/at-all"]
+    tags = [names[i % 2] for i in range(tbfast._SAMPLE + 50)] + names[2:] + names[:2]
+    data = _scalar_events(tags)
+    expected = reference_points(data)
+    expected.pop("skipped")
+    same_points(decode_points(data), dict(expected))
+    monkeypatch.setattr(tbfast, "_HASH_MULTIPLIERS", (np.uint64(0),) * len(tbfast._HASH_MULTIPLIERS))  # all collide
+    same_points(decode_points(data), expected)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,8 +3,16 @@
 Each reader knows one log format and nothing about DPO. It offers a cheap ``sniff(path)`` (name and first bytes
 only), says which run folder a file belongs to (``run_root``), and turns the files of one run into a
 :class:`ReadResult` whose frame is the canonical tidy table. Adding a format is one module (or subpackage) in this
-package that calls :func:`register`, plus its test: every module here is imported when the package is (see
-:mod:`dpodoctor._plugins`), so there is no list of readers to edit.
+package that calls :func:`register`, plus its test: every module here that the catalogue below does not name is
+imported when the package is (see :mod:`dpodoctor._plugins`), so a new reader needs no other edit.
+
+Why a catalogue of the built-in readers (:data:`BUILT_IN`): importing every reader module costs ~0.1 s of CPU (regex
+tables, protobuf classes, YAML), a fifth of checking one small run, while a folder usually holds one or two formats.
+Each built-in reader is listed with its name, priority and a test on the file's *name* that accepts at least every
+file its ``sniff`` accepts; the registry holds a stand-in for it (:class:`_Deferred`) and imports the module only when
+a file's name passes that test (or when something asks the reader for more than its name). A test imports every
+module and checks the catalogue against the readers themselves (name, priority, tool folders, and the name test
+against ``sniff`` on every fixture file).
 
 What else a reader can do, it declares (see :class:`Reader`): live following (``follow``), whether its input files
 alone key its cache entry (``cache_key_from_inputs``), whether the cache may keep its per-file decodes
@@ -14,14 +22,16 @@ alone key its cache entry (``cache_key_from_inputs``), whether the cache may kee
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
-import pandas as pd
-
-from dpodoctor._plugins import import_submodules
+from dpodoctor._plugins import import_own, import_submodules
 from dpodoctor.model import Ended
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -142,17 +152,112 @@ def tool_folders() -> frozenset[str]:
     return frozenset(name for reader in READERS for name in getattr(reader, "tool_folders", ()))
 
 
-READERS: list[Reader] = []
+def _suffix(path: Path) -> str:
+    return path.suffix.lower()
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A built-in reader as the catalogue knows it before its module is imported.
+
+    ``claims`` looks at the path's name (and its folders' names) only, never at the disk, and must accept every file
+    the reader's ``sniff`` accepts: a file it refuses is never shown to that reader."""
+
+    module: str
+    name: str
+    priority: int
+    claims: Callable[[Path], bool]
+    tool_folders: tuple[str, ...] = ()
+
+
+# The built-in readers, richest first (ties in the order they registered when every module was imported).
+BUILT_IN: tuple[Listed, ...] = (
+    Listed("tensorboard.reader", "tensorboard", 100, lambda p: "tfevents" in p.name),
+    Listed("wandb_run", "wandb", 60, lambda p: p.name.endswith(".wandb") or p.name == "wandb-summary.json"),
+    Listed("mlflow_store", "mlflow", 55, lambda p: p.name == "meta.yaml"),
+    Listed("mlflow_store", "mlflow-sqlite", 55, lambda p: _suffix(p) in (".db", ".sqlite", ".sqlite3")),
+    Listed("trackio_db", "trackio", 55, lambda p: _suffix(p) == ".db"),
+    Listed(
+        "swanlab.rundir",
+        "swanlab",
+        50,
+        lambda p: p.name.endswith(".swanlab") or (p.name.endswith(".log") and p.parent.parent.name == "logs"),
+        ("swanlog",),
+    ),
+    Listed("swanlab.export", "swanlab-export", 45, lambda p: _suffix(p) in (".csv", ".json")),
+    Listed("trainer_state", "trainer_state", 40, lambda p: _suffix(p) == ".json"),
+    Listed("llamafactory", "llamafactory", 30, lambda p: _suffix(p) == ".jsonl"),
+    Listed("jsonl", "jsonl", 20, lambda p: _suffix(p) in (".jsonl", ".ndjson", ".json")),
+    Listed("csvlog", "csv", 20, lambda p: _suffix(p) in (".csv", ".tsv")),
+    Listed("stdout.reader", "stdout", 10, lambda p: True),  # by name, or by content for a log pasted anywhere
+)
+
+
+# The modules of this package that hold no reader (the readers' shared helpers): imported by whoever uses them.
+NO_READER: frozenset[str] = frozenset({"beta", "hparams", "overlap", "sqlite_ro", "stdout_config", "textio"})
+
+
+class _Deferred:
+    """Stands in :data:`READERS` for a built-in reader whose module is not imported yet: it answers ``name``,
+    ``priority`` and ``tool_folders`` itself, refuses in ``sniff`` any file whose name the reader could not accept,
+    and imports the module for anything else (then behaves as the reader: every other attribute is the reader's).
+    Pickled, it is the reader itself (a worker process gets the real one)."""
+
+    def __init__(self, listed: Listed) -> None:
+        self.listed = listed
+        self.name = listed.name
+        self.priority = listed.priority
+        self.tool_folders = listed.tool_folders
+        self.instance: Reader | None = None
+
+    def load(self) -> Reader:
+        if self.instance is None:
+            import_own(__name__, self.listed.module)  # its @register sets self.instance
+            if self.instance is None:
+                raise RuntimeError(f"{__name__}.{self.listed.module} registered no reader {self.name!r}")
+        return self.instance
+
+    def sniff(self, path: Path) -> bool:
+        return self.listed.claims(path) and self.load().sniff(path)
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Reached only for what __init__ did not set: the reader's own members.
+        if attribute.startswith("__") or attribute in ("listed", "instance"):
+            raise AttributeError(attribute)
+        return getattr(self.load(), attribute)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return get_reader, (self.name,)
+
+    def __repr__(self) -> str:
+        return f"<{self.name} reader, {'loaded' if self.instance is not None else 'not imported yet'}>"
+
+
+READERS: list[Reader] = [cast("Reader", _Deferred(listed)) for listed in BUILT_IN]
 
 
 def register(reader_cls: type) -> type:
-    """Class decorator: instantiate the reader and add it to the registry (kept sorted, richest first)."""
+    """Class decorator: instantiate the reader and add it to the registry (kept sorted, richest first). A built-in
+    reader takes its place behind its stand-in; its class must say what the catalogue says of it."""
     instance = reader_cls()
-    if any(r.name == instance.name for r in READERS):
+    for entry in READERS:
+        if entry.name != instance.name:
+            continue
+        if isinstance(entry, _Deferred) and entry.instance is None:
+            listed = entry.listed
+            if (listed.priority, listed.tool_folders) != (instance.priority, getattr(instance, "tool_folders", ())):
+                raise ValueError(f"reader {instance.name!r}: its priority or tool folders differ from the catalogue")
+            entry.instance = instance
+            return reader_cls
         raise ValueError(f"reader {instance.name!r} registered twice")
     READERS.append(instance)
     READERS.sort(key=lambda r: -r.priority)
     return reader_cls
+
+
+def loaded(reader: Reader) -> Reader:
+    """The reader itself for a registry entry (a stand-in imports its module): what callers keep and compare."""
+    return reader.load() if isinstance(reader, _Deferred) else reader
 
 
 def read_runs(reader: Reader, paths: list[Path]) -> list[ReadResult]:
@@ -173,16 +278,16 @@ def reader_for(path: Path) -> Reader | None:
     """The richest reader whose sniff accepts this file, or None."""
     for reader in READERS:
         if reader.sniff(path):
-            return reader
+            return loaded(reader)
     return None
 
 
 def get_reader(name: str) -> Reader:
     for reader in READERS:
         if reader.name == name:
-            return reader
+            return loaded(reader)
     raise KeyError(name)
 
 
-# Every module of this package registers its reader on import: no list of readers to keep (dpodoctor._plugins).
-import_submodules(__name__, __path__)
+# Every other module of this package registers its reader on import: a new reader needs no list (dpodoctor._plugins).
+import_submodules(__name__, __path__, skip={*(listed.module.split(".")[0] for listed in BUILT_IN), *NO_READER})

@@ -9,8 +9,10 @@ entries are read: configs are untrusted input, and ``training_args.bin`` is a pi
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
+import os
 import re
 import stat
 from collections.abc import Iterable
@@ -73,6 +75,36 @@ def _from_yaml(path: Path) -> float | None:
     return None
 
 
+def _listing(folder: Path) -> list[str]:
+    """The names in ``folder``, sorted ([] when it is not a folder one can list)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entry.name for entry in entries)
+    except OSError:
+        return []
+
+
+def _glob(root: Path, pattern: str, names: list[str] | None = None) -> list[Path]:
+    """``sorted(root.glob(pattern))`` for a pattern of ``/``-separated name patterns, from one listing per folder
+    (``names``: root's, when the caller has listed it already).
+
+    Why not pathlib's glob: a run folder is searched with several patterns, and each glob lists the folder again and
+    builds a selector chain (~50 µs each, a fifth of reading a small run); the names are matched the same way
+    (``fnmatch``, case-insensitive only where the file system is), intermediate parts only as folders.
+    """
+    head, _, rest = pattern.partition("/")
+    listed = _listing(root) if names is None else names
+    matches = [name for name in listed if fnmatch.fnmatch(name, head)]
+    if not rest:
+        return [root / name for name in matches]
+    found = []
+    for name in matches:
+        folder = root / name
+        if folder.is_dir():
+            found += _glob(folder, rest)
+    return sorted(found)
+
+
 def find_beta(root: Path, siblings: Iterable[Path] = (), read: Iterable[Path] = ()) -> tuple[float, str] | None:
     """β for a run whose main source did not log it, with where it was found (a path relative to ``root``).
 
@@ -92,8 +124,10 @@ def find_beta(root: Path, siblings: Iterable[Path] = (), read: Iterable[Path] = 
             return str(path)
 
     candidates = [p for p in siblings if p.is_file()]
-    if root.is_dir():
-        found = sorted(root.glob("events.out.tfevents.*")) + sorted(root.glob("runs/*/events.out.tfevents.*"))
+    is_dir = root.is_dir()
+    names = _listing(root) if is_dir else []
+    if is_dir:
+        found = _glob(root, "events.out.tfevents.*", names) + _glob(root, "runs/*/events.out.tfevents.*", names)
         candidates += [p for p in found if p.is_file()]  # never open a FIFO or device: the read would block
     done = set(read)
     for path in dict.fromkeys(candidates):
@@ -102,15 +136,16 @@ def find_beta(root: Path, siblings: Iterable[Path] = (), read: Iterable[Path] = 
             beta = beta_in(config) if config else None
             if beta is not None:
                 return beta, f"{rel(path)}: args text summary"
-    if root.is_dir():
+    if is_dir:
+        present = set(names)
         for name in JSON_NAMES:
             path = root / name
-            if path.is_file() and (beta := _from_json(path)) is not None:
+            if name in present and path.is_file() and (beta := _from_json(path)) is not None:
                 return beta, rel(path)
         yamls = (
-            sorted(root.glob("*.yaml"))
-            + sorted(root.glob("*.yml"))
-            + sorted(root.glob("swanlog/run-*/files/config.yaml"))
+            _glob(root, "*.yaml", names)
+            + _glob(root, "*.yml", names)
+            + _glob(root, "swanlog/run-*/files/config.yaml", names)
         )
         for path in yamls:
             if (beta := _from_yaml(path)) is not None:
@@ -148,7 +183,8 @@ def find_loss_settings(root: Path) -> tuple[dict[str, Any], str] | None:
         return None
     import yaml
 
-    for path in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
+    names = _listing(root)
+    for path in _glob(root, "*.yaml", names) + _glob(root, "*.yml", names):
         text = _read_text(path)
         if text is None:
             continue

@@ -15,8 +15,27 @@ reading a log needs neither the logger nor its protobuf runtime. The file-format
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from dpodoctor.readers.swanlab import config, framing, wire
-from dpodoctor.readers.swanlab.export import SwanLabExportReader
-from dpodoctor.readers.swanlab.rundir import SwanLabReader
+
+if TYPE_CHECKING:
+    from dpodoctor.readers.swanlab.export import SwanLabExportReader
+    from dpodoctor.readers.swanlab.rundir import SwanLabReader
 
 __all__ = ["SwanLabExportReader", "SwanLabReader", "config", "framing", "wire"]
+
+
+def __getattr__(name: str) -> Any:
+    """The two reader classes, imported on first use: the W&B reader (hence the stdout reader) uses this package's
+    framing, wire and config modules, and must not import both SwanLab readers with them (the reader registry
+    imports each reader's module when a file's name could be its, see dpodoctor.readers.BUILT_IN)."""
+    if name == "SwanLabExportReader":
+        from dpodoctor.readers.swanlab.export import SwanLabExportReader
+
+        return SwanLabExportReader
+    if name == "SwanLabReader":
+        from dpodoctor.readers.swanlab.rundir import SwanLabReader
+
+        return SwanLabReader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,7 @@ again to find them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ import numpy as np
 
 from dpodoctor.errors import ReadError
 from dpodoctor.metrics import canonical, is_summary_key
-from dpodoctor.model import Ended, frame_from_codes
+from dpodoctor.model import Ended, code_dtype, frame_from_codes
 from dpodoctor.readers import ReadResult
 from dpodoctor.readers.beta import beta_in
 from dpodoctor.readers.overlap import repeated_steps_notes
@@ -70,6 +71,17 @@ def beta_from(config: dict[str, Any], label: str, notes: list[str]) -> float | N
         return float(raw)
     notes.append(f"{label}: args text summary has a non-numeric beta ({raw!r:.80}); ignored")
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _tag_role(raw: str) -> str | tuple[str, str] | None:
+    """What a tag is: an end-of-run summary key (its name, as a str), a (split, canonical metric), or None.
+
+    Why cached: a sweep's runs log the same few dozen tags, and mapping one costs a few µs of string tests (a tenth of
+    a small run's whole read when done afresh for every file); the mapping depends on the tag alone."""
+    if is_summary_key(raw):
+        return raw.split("/", 1)[1] if raw.startswith("train/") else raw
+    return canonical(raw)  # None only for summary keys, handled above
 
 
 def _places(offsets: list[int], sizes: list[int] | None = None, shown: int = 5) -> str:
@@ -203,13 +215,13 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
     split_of = np.full(len(tags), -1, dtype=np.int64)
     metric_of = np.full(len(tags), -1, dtype=np.int64)
     for i, raw in enumerate(tags):
-        if is_summary_key(raw):
-            summary_name[i] = raw.split("/", 1)[1] if raw.startswith("train/") else raw
+        role = _tag_role(raw)
+        if role is None:
             continue
-        mapped = canonical(raw)
-        if mapped is None:  # pragma: no cover - summary keys are handled above
+        if isinstance(role, str):
+            summary_name[i] = role
             continue
-        split, metric = mapped
+        split, metric = role
         if split not in splits:
             splits.append(split)
         if metric not in metrics:
@@ -234,7 +246,7 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
             mapped_rows = file_series >= 0
             per_file.append((label, file_series[mapped_rows], file_steps[mapped_rows]))
         notes.extend(repeated_steps_notes(per_file))
-    in_frame = split_of[tag] >= 0
+    in_frame = (split_of >= 0)[tag]  # a gather of bools: no per-point int64 temporary
     if not in_frame.any():
         where = files[0] if len(files) == 1 else files[0].parent
         if notes and all(note.endswith(EMPTY_FILE_NOTE) for note in notes):
@@ -246,7 +258,10 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
             tag, step, value, wall = tag[:kept], step[:kept], value[:kept], wall[:kept]
         else:
             tag, step, value, wall = tag[in_frame], step[in_frame], value[in_frame], wall[in_frame]
-    frame = frame_from_codes(split_of[tag], splits, metric_of[tag], metrics, step, value, wall)
+    # Per-point codes in the smallest integer type (a long run has millions of points: int64 would be 8 bytes each).
+    split_codes = split_of.astype(code_dtype(len(splits)))[tag]
+    metric_codes = metric_of.astype(code_dtype(len(metrics)))[tag]
+    frame = frame_from_codes(split_codes, splits, metric_codes, metrics, step, value, wall)
     if "train_runtime" in summary:
         # Written only once training is over, so the run finished even if the file was cut after it.
         ended = Ended.FINISHED

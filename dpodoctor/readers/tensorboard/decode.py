@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Final
 import numpy as np
 
 from dpodoctor.errors import ReadError
-from dpodoctor.readers.tensorboard.framing import HEADER_SIZE, frame_records, scan_records
+from dpodoctor.readers.tensorboard.framing import HEADER_SIZE, frame_records, scan_records, unaligned
 from dpodoctor.readers.tensorboard.proto import ARGS_TAG, RecordPoints
 
 __all__ = ["CHUNK_BYTES", "FileDecode", "decode_event_bytes", "decode_file", "decode_reference"]
@@ -125,41 +125,79 @@ class FileDecode:
         )
 
 
-def _byte_masks() -> np.ndarray:
-    """``[n, k]``: the little-endian 64-bit mask of the bytes of word ``k`` that are among a row's first ``n`` bytes."""
-    n = np.arange(_PAD + 1)[:, None] - 8 * np.arange(_PAD // 8)[None, :]
-    valid = np.clip(n, 0, 8).astype(np.uint64)
-    full = np.uint64(0xFFFFFFFFFFFFFFFF)
-    return np.where(valid >= 8, full, (np.uint64(1) << (np.uint64(8) * valid)) - np.uint64(1))
-
-
-_MASKS: Final = _byte_masks()
-_HASH_MULTIPLIERS: Final = np.array(
-    [(0x9E3779B97F4A7C15 * (2 * k + 1)) & 0xFFFFFFFFFFFFFFFF for k in range(_PAD // 8)], dtype=np.uint64
+# _WORD_MASKS[k][n]: the little-endian mask of the bytes of word k (bytes 8k..8k+7) among a row's first n bytes.
+_WORD_MASKS: Final = tuple(
+    np.array([(1 << (8 * min(max(n - 8 * k, 0), 8))) - 1 for n in range(_PAD + 1)], dtype=np.uint64)
+    for k in range(_PAD // 8)
+)
+_HASH_MULTIPLIERS: Final = tuple(
+    np.uint64((0x9E3779B97F4A7C15 * (2 * k + 1)) & 0xFFFFFFFFFFFFFFFF) for k in range(_PAD // 8)
 )
 
 
-def _unique_rows(rows: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the first row of each distinct row, each row's distinct-row number), comparing only the first
-    ``used[i]`` bytes of row ``i`` (the rest is whatever follows the tag). ``rows`` is a fresh uint8 matrix whose width
-    is a multiple of 8, read as little-endian 64-bit words: each word is masked to the row's bytes (one table lookup),
-    the words are hashed (one multiply-add per word) and factorised (hash table, no sort), then every row is compared
-    with its group's first row; a collision (never seen, but possible) falls back to an exact unique over the rows."""
-    import pandas as pd
+_SAMPLE: Final = 4096  # rows whose distinct hashes are found by sorting; the rest are looked up among them
 
-    words = np.ascontiguousarray(rows).view("<u8")
-    width = words.shape[1]
-    words &= _MASKS[used, :width]
-    h = (words * _HASH_MULTIPLIERS[:width]).sum(axis=1, dtype=np.uint64)
-    codes, _ = pd.factorize(h ^ (h >> np.uint64(29)))
-    codes = np.asarray(codes, dtype=np.int64)
-    # factorize numbers groups in order of first appearance: a group starts where the running maximum grows.
-    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
-    if (words == words[first[codes]]).all():
-        return first, codes
-    keys = words.view(np.dtype((np.void, width * 8))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return first, inverse.ravel()
+
+def _group(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first occurrence of each distinct value of ``h``, each value's group number), groups numbered
+    in sorted order of their values.
+
+    Why look the rest up: a file's chunk has ~150k records but a few dozen tags, nearly all of which appear in its
+    first records; sorting every hash (np.unique) costs O(n log n), a binary search of each among the sample's few
+    distinct hashes a small fraction of it. A hash the sample does not hold sends the whole chunk to np.unique."""
+    if len(h) > _SAMPLE:
+        first, _ = _sorted_groups(h[:_SAMPLE])
+        known = h[first]  # the sample's distinct hashes, in sorted order
+        inverse = known.searchsorted(h)
+        np.minimum(inverse, len(known) - 1, out=inverse)
+        if (known[inverse] == h).all():
+            return first, inverse
+    return _sorted_groups(h)
+
+
+def _sorted_groups(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(h, return_index=True, return_inverse=True)`` without its values, in a handful of array steps (its
+    Python layers cost more than the work on a small file's thousand records). A stable sort puts each value's first
+    occurrence first among its equals."""
+    order = h.argsort(kind="stable")
+    ordered = h[order]
+    starts = np.empty(len(h), dtype=bool)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    inverse = np.empty(len(h), dtype=np.intp)
+    inverse[order] = starts.cumsum() - 1
+    return order[starts], inverse
+
+
+def _unique_rows(u64: np.ndarray, starts: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first row of each distinct row, in order of first appearance; each row's distinct-row number),
+    where row ``i`` is the ``used[i]`` bytes from ``starts[i]`` (the tag's length byte and the tag), read through the
+    unaligned 64-bit view ``u64`` one word at a time: each word is masked to the row's bytes, the words are hashed
+    (a multiply-add per word, wrapping as unsigned integers do), the hashes are grouped (:func:`_group`), then every
+    row is compared with its group's first row; a collision (never seen, but possible) falls back to an exact unique.
+
+    Why words through 1-D takes and not a matrix of rows: a 2-D gather of each record's bytes costs several times a
+    take of one typed element per record, and the mask, the hash and the check are then plain element-wise steps.
+    Why no pandas (factorize): a small check need not import it for this, and the grouping is no slower."""
+    words = []
+    h = np.zeros(len(starts), dtype=np.uint64)
+    for k in range((int(used.max()) + 7) // 8 if len(used) else 0):
+        word = u64[starts + 8 * k]
+        word &= _WORD_MASKS[k][used]
+        h += word * _HASH_MULTIPLIERS[k]
+        words.append(word)
+    h ^= h >> np.uint64(29)
+    first, inverse = _group(h)
+    representative = first[inverse]
+    if not all((word == word[representative]).all() for word in words):
+        keys = np.ascontiguousarray(np.stack(words, axis=1)).view(np.dtype((np.void, 8 * len(words)))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+    # Groups are numbered in hash order; renumber them in order of first appearance (tags keep arrival order).
+    order = np.argsort(first)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse]
 
 
 def _fill(decode: FileDecode, slow: RecordPoints, fast: np.ndarray, fast_columns: tuple[np.ndarray, ...]) -> None:
@@ -198,54 +236,43 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
     )
     if n == 0:
         return decode
-    # The bytes, padded so that a fixed-width window starting anywhere in them is whole: row gathers out of a
-    # sliding-window view copy a few contiguous bytes per record instead of indexing byte by byte.
+    # The bytes, padded so that a field read at any offset in them is whole, and read through typed views: one take
+    # of ``view[positions]`` gathers one field of every record (see framing.unaligned).
     u8 = np.zeros(len(buf) + _PAD, dtype=np.uint8)
     u8[: len(buf)] = np.frombuffer(buf, dtype=np.uint8)
-    windows = np.lib.stride_tricks.sliding_window_view(u8, 16)
-
-    def at(pos: np.ndarray) -> np.ndarray:
-        return u8[pos].astype(np.int64)
+    u64 = unaligned(u8, "<u8")
 
     p = offs + HEADER_SIZE
-    ok = lens >= _SIMPLE_MIN
-    head = windows[p]  # the first 16 bytes of each record's payload
-    ok &= head[:, 0] == 0x09  # wall_time, fixed64
-    q = p + 9
-    has_step = head[:, 9] == 0x10  # step, varint (absent when 0)
-    varint = windows[q + 1][:, :10]
-    ends = varint < 0x80
+    ok = (lens >= _SIMPLE_MIN) & (u8[p] == 0x09)  # wall_time, fixed64
+    has_step = u8[p + 9] == 0x10  # step, varint (absent when 0)
+    varint = u64[p + 10]  # its first 8 bytes
+    ends = varint.view(np.uint8).reshape(-1, 8) < 0x80
     vlen = ends.argmax(axis=1) + 1
-    ok &= ~has_step | (ends.any(axis=1) & (vlen <= 9))  # 10-byte varints (negative steps) go to protobuf
-    r = np.where(has_step, q + 1 + vlen, q)
+    ok &= ~has_step | ends.any(axis=1)  # varints over 8 bytes (steps from 2**56, negative ones) go to protobuf
+    r = np.where(has_step, p + 10 + vlen, p + 9)
     r = np.minimum(r, len(buf))  # a garbage varint must not point past the padding
-    ok &= at(r) == 0x2A  # summary, length-delimited
-    s_len = at(r + 1)
-    r2 = r + 2
-    ok &= (s_len < 0x80) & (r2 + s_len == p + lens)  # one-byte length, and the summary ends the record
-    ok &= at(r2) == 0x0A  # summary.value
-    v_len = at(r2 + 1)
-    ok &= v_len == s_len - 2  # exactly one value
-    ok &= at(r2 + 2) == 0x0A  # value.tag
-    t_len = at(r2 + 3)
-    ok &= v_len == t_len + 7  # tag, then simple_value, nothing else
-    ok &= at(np.where(ok, r2 + 4 + t_len, 0)) == 0x15  # value.simple_value, fixed32
+    # The summary's framing, 2a <S> 0a <V> 0a <T>, as the low six bytes of one word.
+    word = u64[r]
+    ok &= (word & np.uint64(0xFF00FF00FF)) == np.uint64(0x0A000A002A)  # summary, its one value, the value's tag
+    s_len = ((word >> np.uint64(8)) & np.uint64(0xFF)).astype(np.int64)
+    v_len = ((word >> np.uint64(24)) & np.uint64(0xFF)).astype(np.int64)
+    t_len = ((word >> np.uint64(40)) & np.uint64(0xFF)).astype(np.int64)
+    ok &= (s_len < 0x80) & (r + 2 + s_len == p + lens)  # one-byte length, and the summary ends the record
+    ok &= (v_len == s_len - 2) & (v_len == t_len + 7)  # exactly one value: tag, then simple_value, nothing else
+    ok &= u8[np.where(ok, r + 6 + t_len, 0)] == 0x15  # value.simple_value, fixed32
 
     fast = np.flatnonzero(ok)
     slow_points = RecordPoints()
     fast_codes = _empty(np.int32)
     if len(fast):
         t_fast = t_len[fast]
-        width = int(t_fast.max())
-        span = (width + 1 + 7) // 8 * 8  # length byte + tag, in whole 8-byte words
-        rows = np.lib.stride_tricks.sliding_window_view(u8, span)[r2[fast] + 3]
-        uniq_first, inverse = _unique_rows(rows, t_fast + 1)
+        uniq_first, inverse = _unique_rows(u64, r[fast] + 5, t_fast + 1)  # the length byte and the tag
         codes = np.empty(len(uniq_first), dtype=np.int32)
         usable = np.ones(len(uniq_first), dtype=bool)
-        for u, row_index in enumerate(uniq_first.tolist()):
-            row = rows[row_index]
+        tag_starts = r[fast[uniq_first]] + 6
+        for u, (at_tag, tag_len) in enumerate(zip(tag_starts.tolist(), t_fast[uniq_first].tolist(), strict=True)):
             try:
-                tag = bytes(row[1 : 1 + int(row[0])]).decode("utf-8")  # protobuf rejects a non-UTF-8 string field
+                tag = buf[at_tag : at_tag + tag_len].decode("utf-8")  # protobuf rejects a non-UTF-8 string field
             except UnicodeDecodeError:
                 usable[u] = False
                 continue
@@ -253,25 +280,25 @@ def decode_event_bytes(buf: bytes, path: Path, base: int = 0) -> FileDecode:
                 usable[u] = False
                 continue
             codes[u] = slow_points.code(tag)
-        keep = usable[inverse]
-        fast, inverse = fast[keep], inverse[keep]
+        if not usable.all():
+            keep = usable[inverse]
+            fast, inverse = fast[keep], inverse[keep]
+            ok = np.zeros(n, dtype=bool)
+            ok[fast] = True
         fast_codes = codes[inverse]
-        ok = np.zeros(n, dtype=bool)
-        ok[fast] = True
 
     # The numbers of the fast records, gathered straight from the bytes.
     pf = p[fast]
-    wall = np.ascontiguousarray(windows[pf + 1][:, :8]).view("<f8").ravel().astype(np.float64)
+    wall = unaligned(u8, "<f8")[pf + 1].astype(np.float64)
     fast_vlen = np.where(has_step[fast], vlen[fast], 0)  # no step field: 0 bytes, step 0
     fast_varint = varint[fast]
     step_u = np.zeros(len(fast), dtype=np.uint64)
     for k in range(int(fast_vlen.max()) if len(fast) else 0):  # 7 bits a byte, only as many bytes as the longest
-        group = (fast_varint[:, k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        group = ((fast_varint >> np.uint64(8 * k)) & np.uint64(0x7F)) << np.uint64(7 * k)
         step_u |= np.where(fast_vlen > k, group, np.uint64(0))
     step = step_u.astype(np.int64)
-    value_at = r2[fast] + 5 + t_len[fast]
     with np.errstate(invalid="ignore"):  # a signalling NaN (any bytes can be one) widens to NaN, as protobuf gives
-        value = np.ascontiguousarray(windows[value_at][:, :4]).view("<f4").ravel().astype(np.float64)
+        value = unaligned(u8, "<f4")[r[fast] + 7 + t_len[fast]].astype(np.float64)
 
     # Everything else: protobuf, the walk the reference decode uses.
     slow = np.flatnonzero(~ok)
@@ -387,8 +414,13 @@ def decode_file(path: Path, start: int = 0, chunk: int = CHUNK_BYTES) -> FileDec
         with path.open("rb") as handle:
             if start:
                 handle.seek(start)
+            # Why ask for at most what the file holds, plus one byte: ``read(n)`` allocates n bytes before it reads,
+            # so an 8 MiB request for a 75 KB file costs more than decoding it; the extra byte tells the end of the
+            # file (a short read) from a file that grew since the stat (then whole chunks again).
+            size = _file_size(handle)
             while True:
-                want = chunk
+                left = size - (base + len(carry))  # bytes of the stat'd file not read yet
+                want = min(chunk, left + 1) if left > 0 else chunk
                 if carry:
                     whole = _pending_length(carry, 0)
                     if whole is not None and whole > len(carry) + chunk:
