@@ -237,8 +237,8 @@ def _reference_free_from_curves(run: Run, beta: float) -> bool:
         return False
     ratio = cv[ok] / lv[ok]
     spread = float(np.ptp(ratio)) if len(ratio) > 1 else 0.0
-    level = float(np.median(ratio))
-    return level > 0 and spread <= 0.02 * level + 1e-9 and float(np.median(cv[ok])) < -0.5 * beta
+    level = stats.median(ratio)
+    return level > 0 and spread <= 0.02 * level + 1e-9 and stats.median(cv[ok]) < -0.5 * beta
 
 
 def loss_family(run: Run, beta: float) -> LossFamily:
@@ -382,7 +382,7 @@ def noise(run: Run) -> Noise:
     cfg = _config(run)
     loss = stats.finite(run.series("loss")) if run.has("loss") else None
     if loss is not None and len(loss) > 1:
-        interval = int(np.median(np.diff(loss.index.to_numpy())))
+        interval = int(stats.median(np.diff(loss.index.to_numpy())))
     else:
         interval = _int(cfg, "logging_steps") or 0
     batch = _int(cfg, "per_device_train_batch_size", "train_batch_size", "batch_size")

@@ -174,6 +174,8 @@ class Context:
         self.beta_assumed = beta is None and not (run.beta is not None and run.beta > 0)
         self._params = params or {}
         self._cache: dict[tuple[str, str], pd.Series] = {}
+        self._finite: dict[tuple[str, str], pd.Series] = {}
+        self._learning: tuple[bool, str] | None = None
         self._curves: dict[tuple[str, str], CurveSummary] = {}
         self.current: Rule | None = None
         # what a healthy run of this setup looks like (loss family, phase, noise): the rules judge against it
@@ -210,8 +212,13 @@ class Context:
         return self._cache[key]
 
     def series(self, metric: str, split: Split | None = None) -> pd.Series:
-        """Finite values of one metric, indexed by step."""
-        return stats.finite(self.raw(metric, split))
+        """Finite values of one metric, indexed by step (filtered once per run: the rules ask hundreds of times)."""
+        split = split or self.split_for(metric)
+        key = (split, metric)
+        cached = self._finite.get(key)
+        if cached is None:
+            cached = self._finite[key] = stats.finite(self.raw(metric, split))
+        return cached
 
     def has(self, metric: str) -> bool:
         return len(self.series(metric)) > 0
@@ -228,7 +235,7 @@ class Context:
 
     def late_median(self, metric: str) -> float:
         s = stats.late(self.series(metric))
-        return float(np.median(s.to_numpy())) if len(s) else float("nan")
+        return stats.median(s.to_numpy()) if len(s) else float("nan")
 
     def accuracy_level(self, split: Split | None = None) -> tuple[float, str]:
         """The late accuracy level and how it was taken: the median, or the mean when each logged value averages so
@@ -239,14 +246,21 @@ class Context:
             return float("nan"), "median"
         if self.expect.noise.coarse_accuracy:
             return float(np.mean(s.to_numpy())), "mean"
-        return float(np.median(s.to_numpy())), "median"
+        return stats.median(s.to_numpy()), "median"
 
     def learning(self) -> tuple[bool, str]:
         """Is there evidence the preference is being learned, apart from the loss? (accuracy, margins in nats)
 
         Accuracy counts only beside a margin that is not ~0: margins of 1e-5 nats order chosen above rejected by
-        rounding, and an accuracy of 0.65 on them says nothing.
+        rounding, and an accuracy of 0.65 on them says nothing. Judged once per run (several rules ask; it reads
+        only the run and β, never the rule asking).
         """
+        if self._learning is None:
+            self._learning = self._judge_learning()
+        return self._learning
+
+    def _judge_learning(self) -> tuple[bool, str]:
+        """:meth:`learning`, computed."""
         parts: list[str] = []
         learning = False
         margin_nats: float | None = None

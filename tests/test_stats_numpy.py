@@ -72,3 +72,29 @@ def test_trend_of_a_long_rising_series_is_significant_with_scipys_tau() -> None:
     t = trend(pd.Series(values, index=steps))
     assert t.tau == float(sp.kendalltau(steps, values).statistic)
     assert t.significant() and t.slope > 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**40), 2**40).map(float)),
+        max_size=600,
+    ),
+    st.booleans(),
+)
+def test_median_is_numpys_to_the_bit(values: list[float], as_int: bool) -> None:
+    """stats.median (sorted Python list up to 256 values, one partition above) equals np.median bit for bit: the
+    same middle values, the same (a + b) / 2, NaN for a NaN anywhere or for no values."""
+    import warnings
+
+    from dpodoctor.stats import median
+
+    arr = np.array(values, dtype=float)
+    if as_int:
+        arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=-1.0).clip(-(2**40), 2**40).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = float(np.median(arr)) if len(arr) else float("nan")
+    got = median(arr)
+    assert (np.isnan(want) and np.isnan(got)) or got == want, (got, want)
+    assert median(list(arr)) == got or (np.isnan(got) and np.isnan(median(list(arr))))

@@ -62,7 +62,7 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
         return too_few(len(s), needed)
     noise = ctx.expect.noise
     how = "median"
-    median = float(np.median(s.to_numpy()))
+    median = stats.median(s.to_numpy())
     above_chance = median - 0.5 > 2 * 1.25 * stats.noise_sigma(s) / np.sqrt(len(s))
     small_margin = ctx.has("margins") and abs(ctx.nats(ctx.late_median("margins"))) < 2.0
     if above_chance and small_margin and ctx.learning()[0]:
@@ -180,7 +180,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     if min(len(acc), len(margins)) < MIN_POINTS:
         return too_few(min(len(acc), len(margins)))
     acc_median, how = ctx.accuracy_level()
-    margin_median = float(np.median(margins.to_numpy()))
+    margin_median = stats.median(margins.to_numpy())
     if acc_median < ctx.param("accuracy") or ctx.nats(margin_median) >= ctx.param("nats"):
         return None
     first, last = span_of(acc)

@@ -25,7 +25,7 @@ def _loss_saturated(ctx: Context, steps: np.ndarray) -> bool:
     loss = ctx.curve("loss")
     values = [loss.value_at(int(st)) for st in steps]
     known = [v for v in values if v is not None]
-    return bool(known) and float(np.median(known)) <= 1e-3
+    return bool(known) and stats.median(known) <= 1e-3
 
 
 @rule(
@@ -127,7 +127,7 @@ def _loss_reacts(ctx: Context, step: int) -> bool:
     window = loss.values[max(0, idx - 10) : idx]
     if len(window) < 3:
         return False
-    level = float(np.median(window))
+    level = stats.median(window)
     after = loss.values[idx : idx + 2]
     return bool(len(after)) and float(np.max(after)) - level > max(3 * loss.noise, 0.05)
 
