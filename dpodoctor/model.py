@@ -126,7 +126,8 @@ class Run:
             if ordered:
                 starts = np.flatnonzero(np.r_[True, ~(same_s & same_m)]) if n else np.zeros(0, dtype=np.int64)
                 stops = np.r_[starts[1:], n].astype(int) if n else starts
-                s_names, m_names = split_col.cat.categories, metric_col.cat.categories
+                # plain lists: indexing a pandas Index costs ~15 µs a label
+                s_names, m_names = list(split_col.cat.categories), list(metric_col.cat.categories)
                 groups = {
                     (str(s_names[s[a]]), str(m_names[m[a]])): (int(a), int(b))
                     for a, b in zip(starts, stops, strict=True)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
-from dpodoctor.curve import CurveSummary, fixed, fmt, summarize
+from dpodoctor.curve import CurveSummary, fixed, fmt, summarize, summarize_run
 from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
 from dpodoctor.model import Run
@@ -188,7 +188,9 @@ class Context:
         """The one summary of a curve (computed once per run): what messages quote and reporters print."""
         split = split or self.split_for(metric)
         key = (split, metric)
-        if key not in self._curves:
+        if not self._curves:  # every curve of the run at once: they share their numpy work (summarize_run)
+            self._curves.update(summarize_run(self.run))
+        if key not in self._curves:  # a curve the run does not log: the empty summary
             self._curves[key] = summarize(self.raw(metric, split), split, metric)
         return self._curves[key]
 

@@ -44,11 +44,12 @@ def median(values: np.ndarray | list[float]) -> float:
         return float("nan")
     if n > _PYTHON_MEDIAN_MAX:
         return _median_of_slopes(np.asarray(values, dtype=float))
-    ordered = sorted(float(v) for v in values.tolist()) if values.dtype.kind != "f" else sorted(values.tolist())
-    if any(v != v for v in ordered):  # a NaN (sorted puts it anywhere, so every value is looked at)
+    ordered = sorted(values.tolist())
+    # A NaN makes the sum NaN (so does +inf beside -inf: then look closer); sorted() would put a NaN anywhere.
+    if values.dtype.kind == "f" and math.isnan(sum(ordered)) and any(v != v for v in ordered):
         return float("nan")
     k = n // 2
-    return float(ordered[k]) if n % 2 else (ordered[k - 1] + ordered[k]) / 2
+    return float(ordered[k]) if n % 2 else (float(ordered[k - 1]) + float(ordered[k])) / 2
 
 
 def finite(series: pd.Series) -> pd.Series:
@@ -92,6 +93,22 @@ def noise_sigma_of(values: np.ndarray, window: int | None = None) -> float:
     return float(MAD_TO_SIGMA * median(np.abs(resid - median(resid))))
 
 
+def noise_sigmas_of(rows: np.ndarray) -> np.ndarray:
+    """:func:`noise_sigma_of` of each row of a matrix (curves of the same length, at least 3 points), to the bit.
+
+    Why: a run's curves logged at the same steps are summarised together (:func:`dpodoctor.curve.summarize_many`);
+    the rolling median and the two medians are then one expression each for all of them.
+    """
+    n = rows.shape[1]
+    window = window_for(n)
+    if window % 2 == 0 or n * window > _SORTED_WINDOWS_MAX_CELLS:
+        return np.array([noise_sigma_of(row) for row in rows])
+    resid = rows - rolling_medians(rows, window)
+    # np.median along a row takes the same order statistics and the same (a + b) / 2 as np.median of the row
+    centred = np.abs(resid - np.median(resid, axis=1)[:, None])
+    return MAD_TO_SIGMA * np.median(centred, axis=1)
+
+
 # Up to this many window cells (points × window) the rolling median is one numpy sort; above it pandas' skiplist
 # (O(n log w)) is faster than sorting every window.
 _SORTED_WINDOWS_MAX_CELLS = 200_000
@@ -118,6 +135,21 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     mid = count // 2
     upper = rows[index, mid]
     lower = rows[index, np.maximum(mid - 1, 0)]
+    return np.where(count % 2 == 1, upper, (upper + lower) / 2)
+
+
+def rolling_medians(rows: np.ndarray, window: int) -> np.ndarray:
+    """:func:`rolling_median` of each row of a matrix, for an odd window (the sorted-windows path), to the bit."""
+    m, n = rows.shape
+    half = window // 2
+    pad = np.full((m, half), np.nan)
+    padded = np.concatenate([pad, rows.astype(float), pad], axis=1)
+    windows = np.sort(np.lib.stride_tricks.sliding_window_view(padded, window, axis=1), axis=2)
+    index = np.arange(n)
+    count = np.minimum(index + half, n - 1) - np.maximum(index - half, 0) + 1
+    mid = count // 2
+    upper = windows[:, index, mid]
+    lower = windows[:, index, np.maximum(mid - 1, 0)]
     return np.where(count % 2 == 1, upper, (upper + lower) / 2)
 
 
@@ -219,6 +251,35 @@ def theil_sen_slope(x: np.ndarray, y: np.ndarray, max_points: int = THEIL_SEN_MA
 
 
 _ONE_BLOCK = 256
+
+
+def theil_sen_slopes(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`theil_sen_slope` of each row of ``rows`` against the same ``x`` (at most 256 points), to the bit.
+
+    One matrix of pair slopes (rows × pairs) and one partition along its rows: the same pairs, differences and
+    divisions as each row alone, and a partition yields the same order statistics whatever else is partitioned
+    beside them. A row with a NaN slope gets NaN, as :func:`_median_of_slopes` gives.
+    """
+    n = len(x)
+    if n > _ONE_BLOCK:
+        raise ValueError(f"theil_sen_slopes takes at most {_ONE_BLOCK} points, got {n}")
+    i, j = _pairs(n)
+    dx = x[j] - x[i]
+    if not bool((dx != 0).all()):
+        i, j, dx = i[dx != 0], j[dx != 0], dx[dx != 0]
+    pairs = len(dx)
+    if pairs == 0:
+        return np.full(len(rows), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        slopes = (rows[:, j] - rows[:, i]) / dx
+    k = pairs // 2
+    if pairs % 2:
+        out = np.partition(slopes, k, axis=1)[:, k]
+    else:
+        part = np.partition(slopes, (k - 1, k), axis=1)
+        out = (part[:, k - 1] + part[:, k]) / 2
+    out[np.isnan(slopes).any(axis=1)] = np.nan
+    return out
 
 
 @lru_cache(maxsize=16)
