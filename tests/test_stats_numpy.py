@@ -98,3 +98,29 @@ def test_median_is_numpys_to_the_bit(values: list[float], as_int: bool) -> None:
     got = median(arr)
     assert (np.isnan(want) and np.isnan(got)) or got == want, (got, want)
     assert median(list(arr)) == got or (np.isnan(got) and np.isnan(median(list(arr))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300_000),
+    st.sampled_from(["normal", "sorted", "reversed", "ties", "periodic", "heavy_tail", "inf"]),
+)
+def test_median_of_many_slopes_is_numpys(seed: int, m: int, kind: str) -> None:
+    """The bracketed selection (a strided sample, a count below the bracket, a partition inside it) gives np.median's
+    value to the bit, on orders and ties chosen to mislead the sample (it then partitions everything)."""
+    from dpodoctor.stats import _median_of_slopes
+
+    rng = np.random.default_rng(seed)
+    values = {
+        "normal": lambda: rng.normal(size=m),
+        "sorted": lambda: np.sort(rng.normal(size=m)),
+        "reversed": lambda: np.sort(rng.normal(size=m))[::-1].copy(),
+        "ties": lambda: rng.integers(0, 4, m).astype(float),
+        "periodic": lambda: np.tile([0.0, 1.0, 1.0, 5.0], m // 4 + 1)[:m] * (np.arange(m) % 7 == 0),
+        "heavy_tail": lambda: rng.standard_cauchy(m),
+        "inf": lambda: np.where(rng.random(m) < 0.3, np.inf, rng.normal(size=m)),
+    }[kind]()
+    want = float(np.median(values))
+    assert _median_of_slopes(values.copy()) == want or (np.isnan(want) and np.isnan(_median_of_slopes(values)))
+    assert _median_of_slopes(values.copy(), scratch=True) == want or np.isnan(want)
