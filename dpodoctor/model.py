@@ -148,7 +148,9 @@ class Run:
     @property
     def steps(self) -> int:
         """The last step seen in any split (0 for an empty run)."""
-        return int(self.frame["step"].max()) if len(self.frame) else 0
+        if not len(self.frame):
+            return 0
+        return int(self._columns()[0].max())  # the cached column: a pandas reduction costs ~0.3 ms a call
 
 
 class FrameBuilder:
