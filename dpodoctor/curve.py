@@ -271,11 +271,15 @@ def _finite_points(raw_steps: np.ndarray, raw_values: np.ndarray) -> tuple[np.nd
     finite."""
     raw_values = raw_values.astype(float, copy=False)
     keep = np.isfinite(raw_values)
-    n_nonfinite = int(len(raw_values) - np.count_nonzero(keep))
-    steps, values = raw_steps[keep], raw_values[keep]  # copies: a summary never shares memory with its input
+    if keep.all():  # the usual case: copies without a mask (a summary never shares memory with its input)
+        n_nonfinite, steps, values = 0, raw_steps.copy(), raw_values.copy()
+    else:
+        n_nonfinite = int(len(raw_values) - np.count_nonzero(keep))
+        steps, values = raw_steps[keep], raw_values[keep]
     if len(steps) > 1:
-        last_of_step = np.append(steps[1:] != steps[:-1], True)
-        if not last_of_step.all():
+        new_step = steps[1:] != steps[:-1]
+        if not new_step.all():
+            last_of_step = np.append(new_step, True)
             steps, values = steps[last_of_step], values[last_of_step]
     return steps.astype(np.int64, copy=False), values, n_nonfinite
 
@@ -365,7 +369,11 @@ def _summary(
         )  # fmt: skip
     slope, noise, levelled = judged
     k = level_points(n)
-    imin, imax = int(np.argmin(values)), int(np.argmax(values))
+    if n <= _BATCH_MAX_POINTS:  # a short curve: Python's min/max/index (first occurrence, as argmin) beat numpy's calls
+        listed = values.tolist()
+        imin, imax = listed.index(min(listed)), listed.index(max(listed))
+    else:
+        imin, imax = int(np.argmin(values)), int(np.argmax(values))
     return CurveSummary(
         split=split,
         metric=name,

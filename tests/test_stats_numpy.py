@@ -124,3 +124,34 @@ def test_median_of_many_slopes_is_numpys(seed: int, m: int, kind: str) -> None:
     want = float(np.median(values))
     assert _median_of_slopes(values.copy()) == want or (np.isnan(want) and np.isnan(_median_of_slopes(values)))
     assert _median_of_slopes(values.copy(), scratch=True) == want or np.isnan(want)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.integers(2, 700),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["distinct", "tied"]),
+    st.sampled_from(["noise", "trend", "integers", "constant"]),
+)
+def test_theil_sen_is_scipys_to_the_bit(n: int, seed: int, steps: str, values: str) -> None:
+    """The Theil-Sen slope (one pair matrix up to 512 points, blocks above; the rows of a matrix at once) is
+    scipy.stats.theilslopes' slope bit for bit, pairs with equal steps left out as scipy leaves them."""
+    from dpodoctor.stats import theil_sen_slope, theil_sen_slopes
+
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.integers(0, max(2, n // 3) if steps == "tied" else 10 * n, n)).astype(float)
+    y = {
+        "noise": lambda: rng.normal(size=n),
+        "trend": lambda: 0.01 * x + rng.normal(size=n),
+        "integers": lambda: rng.integers(0, 5, n).astype(float),
+        "constant": lambda: np.full(n, 0.5),
+    }[values]()
+    with np.errstate(invalid="ignore"):  # scipy's confidence interval of a constant series takes sqrt(-0)
+        want = float(sp.theilslopes(y, x).slope) if len(np.unique(x)) > 1 else float("nan")
+    got = theil_sen_slope(x, y)
+    assert got == want or (np.isnan(got) and np.isnan(want)), (got, want)
+    if n <= 512:
+        rows = np.stack([y, y[::-1].copy()])
+        together = theil_sen_slopes(x, rows)
+        assert together[0] == got or (np.isnan(got) and np.isnan(together[0]))
+        assert together[1] == theil_sen_slope(x, rows[1]) or np.isnan(together[1])
