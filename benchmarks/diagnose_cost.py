@@ -10,7 +10,10 @@ Inputs (read, never written): the sweeps benchmarks/bench.py's make_sweep leaves
 /work/shared/real-logs) when present. Writes nothing into the checkout: run it with ``python -B`` or with
 ``PYTHONPYCACHEPREFIX`` set (as benchmarks/_measure.py does for its children) to keep ``__pycache__`` out too.
 
-    PYTHONPATH=$PWD python -B benchmarks/diagnose_cost.py [--repeat 3] [--profile sweep-600x100-noargs]
+    PYTHONPATH=$PWD python -B benchmarks/diagnose_cost.py [--repeat 3] [--profile sweep-600x100-noargs] [PATH ...]
+
+PATHs, when given, are measured instead of the sweeps and the real log (any folder or file ``dpodoctor check``
+reads).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ import pstats
 import sys
 import time
 from pathlib import Path
+
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout for the dpodoctor modules imported below
+# appended: a checkout on PYTHONPATH (or an installed dpodoctor) wins over this one, as in benchmarks/accuracy.py
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 SWEEPS = ("sweep-600x100-noargs", "sweep-6x10000-noargs")
 REAL_SLURM_LOG = "dario-translation-62116400/rm-62116400_0.out"  # the one benchmarks/bench.py uses
@@ -57,10 +64,13 @@ def main() -> None:
     parser.add_argument("--real-logs", type=Path, default=Path(real_logs))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", help="print a cProfile of one pass over this case (a sweep name or 'real')")
+    parser.add_argument("paths", nargs="*", type=Path, help="measure these instead of the sweeps and the real log")
     args = parser.parse_args()
 
     cases: list[tuple[str, Path]] = [(name, args.data / name) for name in SWEEPS]
     cases.append(("real", args.real_logs / REAL_SLURM_LOG))
+    if args.paths:
+        cases = [(str(path), path) for path in args.paths]
     for name, path in cases:
         if not path.exists():
             print(f"{name}: {path} not found, skipped")
