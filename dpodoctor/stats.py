@@ -140,6 +140,25 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     return np.where(count % 2 == 1, upper, (upper + lower) / 2)
 
 
+def trailing_median(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """pandas' ``rolling(window, min_periods=min_periods).median()`` (the window ending at each point) of finite
+    values, to the bit: the same sorted-windows construction as :func:`rolling_median`, padded at the start only.
+    NaN where the window holds fewer than ``min_periods`` points, as pandas gives."""
+    n = len(values)
+    if n == 0 or n * window > _SORTED_WINDOWS_MAX_CELLS:
+        return pd.Series(values, dtype=float).rolling(window, min_periods=min_periods).median().to_numpy()
+    padded = np.concatenate([np.full(window - 1, np.nan), values.astype(float)])
+    rows = np.sort(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)  # NaN padding sorts last
+    index = np.arange(n)
+    count = np.minimum(index + 1, window)
+    mid = count // 2
+    upper = rows[index, mid]
+    lower = rows[index, np.maximum(mid - 1, 0)]
+    out = np.where(count % 2 == 1, upper, (upper + lower) / 2)
+    out[count < min_periods] = np.nan
+    return out
+
+
 def rolling_medians(rows: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_median` of each row of a matrix, for an odd window (the sorted-windows path), to the bit."""
     m, n = rows.shape

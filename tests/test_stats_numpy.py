@@ -155,3 +155,20 @@ def test_theil_sen_is_scipys_to_the_bit(n: int, seed: int, steps: str, values: s
         together = theil_sen_slopes(x, rows)
         assert together[0] == got or (np.isnan(got) and np.isnan(together[0]))
         assert together[1] == theil_sen_slope(x, rows[1], max_points=n) or np.isnan(together[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False), max_size=400),
+    st.integers(1, 60),
+    st.integers(1, 5),
+)
+def test_trailing_median_is_pandas_rolling_median(values: list[float], window: int, min_periods: int) -> None:
+    """stats.trailing_median (sorted windows, start padded with NaN) equals pandas' rolling median to the bit."""
+    from dpodoctor.stats import trailing_median
+
+    min_periods = min(min_periods, window)
+    arr = np.array(values, dtype=float)
+    want = pd.Series(arr, dtype=float).rolling(window, min_periods=min_periods).median().to_numpy()
+    got = trailing_median(arr, window, min_periods)
+    assert np.array_equal(got, want, equal_nan=True), (got, want)

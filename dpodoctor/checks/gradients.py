@@ -179,8 +179,10 @@ def grad_spike(ctx: Context) -> Hit | Skip | None:
     if len(g) < MIN_POINTS * 2:
         return too_few(len(g), MIN_POINTS * 2)
     window = stats.window_for(len(g), 0.1, minimum=5)
-    baseline = g.rolling(window, min_periods=3).median().shift(1)
-    ratio = (g / baseline.where(baseline > 0)).to_numpy()
+    # the median of the window before each point (pandas' rolling(window, min_periods=3).median().shift(1))
+    baseline = np.r_[np.nan, stats.trailing_median(values, window, 3)[:-1]]
+    with np.errstate(invalid="ignore"):
+        ratio = values / np.where(baseline > 0, baseline, np.nan)
     spikes = np.flatnonzero(np.nan_to_num(ratio, nan=0.0) > ctx.param("factor"))
     spikes = np.array([i for i in spikes if _loss_reacts(ctx, int(g.index[int(i)]))], dtype=np.int64)
     if spikes.size == 0:
