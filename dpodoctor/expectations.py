@@ -245,14 +245,14 @@ def _reference_free_from_curves(run: Run, beta: float) -> bool:
     lp_steps, lp_values = _finite(run, "logps_chosen")
     if _one_per_step(c_steps) and _one_per_step(lp_steps):
         # the steps both logged, in step order, and each one's value there
-        common, in_c, in_lp = np.intersect1d(c_steps, lp_steps, assume_unique=True, return_indices=True)
+        _, in_c, in_lp = np.intersect1d(c_steps, lp_steps, assume_unique=True, return_indices=True)
         cv, lv = c_values[in_c], lp_values[in_lp]
     else:  # a hand-built frame with a repeated step: pandas' label alignment, every value of a repeated step
         c = pd.Series(c_values, index=c_steps)
         lp = pd.Series(lp_values, index=lp_steps)
         common = c.index.intersection(lp.index)
         cv, lv = c[common].to_numpy(), lp[common].to_numpy()
-    if len(common) < 1:
+    if len(cv) < 1:  # no step both logged
         return False
     ok = np.abs(lv) > 1e-6
     if not ok.any():
