@@ -87,7 +87,7 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
     if not falling and len(train_after) >= 3:
         level_then = stats.median(train_after.to_numpy()[:3])
         level_end = stats.median(train_after.to_numpy()[-3:])
-        falling = level_then - level_end > max(stats.noise_sigma(train), 0.02)
+        falling = level_then - level_end > max(ctx.noise("loss", "train"), 0.02)
     if not falling:
         return None
     c = ctx.curve("loss", "eval")

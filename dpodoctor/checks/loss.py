@@ -174,7 +174,7 @@ def loss_spike(ctx: Context) -> Hit | Skip | None:
     if n < MIN_POINTS * 3:
         return too_few(n, MIN_POINTS * 3)
     values = s.to_numpy()
-    sigma = max(stats.noise_sigma(s), 1e-12)
+    sigma = max(ctx.noise("loss"), 1e-12)
     window = stats.window_for(n, 0.1, minimum=5)
     short = s.rolling(3, center=True, min_periods=3).median().to_numpy()
     baseline = s.rolling(window, min_periods=window).median().shift(2).to_numpy()
@@ -379,7 +379,7 @@ def loss_rising(ctx: Context) -> Hit | Skip | None:
         return too_few(len(s), MIN_POINTS * 2)
     half = s.iloc[len(s) // 2 :]
     t = stats.trend(half)
-    sigma = stats.noise_sigma(s)
+    sigma = ctx.noise("loss")
     if t.slope <= 0 or not t.significant() or t.change < max(ctx.param("min_rise"), sigma):
         return None
     first, last = span_of(half)
