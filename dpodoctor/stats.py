@@ -458,7 +458,9 @@ def _inversions(values: np.ndarray) -> int:
         right_keys, right_pair = keys[is_right], pair[is_right]
         end_of_pair = np.searchsorted(left, (right_pair + 1) * span, side="left")
         total += int((end_of_pair - np.searchsorted(left, right_keys, side="right")).sum())
-        a = np.sort(keys) - pair * span  # a pair's keys stay within its positions, so this merges every pair
+        # a pair's keys stay within its positions, so this merges every pair; stable = timsort, which finds the two
+        # sorted runs of each pair and merges them (the default introsort re-sorts them: 1.5x the time at 10k)
+        a = np.sort(keys, kind="stable") - pair * span
         width *= 2
     return total
 
