@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from dpodoctor import stats
 from dpodoctor.api import load
 from dpodoctor.checks import RULES, diagnose_run
+from dpodoctor.checks.loss import spike_levels
 from dpodoctor.model import Run
 from dpodoctor.results import Severity
 from dpodoctor.rules import CODE_RE, SECTIONS, Context, parse_sections
@@ -254,3 +255,18 @@ def test_context_noise_is_noise_sigma_of_the_series(source: str) -> None:
     assert compared  # at least one noisy curve was compared
     if source == "repeated":
         assert ctx.curve("loss", "train").n == len(ctx.series("loss", "train")) - 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False), min_size=3, max_size=400),
+    window=st.sampled_from([5, 7, 11, 41, 101]),
+)
+def test_spike_levels_are_pandas_rolling_medians(values: list[float], window: int) -> None:
+    """DPO102's levels equal the pandas expressions they replaced, to the bit (ties, ends, short curves)."""
+    s = pd.Series(values, dtype=float)
+    short, baseline = spike_levels(s.to_numpy(), window)
+    expected_short = s.rolling(3, center=True, min_periods=3).median().to_numpy()
+    expected_baseline = s.rolling(window, min_periods=window).median().shift(2).to_numpy()
+    assert np.array_equal(short, expected_short, equal_nan=True)
+    assert np.array_equal(baseline, expected_baseline, equal_nan=True)

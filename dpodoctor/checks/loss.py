@@ -136,6 +136,18 @@ def loss_stuck_ln2(ctx: Context) -> Hit | Skip | None:
     )
 
 
+def spike_levels(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The loss spike's two levels of finite values (at least 3) in step order: the centred 3-point median (NaN at
+    both ends) and the median of the ``window`` points ending two points earlier (NaN until there are that many).
+
+    pandas' ``rolling(3, center=True, min_periods=3).median()`` and ``rolling(window, min_periods=window).median()
+    .shift(2)``, to the bit, without a pandas Series and rolling object each (~0.5 ms a call on a 100-point curve).
+    """
+    short = np.r_[np.nan, stats.rolling_median(values, 3)[1:-1], np.nan]
+    baseline = np.r_[np.nan, np.nan, stats.trailing_median(values, window, window)[:-2]]
+    return short, baseline
+
+
 @rule(
     "DPO102",
     "loss-spike",
@@ -176,8 +188,7 @@ def loss_spike(ctx: Context) -> Hit | Skip | None:
     values = s.to_numpy()
     sigma = max(ctx.noise("loss"), 1e-12)
     window = stats.window_for(n, 0.1, minimum=5)
-    short = s.rolling(3, center=True, min_periods=3).median().to_numpy()
-    baseline = s.rolling(window, min_periods=window).median().shift(2).to_numpy()
+    short, baseline = spike_levels(values, window)
     # "drops, then spikes": the level before the jump must be below the start. The start is the median of the
     # first window, since three noisy points can sit anywhere.
     start = stats.head(s, points=window)
