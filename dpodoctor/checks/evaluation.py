@@ -134,8 +134,8 @@ def eval_not_learning(ctx: Context) -> Hit | Skip | None:
     """
     if not ctx.run.has("accuracy", "eval") or not ctx.run.has("accuracy", "train"):
         return Skip("train and eval accuracy")
-    train = stats.late(ctx.series("accuracy", "train"))
-    ev = stats.late(ctx.series("accuracy", "eval"))
+    train = ctx.late("accuracy", "train")
+    ev = ctx.late("accuracy", "eval")
     if len(train) < MIN_POINTS or len(ev) < 3:
         return too_few(min(len(train), len(ev)), MIN_POINTS)
     train_median, how = ctx.accuracy_level("train")  # the mean when batch-1 accuracies are only 0 or 1

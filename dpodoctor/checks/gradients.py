@@ -81,7 +81,7 @@ def grad_dead(ctx: Context) -> Hit | Skip | None:
             else:
                 reasons.append(f"grad_norm is 0 at {zero:.0%} of {len(g)} logged steps")
             steps = g
-    loss = stats.late(ctx.series("loss"))
+    loss = ctx.late("loss")
     if len(loss) >= MIN_POINTS:
         spread = float(np.quantile(loss.to_numpy(), 0.95) - np.quantile(loss.to_numpy(), 0.05))
         evidence["loss_spread"] = rounded(spread)

@@ -75,7 +75,7 @@ def loss_stuck_ln2(ctx: Context) -> Hit | Skip | None:
     Example:
         loss   0.693 0.693 0.693 0.693 0.693 0.693   (lr=1e-9)
     """
-    s = stats.late(ctx.series("loss"))
+    s = ctx.late("loss")
     phase = ctx.expect.phase
     absurd_lr = phase.peak_lr is not None and 0 < phase.peak_lr < ctx.param("absurd_lr") and not phase.warming_up
     # a learning rate too low to move the weights is a level: three points at the start then suffice; a loss
