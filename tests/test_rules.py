@@ -270,3 +270,19 @@ def test_spike_levels_are_pandas_rolling_medians(values: list[float], window: in
     expected_baseline = s.rolling(window, min_periods=window).median().shift(2).to_numpy()
     assert np.array_equal(short, expected_short, equal_nan=True)
     assert np.array_equal(baseline, expected_baseline, equal_nan=True)
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_inconsistent_margins_aligned_and_gapped(gaps: bool) -> None:
+    """DPO004 compares the steps all three metrics logged: the same steps (the direct path) or, when chosen has
+    non-finite points, only the common ones (the intersection)."""
+    data = curves(200, seed=11)
+    data["margins"] = data["chosen"] - data["rejected"] + 0.5  # not chosen − rejected
+    if gaps:
+        data["chosen"] = data["chosen"].copy()
+        data["chosen"][[3, 50, 51]] = np.nan
+    finding = codes(data)["DPO004"]
+    expected = 200 - 3 if gaps else 200
+    assert finding.evidence == {"inconsistent_steps": expected, "steps_compared": expected}  # type: ignore[attr-defined]
+    data["margins"] = data["chosen"] - data["rejected"]
+    assert "DPO004" not in codes(data)
