@@ -263,26 +263,121 @@ def summarize(series: pd.Series, split: str = "train", metric: str | None = None
 
 def summarize_arrays(raw_steps: np.ndarray, raw_values: np.ndarray, split: str, name: str) -> CurveSummary:
     """:func:`summarize` of a curve's steps and values, already in step order (NaN/inf counted, not summarised)."""
+    return summarize_many([(split, name, raw_steps, raw_values)])[0]
+
+
+def _finite_points(raw_steps: np.ndarray, raw_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A curve's finite points, one per step (the last one logged at a repeated step), and how many were not
+    finite."""
     raw_values = raw_values.astype(float, copy=False)
     keep = np.isfinite(raw_values)
-    n_nonfinite = int(len(raw_values) - np.count_nonzero(keep))
-    steps, values = raw_steps[keep], raw_values[keep]
-    if len(steps) > 1:  # one point per step: the last one logged at a repeated step
-        last_of_step = np.append(steps[1:] != steps[:-1], True)
-        if not last_of_step.all():
+    if keep.all():  # the usual case: the input itself, no copy (a 600k-point curve is ~10 MB a copy)
+        n_nonfinite, steps, values = 0, raw_steps, raw_values
+    else:
+        n_nonfinite = int(len(raw_values) - np.count_nonzero(keep))
+        steps, values = raw_steps[keep], raw_values[keep]
+    if len(steps) > 1:
+        new_step = steps[1:] != steps[:-1]
+        if not new_step.all():
+            last_of_step = np.append(new_step, True)
             steps, values = steps[last_of_step], values[last_of_step]
+    # read-only views: a summary may share memory with its input (the run's frame), so nothing may write through it
+    steps, values = steps.astype(np.int64, copy=False).view(), values.view()
+    steps.flags.writeable = False
+    values.flags.writeable = False
+    return steps, values, n_nonfinite
+
+
+# Curves up to this many points that share their steps are summarised together, one numpy expression per statistic
+# for all of them (every pair slope in one matrix): a short run's two dozen curves otherwise pay numpy's call
+# overhead two dozen times over. Longer curves cost their work, not their calls, and are summarised one by one.
+_BATCH_MAX_POINTS = 256
+
+
+def summarize_many(curves: list[tuple[str, str, np.ndarray, np.ndarray]]) -> list[CurveSummary]:
+    """:func:`summarize_arrays` of each (split, name, steps, values) curve, to the bit, in the same order.
+
+    Why together: the slope, the levelling test and the noise scale are the same few numpy expressions for every
+    curve, and curves logged at the same steps (every train metric of a run) can share each expression: one pair
+    matrix, one partition, one sort of the rolling windows, row by row. Every row gets exactly the numbers its own
+    summary would (the same order statistics, sums and divisions; :func:`~dpodoctor.stats.theil_sen_slopes`).
+    """
+    points = [_finite_points(steps, values) for _, _, steps, values in curves]
+    shared: dict[bytes, list[int]] = {}
+    for index, (steps, _, _) in enumerate(points):
+        if 3 <= len(steps) <= _BATCH_MAX_POINTS:
+            shared.setdefault(steps.tobytes(), []).append(index)
+    judged: dict[int, tuple[float, float, bool]] = {}  # index -> (slope, noise, levelled)
+    for members in shared.values():
+        steps = points[members[0]][0]
+        rows = np.stack([points[i][1] for i in members])
+        for index, result in zip(members, _trend_rows(steps, rows), strict=True):
+            judged[index] = result
+    out = []
+    for index, ((split, name, _, raw_values), (steps, values, n_nonfinite)) in enumerate(
+        zip(curves, points, strict=True)
+    ):
+        if index not in judged and len(values):
+            n = len(values)
+            noise = stats.noise_sigma_of(values) if n >= 3 else 0.0
+            judged[index] = (_slope(steps, values), noise, _levelled_off(steps, values, noise if n >= 3 else None))
+        out.append(_summary(split, name, steps, values, n_nonfinite, len(raw_values), judged.get(index)))
+    return out
+
+
+def _trend_rows(steps: np.ndarray, rows: np.ndarray) -> list[tuple[float, float, bool]]:
+    """(slope, noise, levelled) of each row of ``rows``, curves of 3 to 256 finite points logged at ``steps``: what
+    :func:`_slope`, :func:`stats.noise_sigma_of` and :func:`_levelled_off` give each row alone."""
+    m, n = rows.shape
+    flat = np.ptp(rows, axis=1) == 0.0  # a constant curve has slope 0, as _slope says
+    slopes = _row_slopes(steps, rows, flat)
+    noise = stats.noise_sigmas_of(rows)
+    third = n // 3
+    if third < 3:
+        return [(float(slopes[r]), float(noise[r]), False) for r in range(m)]
+    early = np.abs(_row_slopes(steps[:third], rows[:, :third], np.ptp(rows[:, :third], axis=1) == 0.0))
+    late_steps = steps[-third:]
+    late = np.abs(_row_slopes(late_steps, rows[:, -third:], np.ptp(rows[:, -third:], axis=1) == 0.0))
+    span = float(late_steps[-1] - late_steps[0]) or 1.0
+    out = []
+    for r in range(m):
+        e, lt, sigma = float(early[r]), float(late[r]), float(noise[r])
+        levelled = (lt == 0) if e == 0 else (lt < 0.3 * e or lt * span < sigma)
+        out.append((float(slopes[r]), sigma, levelled))
+    return out
+
+
+def _row_slopes(steps: np.ndarray, rows: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """:func:`_slope` of each row (3 to 256 points, no thinning needed): 0 for a flat row or a non-finite slope."""
+    slopes = stats.theil_sen_slopes(steps.astype(float), rows)
+    slopes[flat | ~np.isfinite(slopes)] = 0.0
+    return slopes
+
+
+def _summary(
+    split: str,
+    name: str,
+    steps: np.ndarray,
+    values: np.ndarray,
+    n_nonfinite: int,
+    n_raw: int,
+    judged: tuple[float, float, bool] | None,
+) -> CurveSummary:
+    """The summary of one curve's finite points, with its (slope, noise, levelled) already judged."""
     n = len(values)
-    steps = steps.astype(np.int64)
-    if n == 0:
+    if n == 0 or judged is None:
         nan = float("nan")
         return CurveSummary(
-            split, name, 0, len(raw_values), None, nan, None, nan, nan, 0, nan, 0, None, nan, None, nan, 0.0, 0.0,
+            split, name, 0, n_raw, None, nan, None, nan, nan, 0, nan, 0, None, nan, None, nan, 0.0, 0.0,
             0.0, False, 0, steps, values,
         )  # fmt: skip
+    slope, noise, levelled = judged
     k = level_points(n)
-    imin, imax = int(np.argmin(values)), int(np.argmax(values))
-    slope = _slope(steps, values)
-    noise = stats.noise_sigma_of(values) if n >= 3 else 0.0
+    if n <= _BATCH_MAX_POINTS:  # a short curve: Python's min/max/index (first occurrence, as argmin) beat numpy's calls
+        listed = values.tolist()
+        imin, imax = listed.index(min(listed)), listed.index(max(listed))
+    else:
+        imin, imax = int(np.argmin(values)), int(np.argmax(values))
     return CurveSummary(
         split=split,
         metric=name,
@@ -292,9 +387,9 @@ def summarize_arrays(raw_steps: np.ndarray, raw_values: np.ndarray, split: str, 
         first_value=float(values[0]),
         last_step=int(steps[-1]),
         last_value=float(values[-1]),
-        start=float(np.median(values[:k])),
+        start=stats.median(values[:k]),
         start_points=k,
-        end=float(np.median(values[-k:])),
+        end=stats.median(values[-k:]),
         end_points=k,
         min_step=int(steps[imin]),
         min_value=float(values[imin]),
@@ -303,16 +398,15 @@ def summarize_arrays(raw_steps: np.ndarray, raw_values: np.ndarray, split: str, 
         noise=noise,
         slope=slope,
         change=slope * float(steps[-1] - steps[0]),
-        levelled=_levelled_off(steps, values, noise if n >= 3 else None),
-        interval=int(np.median(np.diff(steps))) if n > 1 else 0,
+        levelled=levelled,
+        interval=int(stats.median(np.diff(steps))) if n > 1 else 0,
         steps=steps,
         values=values,
     )
 
 
 def summarize_run(run: Run) -> dict[tuple[str, str], CurveSummary]:
-    """Every (split, metric) curve of a run, summarised once."""
-    return {
-        (split, metric): summarize_arrays(*run.arrays(metric, split), split, metric)  # type: ignore[arg-type]
-        for split, metric in run.metrics
-    }
+    """Every (split, metric) curve of a run, summarised once (together: :func:`summarize_many`)."""
+    keys = run.metrics
+    curves = [(split, metric, *run.arrays(metric, split)) for split, metric in keys]  # type: ignore[arg-type]
+    return dict(zip(keys, summarize_many(curves), strict=True))

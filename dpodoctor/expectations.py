@@ -26,8 +26,9 @@ from dpodoctor.model import Ended, Run
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 else:
-    from dpodoctor._lazy import np
+    from dpodoctor._lazy import np, pd
 
 # Loss types whose value at the start is −log σ(0) = ln 2 and that fall toward 0 as the margin grows: the "stuck at
 # ln 2" and "collapsed to 0" readings of the sigmoid loss apply to them.
@@ -221,24 +222,45 @@ def _logged(run: Run) -> set[str]:
     return {m for _, m in run.metrics}
 
 
+def _finite(run: Run, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and finite values of a train metric, in step order: ``stats.finite(run.series(metric))`` as arrays (a
+    pandas Series costs ~100 µs to build, and these are read once per run for every run of a sweep)."""
+    steps, values = run.arrays(metric)
+    values = values.astype(float, copy=False)
+    keep = np.isfinite(values)
+    return (steps, values) if keep.all() else (steps[keep], values[keep])
+
+
+def _one_per_step(steps: np.ndarray) -> bool:
+    """True when the steps strictly increase (what every reader's frame gives; a hand-built one may repeat)."""
+    return len(steps) < 2 or bool((steps[1:] > steps[:-1]).all())
+
+
 def _reference_free_from_curves(run: Run, beta: float) -> bool:
     """CPO/SimPO/ORPO log rewards = β·logps (no reference): then rewards/chosen tracks β × logps/chosen exactly
     and sits far below 0 from the first log, where a reference-based reward starts at 0."""
     if not (run.has("chosen") and run.has("logps_chosen")):
         return False
-    c = stats.finite(run.series("chosen"))
-    lp = stats.finite(run.series("logps_chosen"))
-    common = c.index.intersection(lp.index)
-    if len(common) < 1:
+    c_steps, c_values = _finite(run, "chosen")
+    lp_steps, lp_values = _finite(run, "logps_chosen")
+    if _one_per_step(c_steps) and _one_per_step(lp_steps):
+        # the steps both logged, in step order, and each one's value there
+        _, in_c, in_lp = np.intersect1d(c_steps, lp_steps, assume_unique=True, return_indices=True)
+        cv, lv = c_values[in_c], lp_values[in_lp]
+    else:  # a hand-built frame with a repeated step: pandas' label alignment, every value of a repeated step
+        c = pd.Series(c_values, index=c_steps)
+        lp = pd.Series(lp_values, index=lp_steps)
+        common = c.index.intersection(lp.index)
+        cv, lv = c[common].to_numpy(), lp[common].to_numpy()
+    if len(cv) < 1:  # no step both logged
         return False
-    cv, lv = c[common].to_numpy(), lp[common].to_numpy()
     ok = np.abs(lv) > 1e-6
     if not ok.any():
         return False
     ratio = cv[ok] / lv[ok]
     spread = float(np.ptp(ratio)) if len(ratio) > 1 else 0.0
-    level = float(np.median(ratio))
-    return level > 0 and spread <= 0.02 * level + 1e-9 and float(np.median(cv[ok])) < -0.5 * beta
+    level = stats.median(ratio)
+    return level > 0 and spread <= 0.02 * level + 1e-9 and stats.median(cv[ok]) < -0.5 * beta
 
 
 def loss_family(run: Run, beta: float) -> LossFamily:
@@ -333,16 +355,16 @@ def phase(run: Run) -> Phase:
     planned_epochs = _number(cfg.get("num_train_epochs"))
     last_epoch: float | None = None
     if run.has("epoch"):
-        epochs = stats.finite(run.series("epoch"))
-        last_epoch = float(epochs.iloc[-1]) if len(epochs) else None
+        epochs = _finite(run, "epoch")[1]
+        last_epoch = float(epochs[-1]) if len(epochs) else None
     if fraction is None and planned_epochs and planned_epochs > 0 and last_epoch is not None:
         # max_steps=-1 (train by epochs): the logged epoch against the planned epochs is the fraction done
         fraction = last_epoch / planned_epochs
-    lr = stats.finite(run.series("learning_rate")) if run.has("learning_rate") else None
+    lr = _finite(run, "learning_rate")[1] if run.has("learning_rate") else None
     first_lr = last_lr = peak_lr = None
     warming = False
     if lr is not None and len(lr):
-        values = lr.to_numpy()
+        values = lr
         first_lr, last_lr, peak_lr = float(values[0]), float(values[-1]), float(values.max())
         tail = values[-max(2, len(values) // 4) :]
         rising_at_end = len(values) >= 2 and bool(np.all(np.diff(tail) >= 0)) and tail[-1] > tail[0]
@@ -367,7 +389,7 @@ def phase(run: Run) -> Phase:
 
 def _quantum(values: Iterable[float]) -> float | None:
     """The spacing of logged accuracies (1/pairs per logged value), when they sit on a coarse grid."""
-    arr = np.asarray(list(values), dtype=float)
+    arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
     arr = arr[np.isfinite(arr)]
     if len(arr) < 3 or len(np.unique(arr)) < 2:
         return None  # a constant accuracy (a dead run's 0.0) says nothing about how many pairs it averages
@@ -380,14 +402,14 @@ def _quantum(values: Iterable[float]) -> float | None:
 
 def noise(run: Run) -> Noise:
     cfg = _config(run)
-    loss = stats.finite(run.series("loss")) if run.has("loss") else None
-    if loss is not None and len(loss) > 1:
-        interval = int(np.median(np.diff(loss.index.to_numpy())))
+    loss_steps = _finite(run, "loss")[0] if run.has("loss") else None
+    if loss_steps is not None and len(loss_steps) > 1:
+        interval = int(stats.median(np.diff(loss_steps)))
     else:
         interval = _int(cfg, "logging_steps") or 0
     batch = _int(cfg, "per_device_train_batch_size", "train_batch_size", "batch_size")
-    acc = stats.finite(run.series("accuracy")) if run.has("accuracy") else None
-    quantum = _quantum(acc.to_numpy()) if acc is not None else None
+    acc = _finite(run, "accuracy")[1] if run.has("accuracy") else None
+    quantum = _quantum(acc) if acc is not None else None
     return Noise(interval, batch, quantum)
 
 

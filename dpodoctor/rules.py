@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
-from dpodoctor.curve import CurveSummary, fixed, fmt, summarize
+from dpodoctor.curve import CurveSummary, fixed, fmt, summarize, summarize_run
 from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
 from dpodoctor.model import Run
@@ -174,6 +174,9 @@ class Context:
         self.beta_assumed = beta is None and not (run.beta is not None and run.beta > 0)
         self._params = params or {}
         self._cache: dict[tuple[str, str], pd.Series] = {}
+        self._finite: dict[tuple[str, str], pd.Series] = {}
+        self._late: dict[tuple[str, str], pd.Series] = {}
+        self._learning: tuple[bool, str] | None = None
         self._curves: dict[tuple[str, str], CurveSummary] = {}
         self.current: Rule | None = None
         # what a healthy run of this setup looks like (loss family, phase, noise): the rules judge against it
@@ -186,9 +189,26 @@ class Context:
         """The one summary of a curve (computed once per run): what messages quote and reporters print."""
         split = split or self.split_for(metric)
         key = (split, metric)
-        if key not in self._curves:
+        if not self._curves:  # every curve of the run at once: they share their numpy work (summarize_run)
+            self._curves.update(summarize_run(self.run))
+        if key not in self._curves:  # a curve the run does not log: the empty summary
             self._curves[key] = summarize(self.raw(metric, split), split, metric)
         return self._curves[key]
+
+    def noise(self, metric: str, split: Split | None = None) -> float:
+        """:func:`stats.noise_sigma` of :meth:`series` (the whole finite curve), read from its summary.
+
+        Why: the summary computed that very number (the same finite points, one per step, the same rolling median
+        and MADs), and a 10k-point curve's rolling median costs ~9 ms. The series and the summary hold the same
+        points exactly when they have as many: the summary drops only non-finite points, as the series does, and
+        repeated steps, which a series from a hand-built frame may keep (then the noise is computed here).
+        """
+        split = split or self.split_for(metric)
+        s = self.series(metric, split)
+        if len(s) < 3:
+            return 0.0
+        curve = self.curve(metric, split)
+        return curve.noise if curve.n == len(s) else stats.noise_sigma(s)
 
     def curves(self) -> dict[tuple[str, str], CurveSummary]:
         """Every logged curve of the run, summarised (reusing the ones the rules already asked for)."""
@@ -210,11 +230,32 @@ class Context:
         return self._cache[key]
 
     def series(self, metric: str, split: Split | None = None) -> pd.Series:
-        """Finite values of one metric, indexed by step."""
-        return stats.finite(self.raw(metric, split))
+        """Finite values of one metric, indexed by step (filtered once per run: the rules ask hundreds of times)."""
+        split = split or self.split_for(metric)
+        key = (split, metric)
+        cached = self._finite.get(key)
+        if cached is None:
+            cached = self._finite[key] = stats.finite(self.raw(metric, split))
+        return cached
+
+    def late(self, metric: str, split: Split | None = None) -> pd.Series:
+        """:func:`stats.late` of :meth:`series`, sliced once per run (a pandas slice costs ~0.1 ms, and the rules
+        ask for the late accuracy, margins and loss a dozen times a run)."""
+        split = split or self.split_for(metric)
+        key = (split, metric)
+        cached = self._late.get(key)
+        if cached is None:
+            cached = self._late[key] = stats.late(self.series(metric, split))
+        return cached
 
     def has(self, metric: str) -> bool:
-        return len(self.series(metric)) > 0
+        """True when the metric has a finite point in the split it is judged on (read from the run's arrays: a rule
+        that needs a metric asks for it, and building its Series only to see it is there cost ~0.1 ms)."""
+        split = self.split_for(metric)
+        cached = self._finite.get((split, metric))
+        if cached is not None:
+            return len(cached) > 0
+        return self.run.has(metric, split) and bool(np.isfinite(self.run.arrays(metric, split)[1]).any())
 
     @property
     def beta_label(self) -> str:
@@ -227,26 +268,33 @@ class Context:
         return reward / self.beta
 
     def late_median(self, metric: str) -> float:
-        s = stats.late(self.series(metric))
-        return float(np.median(s.to_numpy())) if len(s) else float("nan")
+        s = self.late(metric)
+        return stats.median(s.to_numpy()) if len(s) else float("nan")
 
     def accuracy_level(self, split: Split | None = None) -> tuple[float, str]:
         """The late accuracy level and how it was taken: the median, or the mean when each logged value averages so
         few pairs (batch size 1 logged every step gives only 0 or 1) that a median is 0 or 1 whatever the model does.
         """
-        s = stats.late(self.series("accuracy", split))
+        s = self.late("accuracy", split)
         if not len(s):
             return float("nan"), "median"
         if self.expect.noise.coarse_accuracy:
             return float(np.mean(s.to_numpy())), "mean"
-        return float(np.median(s.to_numpy())), "median"
+        return stats.median(s.to_numpy()), "median"
 
     def learning(self) -> tuple[bool, str]:
         """Is there evidence the preference is being learned, apart from the loss? (accuracy, margins in nats)
 
         Accuracy counts only beside a margin that is not ~0: margins of 1e-5 nats order chosen above rejected by
-        rounding, and an accuracy of 0.65 on them says nothing.
+        rounding, and an accuracy of 0.65 on them says nothing. Judged once per run (several rules ask; it reads
+        only the run and β, never the rule asking).
         """
+        if self._learning is None:
+            self._learning = self._judge_learning()
+        return self._learning
+
+    def _judge_learning(self) -> tuple[bool, str]:
+        """:meth:`learning`, computed."""
         parts: list[str] = []
         learning = False
         margin_nats: float | None = None
@@ -261,7 +309,7 @@ class Context:
             noise = self.expect.noise
             if how == "mean" and noise.accuracy_quantum:
                 # batch-1 accuracies are a binomial sample: above chance when two standard errors clear 0.5
-                pairs = len(stats.late(self.series("accuracy"))) / noise.accuracy_quantum
+                pairs = len(self.late("accuracy")) / noise.accuracy_quantum
                 se = float(np.sqrt(max(acc * (1 - acc), 0.0625) / max(pairs, 1.0)))
                 learning |= acc - 2 * se > 0.5 and separated
         if margin_nats is not None:

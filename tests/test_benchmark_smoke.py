@@ -26,3 +26,25 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     out = proc.stdout
     for line in ("dpodoctor check, no cache", "warm cache (re-check)", "== stdout:", "== SwanLab 0.10"):
         assert line in out, out
+
+
+def test_diagnose_cost_script_times_the_rules_per_run() -> None:
+    """benchmarks/diagnose_cost.py (the rules' CPU per run) still runs, on a committed fixture, and says what it
+    measured; a missing input is named and skipped, not a crash."""
+    fixture = ROOT / "tests" / "fixtures" / "trl" / "healthy"
+    missing = ROOT / "tests" / "fixtures" / "no-such-run"
+    script = ROOT / "benchmarks" / "diagnose_cost.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--repeat", "1", str(fixture), str(missing)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line, skipped = proc.stdout.strip().splitlines()[-2:]
+    assert skipped == f"{missing}: {missing} not found, skipped", proc.stdout
+    assert line.startswith(f"{fixture}: 1 runs, ") and "ms CPU per run (best of 1)" in line, proc.stdout
+    ms = float(line.split("diagnose_run ")[1].split(" ms")[0])
+    assert ms > 0

@@ -75,3 +75,42 @@ def test_levels_lie_within_the_curve(values: list[float]) -> None:
 def test_summarize_run_covers_every_metric() -> None:
     run = dpodoctor.load(FIXTURES / "healthy")[0]
     assert set(summarize_run(run)) == set(run.metrics)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300),
+    st.integers(1, 6),
+    st.sampled_from(["noise", "trend", "flat", "nan", "ties"]),
+)
+def test_summaries_together_equal_each_alone(seed: int, n: int, curves: int, kind: str) -> None:
+    """summarize_many (curves at the same steps share one pair matrix, one sort, one partition) gives every curve
+    exactly the summary it gets alone: same slope, noise, levels and levelling, to the bit."""
+    from dpodoctor.curve import _finite_points, _levelled_off, _slope, summarize_many
+    from dpodoctor.stats import noise_sigma_of
+
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.integers(1, 4, n)).astype(np.int64)
+    rows = []
+    for _ in range(curves):
+        values = {
+            "noise": lambda: rng.normal(size=n),
+            "trend": lambda: 0.01 * steps + rng.normal(size=n) * 0.1,
+            "flat": lambda: np.full(n, 0.6931),
+            "nan": lambda: np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+            "ties": lambda: rng.integers(0, 3, n) / 2.0,
+        }[kind]()
+        rows.append(("train", f"m{len(rows)}", steps, values))
+    together = summarize_many(rows)
+    for (_, name, s, v), got in zip(rows, together, strict=True):
+        fs, fv, bad = _finite_points(s, v)
+        assert got.metric == name and got.n == len(fv) and got.n_nonfinite == bad
+        if len(fv) == 0:
+            continue
+        noise = noise_sigma_of(fv) if len(fv) >= 3 else 0.0
+        assert got.slope == _slope(fs, fv)
+        assert got.noise == noise
+        assert got.levelled == _levelled_off(fs, fv, noise if len(fv) >= 3 else None)
+        assert got.start == float(np.median(fv[: got.start_points]))
+        assert got.end == float(np.median(fv[-got.end_points :]))

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dpodoctor import stats
+from dpodoctor.api import load
 from dpodoctor.checks import RULES, diagnose_run
+from dpodoctor.checks.loss import spike_levels
+from dpodoctor.model import Run
 from dpodoctor.results import Severity
-from dpodoctor.rules import CODE_RE, SECTIONS, parse_sections
+from dpodoctor.rules import CODE_RE, SECTIONS, Context, parse_sections
 from tests.synthetic import LN2, curves, make_run, rise
 
 SEEDS = st.integers(min_value=0, max_value=2**31 - 1)
@@ -214,3 +220,69 @@ def test_registry_is_sorted_unique_and_documented() -> None:
 @pytest.mark.parametrize("code", ["DPO001", "DPO101", "DPO102", "DPO103", "DPO201", "DPO202", "DPO301"])
 def test_seed_codes_exist(code: str) -> None:
     assert code in RULES
+
+
+def _repeated_step_run() -> Run:
+    """A hand-built frame (not in make_frame's order) whose loss logs step 5 twice: the series keeps both points,
+    the summary keeps the last, so the two hold different points."""
+    steps = [*range(40), 5]
+    values = [*(LN2 - 0.01 * t + 0.02 * math.sin(t) for t in range(40)), 0.1]
+    frame = pd.DataFrame(
+        {"split": "train", "metric": "loss", "step": steps, "value": values, "wall_time": np.nan},
+    )
+    return Run(name="hand-built", path=Path("hand-built"), source="test", frame=frame)
+
+
+@pytest.mark.parametrize("source", ["trl/healthy", "trl/overfit", "diagnosis/noise_0.3", "nan", "repeated"])
+def test_context_noise_is_noise_sigma_of_the_series(source: str) -> None:
+    """Context.noise reads the curve summary's noise; it must be stats.noise_sigma of the rules' series, to the bit
+    (and computed afresh when the series keeps a repeated step the summary dropped)."""
+    if source == "nan":
+        data = curves(300, seed=5)
+        data["loss"] = data["loss"].copy()
+        data["loss"][[10, 200]] = [np.nan, -np.inf]
+        run = make_run(data)
+    elif source == "repeated":
+        run = _repeated_step_run()
+    else:
+        run = load(Path(__file__).parent / "fixtures" / source)[0]
+    ctx = Context(run)
+    compared = 0
+    for split, metric in run.metrics:
+        expected = stats.noise_sigma(ctx.series(metric, split))  # type: ignore[arg-type]
+        assert ctx.noise(metric, split) == expected  # type: ignore[arg-type]
+        compared += expected > 0
+    assert compared  # at least one noisy curve was compared
+    if source == "repeated":
+        assert ctx.curve("loss", "train").n == len(ctx.series("loss", "train")) - 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False), min_size=3, max_size=400),
+    window=st.sampled_from([5, 7, 11, 41, 101]),
+)
+def test_spike_levels_are_pandas_rolling_medians(values: list[float], window: int) -> None:
+    """DPO102's levels equal the pandas expressions they replaced, to the bit (ties, ends, short curves)."""
+    s = pd.Series(values, dtype=float)
+    short, baseline = spike_levels(s.to_numpy(), window)
+    expected_short = s.rolling(3, center=True, min_periods=3).median().to_numpy()
+    expected_baseline = s.rolling(window, min_periods=window).median().shift(2).to_numpy()
+    assert np.array_equal(short, expected_short, equal_nan=True)
+    assert np.array_equal(baseline, expected_baseline, equal_nan=True)
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_inconsistent_margins_aligned_and_gapped(gaps: bool) -> None:
+    """DPO004 compares the steps all three metrics logged: the same steps (the direct path) or, when chosen has
+    non-finite points, only the common ones (the intersection)."""
+    data = curves(200, seed=11)
+    data["margins"] = data["chosen"] - data["rejected"] + 0.5  # not chosen − rejected
+    if gaps:
+        data["chosen"] = data["chosen"].copy()
+        data["chosen"][[3, 50, 51]] = np.nan
+    finding = codes(data)["DPO004"]
+    expected = 200 - 3 if gaps else 200
+    assert finding.evidence == {"inconsistent_steps": expected, "steps_compared": expected}  # type: ignore[attr-defined]
+    data["margins"] = data["chosen"] - data["rejected"]
+    assert "DPO004" not in codes(data)

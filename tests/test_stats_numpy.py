@@ -72,3 +72,103 @@ def test_trend_of_a_long_rising_series_is_significant_with_scipys_tau() -> None:
     t = trend(pd.Series(values, index=steps))
     assert t.tau == float(sp.kendalltau(steps, values).statistic)
     assert t.significant() and t.slope > 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**40), 2**40).map(float)),
+        max_size=600,
+    ),
+    st.booleans(),
+)
+def test_median_is_numpys_to_the_bit(values: list[float], as_int: bool) -> None:
+    """stats.median (sorted Python list up to 256 values, one partition above) equals np.median bit for bit: the
+    same middle values, the same (a + b) / 2, NaN for a NaN anywhere or for no values."""
+    import warnings
+
+    from dpodoctor.stats import median
+
+    arr = np.array(values, dtype=float)
+    if as_int:
+        arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=-1.0).clip(-(2**40), 2**40).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = float(np.median(arr)) if len(arr) else float("nan")
+    got = median(arr)
+    assert (np.isnan(want) and np.isnan(got)) or got == want, (got, want)
+    assert median(list(arr)) == got or (np.isnan(got) and np.isnan(median(list(arr))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300_000),
+    st.sampled_from(["normal", "sorted", "reversed", "ties", "periodic", "heavy_tail", "inf"]),
+)
+def test_median_of_many_slopes_is_numpys(seed: int, m: int, kind: str) -> None:
+    """The bracketed selection (a strided sample, a count below the bracket, a partition inside it) gives np.median's
+    value to the bit, on orders and ties chosen to mislead the sample (it then partitions everything)."""
+    from dpodoctor.stats import _median_of_slopes
+
+    rng = np.random.default_rng(seed)
+    values = {
+        "normal": lambda: rng.normal(size=m),
+        "sorted": lambda: np.sort(rng.normal(size=m)),
+        "reversed": lambda: np.sort(rng.normal(size=m))[::-1].copy(),
+        "ties": lambda: rng.integers(0, 4, m).astype(float),
+        "periodic": lambda: np.tile([0.0, 1.0, 1.0, 5.0], m // 4 + 1)[:m] * (np.arange(m) % 7 == 0),
+        "heavy_tail": lambda: rng.standard_cauchy(m),
+        "inf": lambda: np.where(rng.random(m) < 0.3, np.inf, rng.normal(size=m)),
+    }[kind]()
+    want = float(np.median(values))
+    assert _median_of_slopes(values.copy()) == want or (np.isnan(want) and np.isnan(_median_of_slopes(values)))
+    assert _median_of_slopes(values.copy(), scratch=True) == want or np.isnan(want)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.integers(2, 700),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["distinct", "tied"]),
+    st.sampled_from(["noise", "trend", "integers", "constant"]),
+)
+def test_theil_sen_is_scipys_to_the_bit(n: int, seed: int, steps: str, values: str) -> None:
+    """The Theil-Sen slope (one pair matrix up to 512 points, blocks above; the rows of a matrix at once) is
+    scipy.stats.theilslopes' slope bit for bit, pairs with equal steps left out as scipy leaves them."""
+    from dpodoctor.stats import theil_sen_slope, theil_sen_slopes
+
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.integers(0, max(2, n // 3) if steps == "tied" else 10 * n, n)).astype(float)
+    y = {
+        "noise": lambda: rng.normal(size=n),
+        "trend": lambda: 0.01 * x + rng.normal(size=n),
+        "integers": lambda: rng.integers(0, 5, n).astype(float),
+        "constant": lambda: np.full(n, 0.5),
+    }[values]()
+    with np.errstate(invalid="ignore"):  # scipy's confidence interval of a constant series takes sqrt(-0)
+        want = float(sp.theilslopes(y, x).slope) if len(np.unique(x)) > 1 else float("nan")
+    got = theil_sen_slope(x, y, max_points=n)  # unthinned: longer series are thinned to THEIL_SEN_MAX_POINTS
+    assert got == want or (np.isnan(got) and np.isnan(want)), (got, want)
+    if n <= 512:
+        rows = np.stack([y, y[::-1].copy()])
+        together = theil_sen_slopes(x, rows)
+        assert together[0] == got or (np.isnan(got) and np.isnan(together[0]))
+        assert together[1] == theil_sen_slope(x, rows[1], max_points=n) or np.isnan(together[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False), max_size=400),
+    st.integers(1, 60),
+    st.integers(1, 5),
+)
+def test_trailing_median_is_pandas_rolling_median(values: list[float], window: int, min_periods: int) -> None:
+    """stats.trailing_median (sorted windows, start padded with NaN) equals pandas' rolling median to the bit."""
+    from dpodoctor.stats import trailing_median
+
+    min_periods = min(min_periods, window)
+    arr = np.array(values, dtype=float)
+    want = pd.Series(arr, dtype=float).rolling(window, min_periods=min_periods).median().to_numpy()
+    got = trailing_median(arr, window, min_periods)
+    assert np.array_equal(got, want, equal_nan=True), (got, want)

@@ -54,7 +54,7 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
     Example:
         accuracy  0.38 0.50 0.45 0.55 0.50 0.52
     """
-    s = stats.late(ctx.series("accuracy"))
+    s = ctx.late("accuracy")
     # a noisy accuracy needs 16 points to be called "at chance" rather than "has barely started"; a constant one
     # (a dead run logging 0.0) is a level, and 8 suffice
     needed = MIN_POINTS if float(np.ptp(s.to_numpy())) == 0 and len(s) else MIN_POINTS * 2
@@ -62,7 +62,7 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
         return too_few(len(s), needed)
     noise = ctx.expect.noise
     how = "median"
-    median = float(np.median(s.to_numpy()))
+    median = stats.median(s.to_numpy())
     above_chance = median - 0.5 > 2 * 1.25 * stats.noise_sigma(s) / np.sqrt(len(s))
     small_margin = ctx.has("margins") and abs(ctx.nats(ctx.late_median("margins"))) < 2.0
     if above_chance and small_margin and ctx.learning()[0]:
@@ -175,12 +175,12 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
         # CPO/SimPO/ORPO margins are β × a difference of (average) log-probabilities, not a log-ratio against a
         # reference: a threshold in nats of log-ratio does not apply to them
         return Skip(f"reference-based rewards (this run's {family.name} logs β·logp rewards)")
-    acc = stats.late(ctx.series("accuracy"))
-    margins = stats.late(ctx.series("margins"))
+    acc = ctx.late("accuracy")
+    margins = ctx.late("margins")
     if min(len(acc), len(margins)) < MIN_POINTS:
         return too_few(min(len(acc), len(margins)))
     acc_median, how = ctx.accuracy_level()
-    margin_median = float(np.median(margins.to_numpy()))
+    margin_median = stats.median(margins.to_numpy())
     if acc_median < ctx.param("accuracy") or ctx.nats(margin_median) >= ctx.param("nats"):
         return None
     first, last = span_of(acc)
@@ -220,7 +220,7 @@ def accuracy_below_chance(ctx: Context) -> Hit | Skip | None:
     Example:
         accuracy  0.45 0.38 0.30 0.27 0.25
     """
-    s = stats.late(ctx.series("accuracy"))
+    s = ctx.late("accuracy")
     if len(s) < MIN_POINTS:
         return too_few(len(s))
     median, how = ctx.accuracy_level()

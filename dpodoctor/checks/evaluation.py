@@ -64,7 +64,7 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
         if len(after) < 2:
             return None
         minimum, end = float(values[low]), float(values[-1])
-        typical = float(np.median(after))
+        typical = stats.median(after)
         if not ((after > minimum).all() and end - minimum >= max(min_rise, 0.1 * abs(minimum))):
             return None
         if typical - minimum < min_rise:
@@ -75,7 +75,7 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
         smoothed = ev.rolling(3, center=True, min_periods=1).median()
         min_step = int(smoothed.idxmin())  # type: ignore[call-overload]  # the index is the step (int)
         minimum = float(smoothed.min())
-        end = float(np.median(values[-3:]))
+        end = stats.median(values[-3:])
         sigma = stats.noise_sigma(ev, 3)
         if min_step >= int(steps[-1]) or end - minimum < max(min_rise, 2 * sigma):
             return None
@@ -85,9 +85,9 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
     t = stats.trend(train_after)
     falling = t.n >= MIN_POINTS and t.slope < 0 and t.significant(0.05)
     if not falling and len(train_after) >= 3:
-        level_then = float(np.median(train_after.to_numpy()[:3]))
-        level_end = float(np.median(train_after.to_numpy()[-3:]))
-        falling = level_then - level_end > max(stats.noise_sigma(train), 0.02)
+        level_then = stats.median(train_after.to_numpy()[:3])
+        level_end = stats.median(train_after.to_numpy()[-3:])
+        falling = level_then - level_end > max(ctx.noise("loss", "train"), 0.02)
     if not falling:
         return None
     c = ctx.curve("loss", "eval")
@@ -134,12 +134,12 @@ def eval_not_learning(ctx: Context) -> Hit | Skip | None:
     """
     if not ctx.run.has("accuracy", "eval") or not ctx.run.has("accuracy", "train"):
         return Skip("train and eval accuracy")
-    train = stats.late(ctx.series("accuracy", "train"))
-    ev = stats.late(ctx.series("accuracy", "eval"))
+    train = ctx.late("accuracy", "train")
+    ev = ctx.late("accuracy", "eval")
     if len(train) < MIN_POINTS or len(ev) < 3:
         return too_few(min(len(train), len(ev)), MIN_POINTS)
     train_median, how = ctx.accuracy_level("train")  # the mean when batch-1 accuracies are only 0 or 1
-    eval_median = float(np.median(ev.to_numpy()))
+    eval_median = stats.median(ev.to_numpy())
     if train_median < ctx.param("train") or eval_median > ctx.param("eval"):
         return None
     first, last = span_of(ev)

@@ -25,7 +25,7 @@ def _loss_saturated(ctx: Context, steps: np.ndarray) -> bool:
     loss = ctx.curve("loss")
     values = [loss.value_at(int(st)) for st in steps]
     known = [v for v in values if v is not None]
-    return bool(known) and float(np.median(known)) <= 1e-3
+    return bool(known) and stats.median(known) <= 1e-3
 
 
 @rule(
@@ -81,7 +81,7 @@ def grad_dead(ctx: Context) -> Hit | Skip | None:
             else:
                 reasons.append(f"grad_norm is 0 at {zero:.0%} of {len(g)} logged steps")
             steps = g
-    loss = stats.late(ctx.series("loss"))
+    loss = ctx.late("loss")
     if len(loss) >= MIN_POINTS:
         spread = float(np.quantile(loss.to_numpy(), 0.95) - np.quantile(loss.to_numpy(), 0.05))
         evidence["loss_spread"] = rounded(spread)
@@ -127,7 +127,7 @@ def _loss_reacts(ctx: Context, step: int) -> bool:
     window = loss.values[max(0, idx - 10) : idx]
     if len(window) < 3:
         return False
-    level = float(np.median(window))
+    level = stats.median(window)
     after = loss.values[idx : idx + 2]
     return bool(len(after)) and float(np.max(after)) - level > max(3 * loss.noise, 0.05)
 
@@ -179,8 +179,10 @@ def grad_spike(ctx: Context) -> Hit | Skip | None:
     if len(g) < MIN_POINTS * 2:
         return too_few(len(g), MIN_POINTS * 2)
     window = stats.window_for(len(g), 0.1, minimum=5)
-    baseline = g.rolling(window, min_periods=3).median().shift(1)
-    ratio = (g / baseline.where(baseline > 0)).to_numpy()
+    # the median of the window before each point (pandas' rolling(window, min_periods=3).median().shift(1))
+    baseline = np.r_[np.nan, stats.trailing_median(values, window, 3)[:-1]]
+    with np.errstate(invalid="ignore"):
+        ratio = values / np.where(baseline > 0, baseline, np.nan)
     spikes = np.flatnonzero(np.nan_to_num(ratio, nan=0.0) > ctx.param("factor"))
     spikes = np.array([i for i in spikes if _loss_reacts(ctx, int(g.index[int(i)]))], dtype=np.int64)
     if spikes.size == 0:

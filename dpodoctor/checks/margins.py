@@ -46,11 +46,11 @@ def margin_negative(ctx: Context) -> Hit | Skip | None:
     Example:
         margins  0.00 -0.02 -0.05 -0.08 -0.11 -0.12
     """
-    s = stats.late(ctx.series("margins"))
+    s = ctx.late("margins")
     if len(s) < MIN_POINTS:
         return too_few(len(s))
     values = s.to_numpy()
-    median = float(np.median(values))
+    median = stats.median(values)
     negative = stats.share(values < 0)
     if negative < 0.7 or ctx.nats(median) > -0.1:
         return None
@@ -93,7 +93,7 @@ def margin_flat(ctx: Context) -> Hit | Skip | None:
     Example:
         margins  0.003 -0.004 0.002 -0.001 0.004 0.000
     """
-    s = stats.late(ctx.series("margins"))
+    s = ctx.late("margins")
     needed = MIN_POINTS if len(s) and float(np.ptp(s.to_numpy())) < 1e-9 else MIN_POINTS * 2
     if len(s) < needed:
         return too_few(len(s), needed)
