@@ -240,8 +240,11 @@ def _write_tb_run_job(item: tuple[str, int, int, int, bool]) -> int:
 def make_sweep(
     folder: Path, runs: int, steps: int, eval_every: int, jobs: int, with_args: bool = True
 ) -> dict[str, Any]:
-    """The sweep under ``folder`` (reused when a previous run of this script made the same one)."""
-    stamp = folder / "sweep.json"
+    """The sweep under ``folder`` (reused when a previous run of this script made the same one).
+
+    Its stamp sits beside the folder, not in it: a ``sweep.json`` among the runs is a file the check must sniff,
+    and the JSON readers it wakes (and their pandas import) are not what a user's sweep costs."""
+    stamp = folder.with_name(folder.name + ".sweep.json")
     spec = {"runs": runs, "steps": steps, "eval_every": eval_every, "args": with_args, "version": 3}
     if stamp.is_file() and json.loads(stamp.read_text()).get("spec") == spec:
         return json.loads(stamp.read_text())
@@ -420,7 +423,7 @@ def make_swanlab(folder: Path, steps: int) -> dict[str, Any]:
     FinishRecord (field numbers from tests/fixtures/swanlab/README.md), in the LevelDB-log framing SwanLab writes."""
     run_dir = folder / "swanlog" / "run-20261124_000000-benchrun"
     record = run_dir / "run-benchrun.swanlab"
-    stamp = folder / "swanlab.json"
+    stamp = folder.with_name(folder.name + ".swanlab.json")  # beside the checked folder, not in it
     if stamp.is_file() and json.loads(stamp.read_text()).get("steps") == steps and record.is_file():
         return json.loads(stamp.read_text())
     shutil.rmtree(folder, ignore_errors=True)

@@ -31,6 +31,7 @@ carries them as ``curves``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -187,10 +188,7 @@ class CurveSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (no arrays): the per-metric table of a JSON report."""
-
-        def num(x: float) -> float | None:
-            return float(f"{x:.6g}") if np.isfinite(x) else None
-
+        num = _json_number
         return {
             "split": self.split,
             "metric": self.metric,
@@ -208,6 +206,12 @@ class CurveSummary:
             "levelled": self.levelled,
             "interval": self.interval,
         }
+
+
+def _json_number(x: float) -> float | None:
+    """A value as the JSON report prints it: 6 significant digits, None for NaN/inf. ``math.isfinite``, not
+    numpy's: this runs for 14 fields of every curve of every run (a ufunc call on a Python float costs ~2 µs)."""
+    return float(f"{x:.6g}") if math.isfinite(x) else None
 
 
 def _thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
