@@ -23,9 +23,13 @@ Measured on the 2-core shared machine (load 4-7, so the seconds are only indicat
     session 2, after (stdout branch):   300.1 MB: 15.6 s (9.8 CPU-s), peak 313.0 MiB;
                                         600.3 MB: 38.0 s (17.0 CPU-s), peak 512.9 MiB
 
-The end-to-end peak did not move in session 2 because it is the diagnosis', not the reader's. Per phase, in one
-process, on the 600 MB log (7.78M points; the frame is 18 bytes a point, 133 MiB): imports 78 MiB; the read
-(``read_file_runs``) peaked at 488 MiB before and 296 MiB after; the diagnosis then peaks at 508 MiB, because its
+    session 2, main after merging the stdout reader and the rules' read-only views (0f80b91), load 1.2:
+                                        300.1 MB: 17.8 s (12.0 CPU-s), peak 247.0 MiB;
+                                        600.3 MB: 29.1 s (19.3 CPU-s), peak 334.7 MiB
+
+The end-to-end peak did not move on the stdout branch alone because it is the diagnosis', not the reader's. Per
+phase, in one process, on the 600 MB log (7.78M points; the frame is 18 bytes a point, 133 MiB): imports 78 MiB; the
+read (``read_file_runs``) peaked at 488 MiB before and 296 MiB after; the diagnosis then peaks at 508 MiB, because its
 curve summaries keep a copy of every curve (``curve.summarize_arrays``: ``steps[keep]``/``values[keep]`` even when
 all are finite; 126 MiB held by the report) and ``Run.series``/``Run.arrays`` copy each series they return. With
 those three returning views instead (a 7-line change outside the reader; golden reports unchanged), the whole
