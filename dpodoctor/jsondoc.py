@@ -64,7 +64,7 @@ def _orjson_indented(value: Any, clean: bool) -> str | None:
     """The document through orjson, or None where its output would differ from the standard library's in more than
     the floats fixed here: orjson missing, a value it refuses (a lone surrogate, an integer beyond 64 bits, a key
     that is not a string, a numpy scalar, nesting past 254), or, with ``clean``, text that cleaning would change.
-    orjson writes NaN and ±inf as null, as :func:`_strict` does, and escapes strings as ``ensure_ascii=False``."""
+    orjson writes NaN and ±inf as null, as :func:`strict` does, and escapes strings as ``ensure_ascii=False``."""
     try:
         import orjson  # type: ignore[import-not-found]  # (where it is not installed)
     except ImportError:

@@ -129,15 +129,7 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
         return values.astype(float)
     if window % 2 == 0 or n * window > _SORTED_WINDOWS_MAX_CELLS:
         return pd.Series(values).rolling(window, center=True, min_periods=1).median().to_numpy()
-    half = window // 2
-    padded = np.concatenate([np.full(half, np.nan), values.astype(float), np.full(half, np.nan)])
-    rows = np.sort(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)
-    index = np.arange(n)
-    count = np.minimum(index + half, n - 1) - np.maximum(index - half, 0) + 1
-    mid = count // 2
-    upper = rows[index, mid]
-    lower = rows[index, np.maximum(mid - 1, 0)]
-    return np.where(count % 2 == 1, upper, (upper + lower) / 2)
+    return rolling_medians(values[None, :], window)[0]
 
 
 def trailing_median(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
@@ -148,13 +140,8 @@ def trailing_median(values: np.ndarray, window: int, min_periods: int) -> np.nda
     if n == 0 or n * window > _SORTED_WINDOWS_MAX_CELLS:
         return pd.Series(values, dtype=float).rolling(window, min_periods=min_periods).median().to_numpy()
     padded = np.concatenate([np.full(window - 1, np.nan), values.astype(float)])
-    rows = np.sort(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)  # NaN padding sorts last
-    index = np.arange(n)
-    count = np.minimum(index + 1, window)
-    mid = count // 2
-    upper = rows[index, mid]
-    lower = rows[index, np.maximum(mid - 1, 0)]
-    out = np.where(count % 2 == 1, upper, (upper + lower) / 2)
+    count = np.minimum(np.arange(n) + 1, window)
+    out = _median_of_sorted_windows(np.lib.stride_tricks.sliding_window_view(padded, window), count)
     out[count < min_periods] = np.nan
     return out
 
@@ -165,12 +152,19 @@ def rolling_medians(rows: np.ndarray, window: int) -> np.ndarray:
     half = window // 2
     pad = np.full((m, half), np.nan)
     padded = np.concatenate([pad, rows.astype(float), pad], axis=1)
-    windows = np.sort(np.lib.stride_tricks.sliding_window_view(padded, window, axis=1), axis=2)
     index = np.arange(n)
     count = np.minimum(index + half, n - 1) - np.maximum(index - half, 0) + 1
+    return _median_of_sorted_windows(np.lib.stride_tricks.sliding_window_view(padded, window, axis=1), count)
+
+
+def _median_of_sorted_windows(windows: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The median of each window (the last axis; NaN padding, which sorts last, not counted) holding ``count[i]``
+    real values at position ``i``: the middle one, or the half-sum of the two middle ones, as pandas computes it."""
+    windows = np.sort(windows, axis=-1)
+    index = np.arange(len(count))
     mid = count // 2
-    upper = windows[:, index, mid]
-    lower = windows[:, index, np.maximum(mid - 1, 0)]
+    upper = windows[..., index, mid]
+    lower = windows[..., index, np.maximum(mid - 1, 0)]
     return np.where(count % 2 == 1, upper, (upper + lower) / 2)
 
 

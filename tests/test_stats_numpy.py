@@ -29,14 +29,9 @@ def _assert_like_scipy(x: np.ndarray, y: np.ndarray) -> None:
     assert abs(p - want_p) <= 1e-9 * want_p + 1e-300, (p, want_p)
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.integers(2, 700),
-    st.integers(0, 2**32 - 1),
-    st.sampled_from(["distinct", "tied"]),
-    st.sampled_from(["noise", "trend", "integers", "sorted", "almost_sorted", "constant"]),
-)
-def test_kendall_tau_is_scipys(n: int, seed: int, steps: str, values: str) -> None:
+def _steps_and_values(n: int, seed: int, steps: str, values: str) -> tuple[np.ndarray, np.ndarray]:
+    """A curve of ``n`` points for the scipy comparisons: sorted steps, ``distinct`` or ``tied`` (a third as many
+    distinct values), and values of the named kind, drawn from ``seed``."""
     rng = np.random.default_rng(seed)
     x = np.sort(rng.integers(0, max(2, n // 3) if steps == "tied" else 10 * n, n)).astype(float)
     y = {
@@ -47,6 +42,18 @@ def test_kendall_tau_is_scipys(n: int, seed: int, steps: str, values: str) -> No
         "almost_sorted": lambda: np.arange(n, dtype=float)[::-1].copy() if n < 3 else _one_swap(n, rng),
         "constant": lambda: np.full(n, 0.5),
     }[values]()
+    return x, y
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(2, 700),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["distinct", "tied"]),
+    st.sampled_from(["noise", "trend", "integers", "sorted", "almost_sorted", "constant"]),
+)
+def test_kendall_tau_is_scipys(n: int, seed: int, steps: str, values: str) -> None:
+    x, y = _steps_and_values(n, seed, steps, values)
     _assert_like_scipy(x, y)
 
 
@@ -138,14 +145,7 @@ def test_theil_sen_is_scipys_to_the_bit(n: int, seed: int, steps: str, values: s
     scipy.stats.theilslopes' slope bit for bit, pairs with equal steps left out as scipy leaves them."""
     from dpodoctor.stats import theil_sen_slope, theil_sen_slopes
 
-    rng = np.random.default_rng(seed)
-    x = np.sort(rng.integers(0, max(2, n // 3) if steps == "tied" else 10 * n, n)).astype(float)
-    y = {
-        "noise": lambda: rng.normal(size=n),
-        "trend": lambda: 0.01 * x + rng.normal(size=n),
-        "integers": lambda: rng.integers(0, 5, n).astype(float),
-        "constant": lambda: np.full(n, 0.5),
-    }[values]()
+    x, y = _steps_and_values(n, seed, steps, values)
     with np.errstate(invalid="ignore"):  # scipy's confidence interval of a constant series takes sqrt(-0)
         want = float(sp.theilslopes(y, x).slope) if len(np.unique(x)) > 1 else float("nan")
     got = theil_sen_slope(x, y, max_points=n)  # unthinned: longer series are thinned to THEIL_SEN_MAX_POINTS
@@ -172,3 +172,22 @@ def test_trailing_median_is_pandas_rolling_median(values: list[float], window: i
     want = pd.Series(arr, dtype=float).rolling(window, min_periods=min_periods).median().to_numpy()
     got = trailing_median(arr, window, min_periods)
     assert np.array_equal(got, want, equal_nan=True), (got, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=300), min_size=1, max_size=3),
+    st.integers(0, 50),
+)
+def test_rolling_median_is_pandas_centred_rolling_median(curves: list[list[float]], half: int) -> None:
+    """stats.rolling_median (sorted windows, both ends padded with NaN), alone and for the rows of a matrix
+    (stats.rolling_medians), equals pandas' centred rolling median to the bit, for the odd windows window_for gives."""
+    from dpodoctor.stats import rolling_median, rolling_medians
+
+    window = 2 * half + 1
+    for values in curves:
+        arr = np.array(values)
+        want = pd.Series(arr).rolling(window, center=True, min_periods=1).median().to_numpy()
+        got = rolling_median(arr, window)
+        assert np.array_equal(got, want), (got, want)
+        assert np.array_equal(rolling_medians(np.stack([arr, arr[::-1].copy()]), window)[0], want)

@@ -6,10 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from dpodoctor.jsondoc import dumps_indented, run_fragment
-from dpodoctor.jsondoc import strict as _strict
 from dpodoctor.report import Report
-
-__all__ = ["_strict", "render_json", "render_json_clean", "run_fragment"]  # _strict: for reporters.jsonl
 
 _RUNS_LINE: Final = '\n  "runs": []'
 

@@ -1,4 +1,4 @@
-"""One finding per line (``--format jsonl``), and the JSON document with log text cleaned.
+"""One finding per line (``--format jsonl``).
 
 Why JSON Lines: log pipelines (jq, BigQuery, Loki, a sweep's results table) ingest one record per line, and each
 line carries its run's name, path and source, so a line can be filtered, sorted or appended to another file alone.
@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dpodoctor.jsondoc import strict
 from dpodoctor.report import Report
 from dpodoctor.reporters.common import clean_data
-from dpodoctor.reporters.json import _strict, render_json_clean
-
-__all__ = ["records", "render_json_clean", "render_jsonl"]  # render_json_clean: where it was first defined
 
 
 def records(report: Report) -> list[dict[str, Any]]:
@@ -26,8 +24,8 @@ def records(report: Report) -> list[dict[str, Any]]:
     ]
 
 
-def _dumps(value: Any, **kwargs: Any) -> str:
-    return json.dumps(_strict(clean_data(value)), ensure_ascii=False, allow_nan=False, **kwargs)
+def _dumps(value: Any) -> str:
+    return json.dumps(strict(clean_data(value)), ensure_ascii=False, allow_nan=False)
 
 
 def render_jsonl(report: Report) -> str:
