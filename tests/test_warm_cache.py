@@ -21,16 +21,22 @@ from dpodoctor.loading import LazyRun
 from dpodoctor.reporters import FORMATS, render
 from tests.conftest import FIXTURES, TRL
 
+# The multi-run folders render every format of dozens of runs three times (38 s and 11 s on 2 cores): they run with
+# the slow tests (CI's `pytest -m ""`); the quick run keeps the three TRL runs.
 CASES = [
     TRL / "healthy",
     TRL / "lr_too_high",
     TRL / "random_labels",
-    FIXTURES / "swanlab",
-    FIXTURES / "trackers",
+    pytest.param(FIXTURES / "swanlab", marks=pytest.mark.slow),
+    pytest.param(FIXTURES / "trackers", marks=pytest.mark.slow),
 ]
 
 
-@pytest.fixture(params=CASES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def _case_id(case: Path) -> str:
+    return f"{case.parent.name}/{case.name}"
+
+
+@pytest.fixture(params=CASES, ids=_case_id)
 def sweep(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A copy of the fixture: the cache keys entries by absolute path, and the copy is ours to check twice."""
     copy = tmp_path / "logs"
