@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
+from dpodoctor.curveseries import Curve, common_steps
 from dpodoctor.metrics import LN2
 from dpodoctor.model import Ended, Run
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 else:
-    from dpodoctor._lazy import np, pd
+    from dpodoctor._lazy import np
 
 # Loss types whose value at the start is −log σ(0) = ln 2 and that fall toward 0 as the margin grows: the "stuck at
 # ln 2" and "collapsed to 0" readings of the sigmoid loss apply to them.
@@ -223,8 +223,8 @@ def _logged(run: Run) -> set[str]:
 
 
 def _finite(run: Run, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and finite values of a train metric, in step order: ``stats.finite(run.series(metric))`` as arrays (a
-    pandas Series costs ~100 µs to build, and these are read once per run for every run of a sweep)."""
+    """Steps and finite values of a train metric, in step order, read from ``run.arrays`` (no pandas object: these
+    are read once per run for every run of a sweep)."""
     steps, values = run.arrays(metric)
     values = values.astype(float, copy=False)
     keep = np.isfinite(values)
@@ -247,11 +247,11 @@ def _reference_free_from_curves(run: Run, beta: float) -> bool:
         # the steps both logged, in step order, and each one's value there
         _, in_c, in_lp = np.intersect1d(c_steps, lp_steps, assume_unique=True, return_indices=True)
         cv, lv = c_values[in_c], lp_values[in_lp]
-    else:  # a hand-built frame with a repeated step: pandas' label alignment, every value of a repeated step
-        c = pd.Series(c_values, index=c_steps)
-        lp = pd.Series(lp_values, index=lp_steps)
-        common = c.index.intersection(lp.index)
-        cv, lv = c[common].to_numpy(), lp[common].to_numpy()
+    else:  # a hand-built frame with a repeated step: every value logged at a step both logged (as pandas' label
+        # look-up on the intersection of the two step indexes gives them)
+        c, lp = Curve(c_steps, c_values), Curve(lp_steps, lp_values)
+        common = common_steps(c, lp)
+        cv, lv = c.at_steps(common), lp.at_steps(common)
     if len(cv) < 1:  # no step both logged
         return False
     ok = np.abs(lv) > 1e-6

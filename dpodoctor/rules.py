@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
-from dpodoctor.curve import CurveSummary, fixed, fmt, summarize, summarize_run
+from dpodoctor.curve import CurveSummary, fixed, fmt, summarize_arrays, summarize_run
+from dpodoctor.curveseries import Curve
 from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
 from dpodoctor.model import Run
@@ -39,9 +40,8 @@ from dpodoctor.vocabulary import DIRECTION, primary_split
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 else:
-    from dpodoctor._lazy import np, pd
+    from dpodoctor._lazy import np
 
 CODE_RE = re.compile(r"^DPO\d{3}$")
 DEFAULT_BETA = 0.1  # TRL's DPOConfig default, used (and said so) when the run does not log β
@@ -160,7 +160,12 @@ def parse_sections(doc: str) -> dict[str, str]:
 
 
 class Context:
-    """One run as the rules see it: finite series of the primary split, β, and cached summaries."""
+    """One run as the rules see it: finite curves of the primary split, β, and cached summaries.
+
+    The curves are :class:`~dpodoctor.curveseries.Curve` (two numpy arrays) read through ``run.arrays``/``run.has``/
+    ``run.metrics``/``run.steps``: the diagnosis builds no pandas object and never reads ``run.frame``, so a run
+    whose model holds no frame is diagnosed without importing pandas.
+    """
 
     def __init__(self, run: Run, beta: float | None = None, params: dict[str, dict[str, float]] | None = None):
         self.run = run
@@ -173,9 +178,9 @@ class Context:
             self.beta_note = "assumed (TRL's default): the log does not say; pass --beta to set it"
         self.beta_assumed = beta is None and not (run.beta is not None and run.beta > 0)
         self._params = params or {}
-        self._cache: dict[tuple[str, str], pd.Series] = {}
-        self._finite: dict[tuple[str, str], pd.Series] = {}
-        self._late: dict[tuple[str, str], pd.Series] = {}
+        self._cache: dict[tuple[str, str], Curve] = {}
+        self._finite: dict[tuple[str, str], Curve] = {}
+        self._late: dict[tuple[str, str], Curve] = {}
         self._learning: tuple[bool, str] | None = None
         self._curves: dict[tuple[str, str], CurveSummary] = {}
         self.current: Rule | None = None
@@ -192,7 +197,8 @@ class Context:
         if not self._curves:  # every curve of the run at once: they share their numpy work (summarize_run)
             self._curves.update(summarize_run(self.run))
         if key not in self._curves:  # a curve the run does not log: the empty summary
-            self._curves[key] = summarize(self.raw(metric, split), split, metric)
+            raw = self.raw(metric, split)
+            self._curves[key] = summarize_arrays(raw.steps, raw.values, split, metric)
         return self._curves[key]
 
     def noise(self, metric: str, split: Split | None = None) -> float:
@@ -222,15 +228,17 @@ class Context:
         """Seed rules judge the train curve; a run that logs a metric only at eval is judged on eval."""
         return primary_split(self.run, metric)
 
-    def raw(self, metric: str, split: Split | None = None) -> pd.Series:
+    def raw(self, metric: str, split: Split | None = None) -> Curve:
+        """Every logged point of one metric (NaN/inf kept), in step order: ``run.arrays``, read once per run."""
         split = split or self.split_for(metric)
         key = (split, metric)
-        if key not in self._cache:
-            self._cache[key] = self.run.series(metric, split)
-        return self._cache[key]
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = Curve(*self.run.arrays(metric, split))
+        return cached
 
-    def series(self, metric: str, split: Split | None = None) -> pd.Series:
-        """Finite values of one metric, indexed by step (filtered once per run: the rules ask hundreds of times)."""
+    def series(self, metric: str, split: Split | None = None) -> Curve:
+        """Finite values of one metric, in step order (filtered once per run: the rules ask hundreds of times)."""
         split = split or self.split_for(metric)
         key = (split, metric)
         cached = self._finite.get(key)
@@ -238,9 +246,9 @@ class Context:
             cached = self._finite[key] = stats.finite(self.raw(metric, split))
         return cached
 
-    def late(self, metric: str, split: Split | None = None) -> pd.Series:
-        """:func:`stats.late` of :meth:`series`, sliced once per run (a pandas slice costs ~0.1 ms, and the rules
-        ask for the late accuracy, margins and loss a dozen times a run)."""
+    def late(self, metric: str, split: Split | None = None) -> Curve:
+        """:func:`stats.late` of :meth:`series`, sliced once per run (the rules ask for the late accuracy, margins
+        and loss a dozen times a run)."""
         split = split or self.split_for(metric)
         key = (split, metric)
         cached = self._late.get(key)
@@ -269,7 +277,7 @@ class Context:
 
     def late_median(self, metric: str) -> float:
         s = self.late(metric)
-        return stats.median(s.to_numpy()) if len(s) else float("nan")
+        return stats.median(s.values) if len(s) else float("nan")
 
     def accuracy_level(self, split: Split | None = None) -> tuple[float, str]:
         """The late accuracy level and how it was taken: the median, or the mean when each logged value averages so
@@ -279,8 +287,8 @@ class Context:
         if not len(s):
             return float("nan"), "median"
         if self.expect.noise.coarse_accuracy:
-            return float(np.mean(s.to_numpy())), "mean"
-        return stats.median(s.to_numpy()), "median"
+            return float(np.mean(s.values)), "mean"
+        return stats.median(s.values), "median"
 
     def learning(self) -> tuple[bool, str]:
         """Is there evidence the preference is being learned, apart from the loss? (accuracy, margins in nats)
@@ -344,7 +352,7 @@ class Context:
         start = stats.head(s, points=max(3, len(s) // 20))  # the first 5%: three points alone are too noisy
         end = stats.tail_level(s)
         change = end - start
-        tail = s.to_numpy()[-max(1, len(s) // 3) :]
+        tail = s.values[-max(1, len(s) // 3) :]
         side = stats.share(tail > start) if change > 0 else stats.share(tail < start)
         if abs(self.nats(change)) >= 0.5 and side >= 0.75:
             return (1 if change > 0 else -1), change
@@ -355,10 +363,15 @@ def too_few(have: int, need: int = MIN_POINTS) -> Skip:
     return Skip(f"≥{need} logged points (has {have})")
 
 
-def span_of(series: pd.Series) -> tuple[int | None, int | None]:
-    if len(series) == 0:
-        return None, None
-    return int(series.index[0]), int(series.index[-1])
+def span_of(series: Curve) -> tuple[int | None, int | None]:
+    """First and last step of a curve (None, None for an empty one)."""
+    return series.first_step, series.last_step
+
+
+def first_logged_step(run: Run) -> int | None:
+    """The smallest step any (split, metric) of the run logged, read from the run's arrays (not its frame)."""
+    firsts = [int(steps.min()) for split, metric in run.metrics if len(steps := run.arrays(metric, split)[0])]  # type: ignore[arg-type]
+    return min(firsts) if firsts else None
 
 
 def rounded(x: float, digits: int = 4) -> float:

@@ -9,13 +9,33 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+from dpodoctor.curveseries import Curve
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 else:
     from dpodoctor._lazy import np, pd
+
+# What the curve functions below take: the rules' :class:`~dpodoctor.curveseries.Curve` (pandas-free), or a pandas
+# Series indexed by step (the plots' points). Functions that return a curve return the type they were given.
+CurveLike = TypeVar("CurveLike", Curve, "pd.Series")
+
+
+def curve_arrays(series: Curve | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and float values of a Curve or a Series indexed by step (read without pandas for a Curve)."""
+    if isinstance(series, Curve):
+        return series.steps, series.values.astype(float, copy=False)
+    return series.index.to_numpy(), series.to_numpy(dtype=float)
+
+
+def finite_arrays(series: Curve | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`curve_arrays` of the finite points (NaN/±inf dropped), the arrays themselves when all are finite."""
+    steps, values = curve_arrays(series)
+    keep = np.isfinite(values)
+    return (steps, values) if keep.all() else (steps[keep], values[keep])
 
 
 MAD_TO_SIGMA = 1.4826  # scales the median absolute deviation to σ for Gaussian noise
@@ -54,11 +74,13 @@ def median(values: np.ndarray | list[float]) -> float:
     return float(ordered[k]) if n % 2 else (float(ordered[k - 1]) + float(ordered[k])) / 2
 
 
-def finite(series: pd.Series) -> pd.Series:
+def finite(series: CurveLike) -> CurveLike:
     """The series without NaN/±inf (those are DPO001's business, not a trend's).
 
     A series with nothing to drop is returned as it is (a boolean mask over it would copy it, at a few tens of µs
     per call and hundreds of calls per run); callers never modify what they get."""
+    if isinstance(series, Curve):
+        return series.finite()
     values = series.to_numpy(dtype=float)
     keep = np.isfinite(values)
     return series if keep.all() else series[keep]
@@ -70,21 +92,23 @@ def window_for(n: int, fraction: float = 0.1, minimum: int = 3, maximum: int = 1
     return w if w % 2 == 1 else w + 1
 
 
-def smooth(series: pd.Series, window: int | None = None) -> pd.Series:
+def smooth(series: CurveLike, window: int | None = None) -> CurveLike:
     """Centred rolling median: keeps level shifts sharp but ignores single noisy batches."""
     s = finite(series)
     if len(s) == 0:
         return s
     w = window or window_for(len(s))
+    if isinstance(s, Curve):
+        return Curve(s.steps, rolling_median(s.values, w))
     return pd.Series(rolling_median(s.to_numpy(dtype=float), w), index=s.index, name=s.name)
 
 
-def noise_sigma(series: pd.Series, window: int | None = None) -> float:
+def noise_sigma(series: Curve | pd.Series, window: int | None = None) -> float:
     """Robust σ of the batch noise: MAD of the residuals around the smoothed curve."""
-    s = finite(series)
-    if len(s) < 3:
+    values = finite_arrays(series)[1]
+    if len(values) < 3:
         return 0.0
-    return noise_sigma_of(s.to_numpy(dtype=float), window)
+    return noise_sigma_of(values, window)
 
 
 def noise_sigma_of(values: np.ndarray, window: int | None = None) -> float:
@@ -168,32 +192,32 @@ def _median_of_sorted_windows(windows: np.ndarray, count: np.ndarray) -> np.ndar
     return np.where(count % 2 == 1, upper, (upper + lower) / 2)
 
 
-def late(series: pd.Series, skip: float = 0.1) -> pd.Series:
-    """The part of the series after the first ``skip`` fraction of its step span (warm-up excluded)."""
+def late(series: Curve, skip: float = 0.1) -> Curve:
+    """The part of the curve after the first ``skip`` fraction of its step span (warm-up excluded)."""
     s = finite(series)
     if len(s) == 0:
         return s
-    steps = s.index.to_numpy()
+    steps = s.steps
     first, last = float(steps[0]), float(steps[-1])
     cut = first + skip * (last - first)
-    if s.index.is_monotonic_increasing:  # the usual case: the late part is a tail, sliced without a mask
-        return s.iloc[int(np.searchsorted(steps, cut, side="left")) :]
+    if len(steps) < 2 or bool((steps[1:] >= steps[:-1]).all()):  # the usual case: the late part is a tail
+        return s[int(np.searchsorted(steps, cut, side="left")) :]
     return s[steps >= cut]
 
 
-def head(series: pd.Series, points: int = 3) -> float:
+def head(series: Curve | pd.Series, points: int = 3) -> float:
     """The robust starting level: median of the first few finite points."""
-    s = finite(series)
-    return median(s.to_numpy()[:points]) if len(s) else float("nan")
+    values = finite_arrays(series)[1]
+    return median(values[:points]) if len(values) else float("nan")
 
 
-def tail_level(series: pd.Series, fraction: float = 1 / 3) -> float:
+def tail_level(series: Curve | pd.Series, fraction: float = 1 / 3) -> float:
     """The robust end level: median of the last ``fraction`` of the finite points."""
-    s = finite(series)
-    if len(s) == 0:
+    values = finite_arrays(series)[1]
+    if len(values) == 0:
         return float("nan")
-    k = max(1, round(len(s) * fraction))
-    return median(s.to_numpy()[-k:])
+    k = max(1, round(len(values) * fraction))
+    return median(values[-k:])
 
 
 @dataclass(frozen=True)
@@ -210,14 +234,13 @@ class Trend:
         return self.n >= 8 and self.p_value < alpha
 
 
-def trend(series: pd.Series) -> Trend:
+def trend(series: Curve | pd.Series) -> Trend:
     """Theil–Sen slope and Mann–Kendall test (Kendall's tau of value against step) of the finite points."""
-    s = finite(series)
-    n = len(s)
-    if n < 3 or float(np.ptp(s.to_numpy())) == 0.0:
+    steps, y = finite_arrays(series)
+    n = len(y)
+    if n < 3 or float(np.ptp(y)) == 0.0:
         return Trend(0.0, 0.0, 0.0, 1.0, n)
-    x = s.index.to_numpy(dtype=float)
-    y = s.to_numpy(dtype=float)
+    x = steps.astype(float)
     slope = theil_sen_slope(x, y)
     tau, p = kendall_tau(x, y)
     tau = 0.0 if np.isnan(tau) else tau
@@ -496,7 +519,7 @@ def _kendall_exact_p(n: int, fewer: int) -> float:
     return min(1.0, 2 * _mahonian_cumulative(n)[fewer] / math.factorial(n))
 
 
-def share(mask: np.ndarray | pd.Series) -> float:
+def share(mask: np.ndarray) -> float:
     """Fraction of True in a boolean array (0 for an empty one)."""
     arr = np.asarray(mask, dtype=bool)
     return float(arr.mean()) if arr.size else 0.0

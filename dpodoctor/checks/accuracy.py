@@ -57,12 +57,12 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
     s = ctx.late("accuracy")
     # a noisy accuracy needs 16 points to be called "at chance" rather than "has barely started"; a constant one
     # (a dead run logging 0.0) is a level, and 8 suffice
-    needed = MIN_POINTS if float(np.ptp(s.to_numpy())) == 0 and len(s) else MIN_POINTS * 2
+    needed = MIN_POINTS if float(np.ptp(s.values)) == 0 and len(s) else MIN_POINTS * 2
     if len(s) < needed:
         return too_few(len(s), needed)
     noise = ctx.expect.noise
     how = "median"
-    median = stats.median(s.to_numpy())
+    median = stats.median(s.values)
     above_chance = median - 0.5 > 2 * 1.25 * stats.noise_sigma(s) / np.sqrt(len(s))
     small_margin = ctx.has("margins") and abs(ctx.nats(ctx.late_median("margins"))) < 2.0
     if above_chance and small_margin and ctx.learning()[0]:
@@ -71,7 +71,7 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
         return None
     if noise.coarse_accuracy and noise.accuracy_quantum:
         # each logged value averages 1/quantum pairs: judge the mean, with its binomial standard error
-        median = float(np.mean(s.to_numpy()))
+        median = float(np.mean(s.values))
         pairs = len(s) / noise.accuracy_quantum
         se = float(np.sqrt(max(median * (1 - median), 0.25 * 0.25) / pairs))
         how = f"mean (each logged value averages {1 / noise.accuracy_quantum:.0f} pair(s), so a median says nothing)"
@@ -124,13 +124,13 @@ def accuracy_saturated(ctx: Context) -> Hit | Skip | None:
     s = ctx.series("accuracy")
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    smoothed = stats.smooth(s).to_numpy()
+    smoothed = stats.smooth(s).values
     level = ctx.param("level")
     below = np.flatnonzero(smoothed < level)
     start_idx = int(below[-1]) + 1 if below.size else 0
     if start_idx >= len(s):
         return None
-    steps = s.index.to_numpy()
+    steps = s.steps
     fraction = (steps[start_idx] - steps[0]) / max(1, steps[-1] - steps[0])
     if fraction > ctx.param("by"):
         return None
@@ -180,7 +180,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     if min(len(acc), len(margins)) < MIN_POINTS:
         return too_few(min(len(acc), len(margins)))
     acc_median, how = ctx.accuracy_level()
-    margin_median = stats.median(margins.to_numpy())
+    margin_median = stats.median(margins.values)
     if acc_median < ctx.param("accuracy") or ctx.nats(margin_median) >= ctx.param("nats"):
         return None
     first, last = span_of(acc)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from dpodoctor import stats
 from dpodoctor.curve import fmt
 from dpodoctor.results import Severity
-from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
+from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, first_logged_step, rounded, rule, span_of, too_few
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,8 +55,8 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
     ev = ctx.series("loss", "eval")
     if len(ev) < 4:
         return too_few(len(ev), 4)
-    values = ev.to_numpy()
-    steps = ev.index.to_numpy()
+    values = ev.values
+    steps = ev.steps
     min_rise = ctx.param("min_rise")
     if len(ev) < 12:
         low = int(np.argmin(values))
@@ -72,21 +72,23 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
         min_step = int(steps[low])
         how = "logged"
     else:
-        smoothed = ev.rolling(3, center=True, min_periods=1).median()
-        min_step = int(smoothed.idxmin())  # type: ignore[call-overload]  # the index is the step (int)
-        minimum = float(smoothed.min())
+        # pandas' rolling(3, center=True, min_periods=1).median(); its minimum at its first position (idxmin)
+        smoothed = stats.rolling_median(values, 3)
+        lowest = int(np.argmin(smoothed))
+        min_step = int(steps[lowest])
+        minimum = float(smoothed[lowest])
         end = stats.median(values[-3:])
         sigma = stats.noise_sigma(ev, 3)
         if min_step >= int(steps[-1]) or end - minimum < max(min_rise, 2 * sigma):
             return None
         how = "3-point median"
     train = ctx.series("loss", "train")
-    train_after = train[train.index >= min_step]
+    train_after = train[train.steps >= min_step]
     t = stats.trend(train_after)
     falling = t.n >= MIN_POINTS and t.slope < 0 and t.significant(0.05)
     if not falling and len(train_after) >= 3:
-        level_then = stats.median(train_after.to_numpy()[:3])
-        level_end = stats.median(train_after.to_numpy()[-3:])
+        level_then = stats.median(train_after.values[:3])
+        level_end = stats.median(train_after.values[-3:])
         falling = level_then - level_end > max(ctx.noise("loss", "train"), 0.02)
     if not falling:
         return None
@@ -139,7 +141,7 @@ def eval_not_learning(ctx: Context) -> Hit | Skip | None:
     if len(train) < MIN_POINTS or len(ev) < 3:
         return too_few(min(len(train), len(ev)), MIN_POINTS)
     train_median, how = ctx.accuracy_level("train")  # the mean when batch-1 accuracies are only 0 or 1
-    eval_median = stats.median(ev.to_numpy())
+    eval_median = stats.median(ev.values)
     if train_median < ctx.param("train") or eval_median > ctx.param("eval"):
         return None
     first, last = span_of(ev)
@@ -205,7 +207,7 @@ def eval_accuracy_saturated(ctx: Context) -> Hit | Skip | None:
     need = int(ctx.param("evals"))
     if len(ev) < need:
         return too_few(len(ev), need)
-    values, steps = ev.to_numpy(), ev.index.to_numpy()
+    values, steps = ev.values, ev.steps
     pairs = _smallest_set(values, int(ctx.param("pairs")))
     if pairs is not None:
         return Skip(f"an eval set of ≥{ctx.param('pairs'):g} pairs (the eval accuracies are multiples of 1/{pairs})")
@@ -214,7 +216,8 @@ def eval_accuracy_saturated(ctx: Context) -> Hit | Skip | None:
     start = int(below[-1]) + 1 if below.size else 0
     if len(values) - start < need:
         return None
-    first_step = int(ctx.run.frame["step"].min())
+    first_step = first_logged_step(ctx.run)
+    assert first_step is not None  # the eval accuracy has points
     span = max(1, max(int(ctx.run.steps), int(steps[-1])) - first_step)
     fraction = (int(steps[start]) - first_step) / span
     if fraction > ctx.param("by"):

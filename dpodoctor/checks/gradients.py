@@ -15,9 +15,10 @@ from dpodoctor.rules import MIN_POINTS, RULES, Context, Hit, Skip, rounded, rule
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
+
+    from dpodoctor.curveseries import Curve
 else:
-    from dpodoctor._lazy import np, pd
+    from dpodoctor._lazy import np
 
 
 def _loss_saturated(ctx: Context, steps: np.ndarray) -> bool:
@@ -62,35 +63,35 @@ def grad_dead(ctx: Context) -> Hit | Skip | None:
     """
     evidence: dict[str, Any] = {}
     reasons = []
-    steps: pd.Series | None = None
+    steps: Curve | None = None
     every_step = False
     if ctx.has("grad_norm"):
         g = ctx.series("grad_norm")
-        is_zero = np.abs(g.to_numpy()) < 1e-12
+        is_zero = np.abs(g.values) < 1e-12
         zero = stats.share(is_zero)
         evidence["grad_zero_share"] = rounded(zero, 3)
         if len(g) >= 2 and zero > 0.5:
-            if _loss_saturated(ctx, g.index.to_numpy()[is_zero]):
+            if _loss_saturated(ctx, g.steps[is_zero]):
                 return None  # the sigmoid saturated: DPO106 says so, with the cause
             every_step = bool(is_zero.all())
             if every_step:
                 reasons.append(
                     f"grad_norm is exactly 0 at every one of the {len(g)} logged steps "
-                    f"({int(g.index[0])}–{int(g.index[-1])}): no gradient reaches the parameters"
+                    f"({int(g.steps[0])}–{int(g.steps[-1])}): no gradient reaches the parameters"
                 )
             else:
                 reasons.append(f"grad_norm is 0 at {zero:.0%} of {len(g)} logged steps")
             steps = g
     loss = ctx.late("loss")
     if len(loss) >= MIN_POINTS:
-        spread = float(np.quantile(loss.to_numpy(), 0.95) - np.quantile(loss.to_numpy(), 0.05))
+        spread = float(np.quantile(loss.values, 0.95) - np.quantile(loss.values, 0.05))
         evidence["loss_spread"] = rounded(spread)
         if spread < 5e-4:
             c = ctx.curve("loss")
-            first = int(loss.index[0])
+            first = int(loss.steps[0])
             reasons.append(
-                f"the loss stays at {fmt(float(loss.median()))} (5th–95th percentile spread {spread:.1e}) from "
-                f"{c.point_text(first)} to {c.point_text(int(loss.index[-1]))}"
+                f"the loss stays at {fmt(stats.median(loss.values))} (5th–95th percentile spread {spread:.1e}) from "
+                f"{c.point_text(first)} to {c.point_text(int(loss.steps[-1]))}"
             )
             steps = loss if steps is None else steps
     if not reasons or steps is None:
@@ -162,15 +163,15 @@ def grad_spike(ctx: Context) -> Hit | Skip | None:
         grad_norm 0.8 0.9 0.7 42.0 1.1 0.9     loss 0.52 0.50 0.49 0.95 0.81 0.70
     """
     g = ctx.series("grad_norm")
-    values = g.to_numpy()
+    values = g.values
     absurd = np.flatnonzero(values > ctx.param("absurd"))
     clip = ctx.run.config.get("max_grad_norm")
     clipped = f"; max_grad_norm={clip} clips the update" if isinstance(clip, int | float) and clip > 0 else ""
     if absurd.size:
         worst = int(absurd[np.argmax(values[absurd])])
-        steps = g.index.to_numpy()[absurd]
+        steps = g.steps[absurd]
         return Hit(
-            f"grad_norm is {fmt(values[worst])} at step {int(g.index[worst])} ({absurd.size} logged value(s) above "
+            f"grad_norm is {fmt(values[worst])} at step {int(g.steps[worst])} ({absurd.size} logged value(s) above "
             f"{ctx.param('absurd'):g}){clipped}",
             int(steps[0]),
             int(steps[-1]),
@@ -184,16 +185,16 @@ def grad_spike(ctx: Context) -> Hit | Skip | None:
     with np.errstate(invalid="ignore"):
         ratio = values / np.where(baseline > 0, baseline, np.nan)
     spikes = np.flatnonzero(np.nan_to_num(ratio, nan=0.0) > ctx.param("factor"))
-    spikes = np.array([i for i in spikes if _loss_reacts(ctx, int(g.index[int(i)]))], dtype=np.int64)
+    spikes = np.array([i for i in spikes if _loss_reacts(ctx, int(g.steps[int(i)]))], dtype=np.int64)
     if spikes.size == 0:
         return None
-    steps = g.index.to_numpy()[spikes]
+    steps = g.steps[spikes]
     worst = int(spikes[np.argmax(ratio[spikes])])
     cited = ", ".join(str(int(x)) for x in steps[:10]) + (" …" if len(steps) > 10 else "")
     loss = ctx.curve("loss")
     return Hit(
         f"grad_norm spikes at step(s) {cited} and the loss jumps with it; worst {fmt(values[worst])} at step "
-        f"{int(g.index[worst])}, {ratio[worst]:.0f}× the recent median (loss {loss.point_text(int(g.index[worst]))})"
+        f"{int(g.steps[worst])}, {ratio[worst]:.0f}× the recent median (loss {loss.point_text(int(g.steps[worst]))})"
         f"{clipped}",
         int(steps[0]),
         int(steps[-1]),

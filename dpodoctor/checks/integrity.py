@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dpodoctor import stats
+from dpodoctor.curveseries import Curve, common_steps
 from dpodoctor.metrics import CORE_METRICS
 from dpodoctor.model import Ended
 from dpodoctor.results import Severity
@@ -17,9 +18,8 @@ from dpodoctor.rules import MIN_POINTS, RULES, Context, Hit, Skip, rounded, rule
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 else:
-    from dpodoctor._lazy import np, pd
+    from dpodoctor._lazy import np
 
 
 @rule(
@@ -47,21 +47,21 @@ def nonfinite(ctx: Context) -> Hit | Skip | None:
     Example:
         loss   0.69 0.61 0.55  nan  nan  nan
     """
-    bad: list[tuple[str, str, pd.Series]] = []
+    bad: list[tuple[str, str, Curve]] = []
     for split in ("train", "eval"):
         for metric in CORE_METRICS:
             s = ctx.raw(metric, split)  # type: ignore[arg-type]
-            mask = ~np.isfinite(s.to_numpy(dtype=float))
+            mask = ~np.isfinite(s.values.astype(float, copy=False))
             if mask.any():
                 bad.append((split, metric, s[mask]))
     if not bad:
         return None
-    first = min(int(b[2].index[0]) for b in bad)
-    last = max(int(b[2].index[-1]) for b in bad)
-    worst_split, worst_metric, worst = min(bad, key=lambda b: int(b[2].index[0]))
+    first = min(int(b[2].steps[0]) for b in bad)
+    last = max(int(b[2].steps[-1]) for b in bad)
+    worst_split, worst_metric, worst = min(bad, key=lambda b: int(b[2].steps[0]))
     described = ", ".join(f"{split} {metric} ×{len(values)}" for split, metric, values in bad)
     return Hit(
-        f"{worst_split} {worst_metric} is non-finite ({worst.iloc[0]}) from step {int(worst.index[0])}; "
+        f"{worst_split} {worst_metric} is non-finite ({worst.values[0]}) from step {int(worst.steps[0])}; "
         f"non-finite values: {described}",
         first,
         last,
@@ -181,15 +181,15 @@ def inconsistent_margins(ctx: Context) -> Hit | Skip | None:
         chosen 0.20  rejected -0.40  margins 0.35   (expected 0.60)
     """
     m, c, r = ctx.series("margins"), ctx.series("chosen"), ctx.series("rejected")
-    mi, ci, ri = m.index.to_numpy(), c.index.to_numpy(), r.index.to_numpy()
+    mi, ci, ri = m.steps, c.steps, r.steps
     if len(mi) == len(ci) == len(ri) and bool((mi == ci).all() and (mi == ri).all() and (mi[1:] > mi[:-1]).all()):
-        # the usual case, all three logged at the same (strictly increasing) steps: the intersection is m's index
-        # and the label lookups give the series as they are (three pandas lookups cost ~1 ms a run)
-        common = m.index
-        mv, cv, rv = m.to_numpy(), c.to_numpy(), r.to_numpy()
+        # the usual case, all three logged at the same (strictly increasing) steps: every step is common
+        common = mi
+        mv, cv, rv = m.values, c.values, r.values
     else:
-        common = m.index.intersection(c.index).intersection(r.index)
-        mv, cv, rv = m[common].to_numpy(), c[common].to_numpy(), r[common].to_numpy()
+        # the steps all three logged, and every value each logged there (a hand-built frame may repeat a step)
+        common = common_steps(m, c, r)
+        mv, cv, rv = m.at_steps(common), c.at_steps(common), r.at_steps(common)
     if len(common) < 3:
         return too_few(len(common), 3)
     error = np.abs(mv - (cv - rv))

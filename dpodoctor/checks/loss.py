@@ -80,20 +80,20 @@ def loss_stuck_ln2(ctx: Context) -> Hit | Skip | None:
     absurd_lr = phase.peak_lr is not None and 0 < phase.peak_lr < ctx.param("absurd_lr") and not phase.warming_up
     # a learning rate too low to move the weights is a level: three points at the start then suffice; a loss
     # frozen to three digits needs 8; a noisy loss needs 16 to tell "stuck" from "has barely started"
-    frozen = len(s) >= 3 and float(np.ptp(s.to_numpy())) < 5e-3
+    frozen = len(s) >= 3 and float(np.ptp(s.values)) < 5e-3
     needed = 3 if absurd_lr else MIN_POINTS if frozen else MIN_POINTS * 2
     if len(s) < needed:
         return too_few(len(s), needed)
     reference, reference_text = stuck_reference(ctx)
     tol = ctx.param("tolerance") * max(1.0, abs(reference) / LN2)
-    median = stats.median(s.to_numpy())
+    median = stats.median(s.values)
     # The band widens by the uncertainty of what is measured: at logging_steps=1 the batch noise (σ≈0.1) moves a
     # median of n points by about 1.25σ/√n, and a rolling median of w points by 1.25σ/√w.
     sigma = stats.noise_sigma(s)
     window = stats.window_for(len(s), 0.25)
     median_slack = 3 * 1.25 * sigma / np.sqrt(len(s))
     smooth_slack = 3 * 1.25 * sigma / np.sqrt(window)
-    low = float(np.quantile(stats.smooth(s, window).to_numpy(), 0.1))
+    low = float(np.quantile(stats.smooth(s, window).values, 0.1))
     if abs(median - reference) > tol + median_slack or low < reference - 2 * tol - smooth_slack:
         return None
     learning, learning_text = ctx.learning()
@@ -185,7 +185,7 @@ def loss_spike(ctx: Context) -> Hit | Skip | None:
     n = len(s)
     if n < MIN_POINTS * 3:
         return too_few(n, MIN_POINTS * 3)
-    values = s.to_numpy()
+    values = s.values
     sigma = max(ctx.noise("loss"), 1e-12)
     window = stats.window_for(n, 0.1, minimum=5)
     short, baseline = spike_levels(values, window)
@@ -208,7 +208,7 @@ def loss_spike(ctx: Context) -> Hit | Skip | None:
         lo -= 1
     while hi + 1 < n and spiking[hi + 1]:
         hi += 1
-    steps = s.index.to_numpy()
+    steps = s.steps
     before = int(steps[max(0, lo - 1)])
     return Hit(
         f"loss jumped to {fmt(values[peak])} at step {int(steps[peak])} (logged {fmt(values[max(0, lo - 1)])} at "
@@ -268,17 +268,18 @@ def loss_collapse(ctx: Context) -> Hit | Skip | None:
     if family.floor >= threshold:
         return None
     # a short log has no smoothed curve: its end level (the median of its last points) is the judge, at any length
-    smoothed = stats.smooth(s) if len(s) >= MIN_POINTS else s.rolling(2, min_periods=1).median()
-    below = (smoothed < threshold).to_numpy()
+    # (the short log's: pandas' rolling(2, min_periods=1).median(), the median of each point and the one before)
+    smoothed = stats.smooth(s).values if len(s) >= MIN_POINTS else stats.trailing_median(s.values, 2, 1)
+    below = smoothed < threshold
     if not below[-1]:
         return None
     # first step from which the smoothed loss stays below the threshold
     above = np.flatnonzero(~below)
     start_idx = int(above[-1]) + 1 if above.size else 0
-    steps = s.index.to_numpy()
+    steps = s.steps
     first, last = int(steps[start_idx]), int(steps[-1])
     fraction = (first - steps[0]) / max(1, steps[-1] - steps[0])
-    evidence: dict[str, Any] = {"final_loss": rounded(float(smoothed.iloc[-1])), "threshold": threshold}
+    evidence: dict[str, Any] = {"final_loss": rounded(float(smoothed[-1])), "threshold": threshold}
     extra = ""
     if ctx.has("accuracy"):
         acc = ctx.curve("accuracy")
@@ -388,7 +389,7 @@ def loss_rising(ctx: Context) -> Hit | Skip | None:
     s = ctx.series("loss")
     if len(s) < MIN_POINTS * 2:
         return too_few(len(s), MIN_POINTS * 2)
-    half = s.iloc[len(s) // 2 :]
+    half = s[len(s) // 2 :]
     t = stats.trend(half)
     sigma = ctx.noise("loss")
     if t.slope <= 0 or not t.significant() or t.change < max(ctx.param("min_rise"), sigma):

@@ -49,7 +49,7 @@ def margin_negative(ctx: Context) -> Hit | Skip | None:
     s = ctx.late("margins")
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    values = s.to_numpy()
+    values = s.values
     median = stats.median(values)
     negative = stats.share(values < 0)
     if negative < 0.7 or ctx.nats(median) > -0.1:
@@ -94,13 +94,13 @@ def margin_flat(ctx: Context) -> Hit | Skip | None:
         margins  0.003 -0.004 0.002 -0.001 0.004 0.000
     """
     s = ctx.late("margins")
-    needed = MIN_POINTS if len(s) and float(np.ptp(s.to_numpy())) < 1e-9 else MIN_POINTS * 2
+    needed = MIN_POINTS if len(s) and float(np.ptp(s.values)) < 1e-9 else MIN_POINTS * 2
     if len(s) < needed:
         return too_few(len(s), needed)
     if ctx.learning()[0]:
         return None  # the margin grows steadily, if slowly: not flat
     band = ctx.param("band_nats") * ctx.beta
-    smoothed = stats.smooth(s).to_numpy()
+    smoothed = stats.smooth(s).values
     if np.max(np.abs(smoothed)) > band:
         return None
     first, last = span_of(s)
@@ -207,7 +207,7 @@ def margin_runaway(ctx: Context) -> Hit | Skip | None:
         if target is not None and end_nats <= 2 * target:
             return None  # cDPO: the margin settles near ln((1−ε)/ε) by design
         third = len(s) // 3
-        early, late_part = stats.trend(s.iloc[:third]), stats.trend(s.iloc[-third:])
+        early, late_part = stats.trend(s[:third]), stats.trend(s[-third:])
         still_growing = (
             not c.levelled and late_part.significant(0.05) and late_part.slope >= 0.5 * max(early.slope, 0.0) > 0
         )

@@ -317,7 +317,7 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
     t = stats.trend(s)
     start = stats.head(s, points=max(3, len(s) // 20))
     drop = start - stats.tail_level(s)
-    tail = s.to_numpy()[-max(1, len(s) // 3) :]
+    tail = s.values[-max(1, len(s) // 3) :]
     # a steady fall, or a fall that happens early and then holds (the last third stays below the start)
     held = stats.share(tail < start - ctx.param("min_drop")) >= 0.9
     if drop < ctx.param("min_drop") or not ((t.slope < 0 and t.significant()) or held):
