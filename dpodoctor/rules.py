@@ -183,6 +183,9 @@ class Context:
         self._late: dict[tuple[str, str], Curve] = {}
         self._learning: tuple[bool, str] | None = None
         self._curves: dict[tuple[str, str], CurveSummary] = {}
+        # per metric, the split it is judged on and whether it has a finite point there: asked ~50 times a run each
+        self._split: dict[str, Split] = {}
+        self._has: dict[str, bool] = {}
         self.current: Rule | None = None
         # what a healthy run of this setup looks like (loss family, phase, noise): the rules judge against it
         self.expect: Expectations = expect(run, self.beta)
@@ -226,7 +229,10 @@ class Context:
 
     def split_for(self, metric: str) -> Split:
         """Seed rules judge the train curve; a run that logs a metric only at eval is judged on eval."""
-        return primary_split(self.run, metric)
+        split = self._split.get(metric)
+        if split is None:
+            split = self._split[metric] = primary_split(self.run, metric)
+        return split
 
     def raw(self, metric: str, split: Split | None = None) -> Curve:
         """Every logged point of one metric (NaN/inf kept), in step order: ``run.arrays``, read once per run."""
@@ -259,11 +265,16 @@ class Context:
     def has(self, metric: str) -> bool:
         """True when the metric has a finite point in the split it is judged on (read from the run's arrays: a rule
         that needs a metric asks for it, and building its Series only to see it is there cost ~0.1 ms)."""
-        split = self.split_for(metric)
-        cached = self._finite.get((split, metric))
-        if cached is not None:
-            return len(cached) > 0
-        return self.run.has(metric, split) and bool(np.isfinite(self.run.arrays(metric, split)[1]).any())
+        known = self._has.get(metric)
+        if known is None:
+            split = self.split_for(metric)
+            cached = self._finite.get((split, metric))
+            if cached is not None:
+                known = len(cached) > 0
+            else:
+                known = self.run.has(metric, split) and bool(np.isfinite(self.run.arrays(metric, split)[1]).any())
+            self._has[metric] = known
+        return known
 
     @property
     def beta_label(self) -> str:
