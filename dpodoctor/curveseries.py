@@ -70,6 +70,18 @@ class Curve:
             return self if values is self.values else Curve(self.steps, values)
         return Curve(self.steps[keep], values[keep])
 
+    def last_per_step(self) -> Curve:
+        """One point a step, the last one logged at a repeated step (as every reader's run keeps it); the curve
+        itself when no step repeats (only a hand-built frame repeats one)."""
+        steps = self.steps
+        if len(steps) < 2:
+            return self
+        new = steps[1:] != steps[:-1]
+        if bool(new.all()):
+            return self
+        last = np.append(new, True)
+        return Curve(steps[last], self.values[last])
+
     def at_steps(self, steps: np.ndarray) -> np.ndarray:
         """The values logged at ``steps`` (sorted, distinct), every value of a repeated step, in step order: what
         ``series[steps]`` gives on a Series indexed by step in step order (label look-up, duplicates kept)."""

@@ -74,6 +74,16 @@ def test_curve_stats_equal_the_series_stats(pts: list[tuple[int, float]]) -> Non
     assert np.array_equal(smoothed.values, smoothed_want.to_numpy())
 
 
+@settings(max_examples=200, deadline=None)
+@given(points)
+def test_last_per_step_keeps_what_pandas_keeps_last(pts: list[tuple[int, float]]) -> None:
+    curve, series = _curve_and_series(pts)
+    want = series[~series.index.duplicated(keep="last")]
+    got = curve.last_per_step()
+    assert np.array_equal(got.steps, want.index.to_numpy())
+    assert np.array_equal(got.values, want.to_numpy(), equal_nan=True)
+
+
 def test_curve_selects_by_position_and_refuses_a_bare_integer() -> None:
     curve = Curve(np.array([10, 20, 30, 40]), np.array([0.5, np.nan, 0.7, 0.8]))
     assert len(curve) == 4 and curve.first_step == 10 and curve.last_step == 40
@@ -90,3 +100,31 @@ def test_curve_selects_by_position_and_refuses_a_bare_integer() -> None:
         Curve(np.array([1, 2, 3]), np.array([0.1, 0.2]))
     empty = Curve(np.zeros(0, dtype=np.int64), np.zeros(0))
     assert empty.first_step is None and empty.last_step is None and len(empty.finite()) == 0
+
+
+def test_a_hand_built_frame_with_a_repeated_step_is_aligned_as_pandas_aligns_it() -> None:
+    """DPO004 on a frame built by hand (not in make_frame's order, a step logged twice by all three metrics) compares
+    each step once, with its last value, as a reader's run keeps it (0424252 raised an IndexError here: pandas' label
+    look-up returned both values of the repeated step beside one step label)."""
+    from pathlib import Path
+
+    from dpodoctor.checks import diagnose_run
+    from dpodoctor.model import Run
+
+    rng = np.random.default_rng(3)
+    steps = np.r_[np.arange(1, 31), 12]  # step 12 logged twice, the second time last
+    chosen = rng.normal(0.2, 0.05, len(steps))
+    rejected = rng.normal(-0.2, 0.05, len(steps))
+    margins = (chosen - rejected) * np.where(np.arange(len(steps)) % 3 == 0, 1.5, 1.0)  # a third inconsistent
+    rows = [("train", name, int(st), float(v)) for name, vals in (("margins", margins), ("chosen", chosen),
+            ("rejected", rejected)) for st, v in zip(steps, vals, strict=True)]  # fmt: skip
+    frame = pd.DataFrame(rows[::-1], columns=["split", "metric", "step", "value"]).assign(wall_time=np.nan)
+    run = Run(name="hand-built", path=Path("hand-built"), source="test", frame=frame)
+    series = {m: run.series(m) for m in ("margins", "chosen", "rejected")}
+    series = {m: s[~s.index.duplicated(keep="last")] for m, s in series.items()}
+    common = series["margins"].index.intersection(series["chosen"].index).intersection(series["rejected"].index)
+    m, c, r = (series[k][common].to_numpy() for k in ("margins", "chosen", "rejected"))
+    bad = np.abs(m - (c - r)) > 5e-3 * np.maximum.reduce([np.abs(m), np.abs(c), np.abs(r)]) + 1e-9
+    finding = next(f for f in diagnose_run(run).findings if f.code == "DPO004")
+    assert len(common) == 30 and 5 <= bad.sum() <= 15
+    assert finding.evidence == {"inconsistent_steps": int(bad.sum()), "steps_compared": len(common)}

@@ -187,7 +187,9 @@ def inconsistent_margins(ctx: Context) -> Hit | Skip | None:
         common = mi
         mv, cv, rv = m.values, c.values, r.values
     else:
-        # the steps all three logged, and every value each logged there (a hand-built frame may repeat a step)
+        # the steps all three logged, each with its last value there: a hand-built frame may log a step twice, and
+        # every value of it (pandas' label look-up) gave arrays of other lengths than the steps (an IndexError)
+        m, c, r = m.last_per_step(), c.last_per_step(), r.last_per_step()
         common = common_steps(m, c, r)
         mv, cv, rv = m.at_steps(common), c.at_steps(common), r.at_steps(common)
     if len(common) < 3:
