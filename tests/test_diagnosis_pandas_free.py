@@ -26,10 +26,10 @@ from dpodoctor.api import load
 from dpodoctor.checks import diagnose_run
 from dpodoctor.errors import DpoDoctorError
 from tests.diagnosis_document import document
+from tools.golden import cases as golden_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-GROUPS = ("trl", "corpus", "diagnosis", "swanlab", "trackers")
 
 # The child: pandas cannot be imported (sys.modules["pandas"] = None makes every import of it fail), the runs are
 # rebuilt from the arrays, diagnosed, and their documents printed; it also says whether anything pandas got loaded.
@@ -90,7 +90,9 @@ print(json.dumps({"documents": out, "pandas_loaded": loaded}, default=repr))
 
 
 def _cases() -> list[Path]:
-    return sorted(case for group in GROUPS for case in (FIXTURES / group).iterdir() if case.is_dir())
+    """The golden report cases: every fixture run folder, and each other source beside a run on its own (a
+    train.log, a trainer_state.json, a tracker folder), so every reader's runs are diagnosed both ways."""
+    return [ROOT / case for case in golden_cases()]
 
 
 def test_diagnosis_of_arrays_alone_imports_no_pandas_and_matches(tmp_path: Path) -> None:
@@ -129,7 +131,7 @@ def test_diagnosis_of_arrays_alone_imports_no_pandas_and_matches(tmp_path: Path)
                 }
             )
             expected[key] = document(diagnose_run(run))
-    assert len(metas) >= 50  # every fixture group contributed runs
+    assert len(metas) >= 100 and len({m["source"] for m in metas}) >= 5  # every fixture group, many readers
     (tmp_path / "runs.json").write_text(json.dumps(metas))
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
