@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from dpodoctor.model import COLUMNS, Ended, Points
+from dpodoctor.model import COLUMNS, Ended, Points, points_in
 from dpodoctor.settings import DiagnoseSettings
 
 if TYPE_CHECKING:
@@ -565,7 +565,7 @@ class RunCache:
     @staticmethod
     def _result(i: int, item: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
         """Result ``i`` of an entry, every field and array checked now; its frame is built when first read."""
-        from dpodoctor.model import FrameLoader
+        from dpodoctor.model import FrameLoader, Once
         from dpodoctor.readers import LazyReadResult
 
         n = int(item["rows"])
@@ -598,19 +598,21 @@ class RunCache:
             raise ValueError("fields")
         ended = Ended(item["ended"])
         (s_codes, s_cats, s_dtype), (m_codes, m_cats, m_dtype) = columns["split"], columns["metric"]
-        points = Points.from_sorted(
-            s_codes,
-            s_cats,
-            m_codes,
-            m_cats,
-            columns["step"].astype(np.int64, copy=False),
-            columns["value"].astype(np.float64, copy=False),
-            columns["wall_time"].astype(np.float64, copy=False),
-            (s_dtype, m_dtype),
+        # Its curves are read from its points without a frame when its rows are in make_frame's order (as every
+        # built-in reader leaves them), checked when first needed: a warm JSON check reads no point of the run.
+        points = Once(
+            lambda: Points.from_sorted(
+                s_codes,
+                s_cats,
+                m_codes,
+                m_cats,
+                columns["step"].astype(np.int64, copy=False),
+                columns["value"].astype(np.float64, copy=False),
+                columns["wall_time"].astype(np.float64, copy=False),
+                (s_dtype, m_dtype),
+            )
         )
-        if points is not None:  # in make_frame's order (as every built-in reader leaves it): read without a frame
-            return LazyReadResult.from_points(points, ended=ended, **fields)
-        return LazyReadResult.deferred(FrameLoader(lambda: _frame(columns)), ended=ended, **fields)
+        return LazyReadResult.deferred(FrameLoader(lambda: _frame(columns)), points, ended=ended, **fields)
 
     def _store_results(
         self,
@@ -625,7 +627,7 @@ class RunCache:
         arrays: dict[str, np.ndarray] = {}
         for i, r in enumerate(results):
             item: dict[str, Any] = {}
-            points: Points | None = r.__dict__.get("_points")
+            points = points_in(r.__dict__)
             if points is not None and "_frame" not in r.__dict__:  # written from the points: no frame, no pandas
                 item["rows"] = len(points)
                 for col, labels, codes, dtype in (

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dpodoctor.discovery import RunSource, primary_files
 from dpodoctor.errors import DpoDoctorError, ReadError
-from dpodoctor.model import NO_FRAME_YET, FrameLoader, LazyRun, Run, make_frame
+from dpodoctor.model import NO_FRAME_YET, FrameLoader, LazyRun, Run, make_frame, points_in
 from dpodoctor.readers import READERS, LazyReadResult, Reader, ReadResult, read_runs, reader_for
 from dpodoctor.readers.hparams import find_beta, find_loss_settings
 
@@ -119,7 +119,7 @@ def run_from_result(
     if isinstance(result, LazyReadResult):
         # The run shares the result's points and frame loader (the frame is built once, for both, when first read).
         state = result.__dict__
-        points = state.get("_points")
+        points = points_in(state)
         if metric_map and points is not None:
             run: Run = LazyRun(frame=NO_FRAME_YET, **fields)
             run.defer(None, points.renamed(metric_map))  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from dpodoctor.metrics import Split, canonical, is_summary_key
 
@@ -23,6 +23,7 @@ else:
     from dpodoctor._lazy import np, pd
 
 COLUMNS = ("split", "metric", "step", "value", "wall_time")
+T = TypeVar("T")
 
 
 class Ended(str, Enum):
@@ -91,7 +92,7 @@ class Run:
         """The frame's step and value columns as arrays, read once per frame (a DataFrame column lookup costs
         tens of µs, and a run's curves are read dozens of times); a run made from its :class:`Points` has them
         without any frame."""
-        points: Points | None = self.__dict__.get("_points")
+        points = points_in(self.__dict__)
         if points is not None:
             return points.step, points.value
         frame = self.frame
@@ -117,7 +118,7 @@ class Run:
         make_frame's order (built by hand) gets None, and the filters above are used. A run made from its
         :class:`Points` has them already, and builds no frame.
         """
-        points: Points | None = self.__dict__.get("_points")
+        points = points_in(self.__dict__)
         if points is not None:
             return points.groups
         frame = self.frame
@@ -161,7 +162,7 @@ class Run:
     @property
     def steps(self) -> int:
         """The last step seen in any split (0 for an empty run)."""
-        points: Points | None = self.__dict__.get("_points")
+        points = points_in(self.__dict__)
         if points is not None:
             return int(points.step.max()) if len(points.step) else 0
         if not len(self.frame):
@@ -363,18 +364,34 @@ class Points:
         )
 
 
-class FrameLoader:
+class Once(Generic[T]):
+    """Computes a value once, on the first call, and keeps it: shared by a result and the run made from it."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build: Callable[[], T] | None = build
+        self._value: T | None = None
+
+    def __call__(self) -> T:
+        if self._build is not None:
+            self._value, self._build = self._build(), None
+        return self._value  # type: ignore[return-value]  # set above, whatever T is (None included)
+
+
+class FrameLoader(Once["pd.DataFrame"]):
     """Builds a frame once, on the first call, and keeps it: shared by a result and the run made from it."""
 
-    def __init__(self, build: Callable[[], pd.DataFrame]) -> None:
-        self._build: Callable[[], pd.DataFrame] | None = build
-        self._frame: pd.DataFrame | None = None
 
-    def __call__(self) -> pd.DataFrame:
-        if self._frame is None:
-            assert self._build is not None
-            self._frame, self._build = self._build(), None
-        return self._frame
+def points_in(state: dict[str, Any]) -> Points | None:
+    """The :class:`Points` kept in a run's or result's ``__dict__`` (None: none, or a cache entry whose rows turned
+    out not to be in make_frame's order): a deferred :class:`Once` is resolved, and kept, on first use.
+
+    Why deferred: a warm JSON check takes every run's report from the cache and never reads its points; checking
+    the order of each run's rows would be most of its per-run cost.
+    """
+    points = state.get("_points")
+    if isinstance(points, Once):
+        points = state["_points"] = points()
+    return points
 
 
 NO_FRAME_YET: Any = None  # what a lazy result or run is made with: the frame setter ignores it
@@ -405,23 +422,27 @@ class LazyFrame:
             self.__dict__.pop("_frame_loader", None)
             self.__dict__.pop("_points", None)
 
-    def defer(self, loader: FrameLoader | None, points: Points | None = None) -> None:
-        """Take the frame from ``loader`` when first read (from ``points`` when no loader is given)."""
+    def defer(self, loader: FrameLoader | None, points: Points | Once[Points | None] | None = None) -> None:
+        """Take the frame from ``loader`` when first read (from ``points`` when no loader is given), and the curves
+        from ``points`` (a :class:`Once` that gives them, or None, when first needed)."""
         if points is not None:
             self.__dict__["_points"] = points
-        self.__dict__["_frame_loader"] = loader if loader is not None else FrameLoader(points.to_frame)  # type: ignore[union-attr]
+        if loader is None:
+            assert isinstance(points, Points)
+            loader = FrameLoader(points.to_frame)
+        self.__dict__["_frame_loader"] = loader
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (sent back from a worker, saved by a user) with its points and no frame when it has points and
         its frame was never read (rebuilt from them on the other side), else with its frame; never with a loader."""
-        if "_frame" not in self.__dict__ and self.__dict__.get("_points") is None:
+        if "_frame" not in self.__dict__ and points_in(self.__dict__) is None:
             self.frame  # noqa: B018 - builds it
         return {k: v for k, v in self.__dict__.items() if k != "_frame_loader"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         points = state.get("_points")
-        if "_frame" not in state and points is not None:
+        if "_frame" not in state and isinstance(points, Points):
             self.__dict__["_frame_loader"] = FrameLoader(points.to_frame)
 
 

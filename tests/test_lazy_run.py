@@ -28,7 +28,7 @@ from dpodoctor import api
 from dpodoctor.discovery import RunSource
 from dpodoctor.errors import ReadError
 from dpodoctor.loading import LazyReadResult, LazyRun, _rename_metrics, run_from_result
-from dpodoctor.model import NO_FRAME_YET, Points, Run, make_frame
+from dpodoctor.model import NO_FRAME_YET, Points, Run, make_frame, points_in
 from dpodoctor.readers.tensorboard.reader import TensorBoardReader
 from tests.conftest import FIXTURES, TRL
 
@@ -116,7 +116,7 @@ def test_a_cached_tensorboard_run_is_written_from_its_points_and_read_back_as_po
     cold = api.load_all([run_dir], cache=cache).runs[0]
     assert "_frame" not in cold.__dict__, "the cache entry was written without building the frame"
     warm = api.load_all([run_dir], cache=cache).runs[0]
-    assert isinstance(warm, LazyRun) and warm.__dict__.get("_points") is not None and "_frame" not in warm.__dict__
+    assert isinstance(warm, LazyRun) and isinstance(points_in(warm.__dict__), Points) and "_frame" not in warm.__dict__
     eager = Run(name=fresh.name, path=fresh.path, source=fresh.source, frame=_eager(fresh.frame))
     _same_run(warm, eager)
     pd.testing.assert_frame_equal(warm.frame, fresh.frame)

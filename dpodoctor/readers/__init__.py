@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from dpodoctor._plugins import import_own, import_submodules
-from dpodoctor.model import NO_FRAME_YET, Ended, FrameLoader, LazyFrame, Points
+from dpodoctor.model import NO_FRAME_YET, Ended, FrameLoader, LazyFrame, Once, Points
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,8 +56,11 @@ class LazyReadResult(LazyFrame, ReadResult):
     reads its curves from (no pandas until something reads the frame)."""
 
     @classmethod
-    def deferred(cls, loader: FrameLoader | None, points: Points | None = None, **fields: Any) -> LazyReadResult:
-        """A result whose frame ``loader`` builds (``points.to_frame`` when None)."""
+    def deferred(
+        cls, loader: FrameLoader | None, points: Points | Once[Points | None] | None = None, **fields: Any
+    ) -> LazyReadResult:
+        """A result whose frame ``loader`` builds (``points.to_frame`` when None), its curves read from ``points``
+        (or from what a :class:`~dpodoctor.model.Once` gives when first needed)."""
         result = cls(frame=NO_FRAME_YET, **fields)
         result.defer(loader, points)
         return result
