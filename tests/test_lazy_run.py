@@ -310,3 +310,21 @@ def test_the_read_cost_script_times_reading_per_run() -> None:
     assert line.startswith(f"{fixture}: 1 runs: read "), proc.stdout
     assert "pandas imported by reading: no" in line, proc.stdout
     assert float(line.split("read ")[1].split(" ms")[0]) > 0
+
+
+def test_runs_read_in_worker_processes_come_back_as_points_and_equal_one_process(tmp_path: Path) -> None:
+    """A worker sends each run back pickled with its points, not a frame (the main process imports no pandas for
+    it); the runs equal those read in one process."""
+    from dpodoctor.discovery import discover
+    from dpodoctor.sweep import load_sources
+
+    sources = discover([FIXTURES / "corpus"], [])
+    one = load_sources(sources, jobs=1)
+    two = load_sources(sources, jobs=2, parallel_min_bytes=0)
+    runs_one = [run for outcome in one for run in outcome.runs]
+    runs_two = [run for outcome in two for run in outcome.runs]
+    assert len(runs_two) == len(runs_one) >= 10
+    for a, b in zip(runs_one, runs_two, strict=True):
+        assert isinstance(b, LazyRun) and "_frame" not in b.__dict__, b.name
+        _same_run(b, a)
+        pd.testing.assert_frame_equal(b.frame, a.frame)
