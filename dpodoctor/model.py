@@ -2,6 +2,11 @@
 
 Why one long tidy frame (split, metric, step, value, wall_time): it is the shape that every source can be reduced to
 without losing anything, it concatenates across resumed files, and a rule asks for one series with one filter.
+
+Why a run may hold its points without that frame (:class:`Points`, a :class:`LazyRun`): the diagnosis and the
+reports read a run curve by curve (:meth:`Run.arrays`), so a reader that gives numpy columns in the frame's order
+(TensorBoard) and the cache leave the frame unbuilt, and pandas unimported, until something reads ``frame``; what
+it then gets is exactly the frame the reader would have built.
 """
 
 from __future__ import annotations
@@ -37,7 +42,12 @@ class Ended(str, Enum):
 
 @dataclass
 class Run:
-    """One training run: its metrics table plus what the source said about it."""
+    """One training run: its metrics table plus what the source said about it.
+
+    ``frame`` is the one long tidy table every reader's run has. Read a curve with :meth:`arrays` (or
+    :meth:`series`), :meth:`has`, :attr:`metrics` and :attr:`steps`: a run read from TensorBoard events or the cache
+    (a :class:`LazyRun`) answers those from its :class:`Points` and builds ``frame`` only when it is read.
+    """
 
     name: str
     path: Path
