@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:  # pandas is imported when a frame is built, not when this module is (sniffing a file)
+    import pandas as pd
+
 from dpodoctor.errors import NoMetricsError
 from dpodoctor.metrics import (
     canonical,
@@ -18,9 +21,6 @@ from dpodoctor.readers import ReadResult
 from dpodoctor.readers.stdout.grammar import CRASH_MARKERS, SUMMARY, TRAIN, KeyInfo, Table
 from dpodoctor.readers.stdout.scan import KvScan, Scan
 from dpodoctor.readers.stdout.steps import NO_STEP, derive_steps, kv_steps
-
-if TYPE_CHECKING:  # pandas is imported when a frame is built, not when this module is (sniffing a file)
-    import pandas as pd
 
 __all__ = ["results_from_scan"]
 
