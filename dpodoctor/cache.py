@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from dpodoctor.model import COLUMNS, Ended
+from dpodoctor.model import COLUMNS, Ended, Points, points_in
 from dpodoctor.settings import DiagnoseSettings
 
 if TYPE_CHECKING:
@@ -60,14 +60,16 @@ else:  # a warm check builds no frame: pandas is imported only when a frame is (
 
 __all__ = ["CACHE_FORMAT", "ENV_DIR", "ENV_KEY", "RunCache", "cache_dir", "code_fingerprint"]
 
-CACHE_FORMAT: Final = 5  # 2: own .bin entries; 3: keyed MAC; 4: RunReport.to_dict; 5: + the run's JSON report entry
+CACHE_FORMAT: Final = 6  # 2: own .bin entries; 3: keyed MAC; 4: RunReport.to_dict; 5: + the run's JSON report entry;
+# 6: a category dtype may be null (the one pandas infers: results written from a reader's Points, without pandas)
 ENV_DIR: Final = "DPODOCTOR_CACHE_DIR"
 ENV_KEY: Final = "DPODOCTOR_CACHE_KEY"
 _MAC_SIZE: Final = 32
 _WINDOW: Final = 65536  # bytes hashed at the start of an event file and before its resume offset
 _MAX_META: Final = 64 * 1024 * 1024
 _PACKAGE_DIR: Final = Path(__file__).resolve().parent
-_CATEGORY_DTYPES: Final = frozenset({"object", "str"})  # what pandas 2 / 3 infer for string categories
+# what pandas 2 / 3 infer for string categories; None: whichever this pandas infers (written from Points)
+_CATEGORY_DTYPES: Final = frozenset({"object", "str", None})
 
 
 def cache_dir() -> Path:
@@ -387,11 +389,41 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
     built: dict[str, Any] = {}
     for col in ("split", "metric"):
         codes, cats, dtype = columns[col]
-        built[col] = pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=dtype))
+        built[col] = pd.Categorical.from_codes(
+            codes, categories=pd.Index(cats) if dtype is None else pd.Index(cats, dtype=dtype)
+        )
     built["step"] = columns["step"].astype(np.int64, copy=False)
     built["value"] = columns["value"].astype(np.float64, copy=False)
     built["wall_time"] = columns["wall_time"].astype(np.float64, copy=False)
     return pd.DataFrame(built)
+
+
+def _frame_item(i: int, frame: pd.DataFrame, item: dict[str, Any], arrays: dict[str, np.ndarray]) -> bool:
+    """Put result ``i``'s frame into ``item`` (rows, categories) and ``arrays`` (its columns); False when it is not
+    the canonical frame (then the result is not cached)."""
+    if (
+        tuple(frame.columns) != COLUMNS
+        or not isinstance(frame.index, pd.RangeIndex)
+        or frame.index.start != 0
+        or frame.index.step != 1
+        or not all(isinstance(frame[c].dtype, pd.CategoricalDtype) for c in ("split", "metric"))
+        or frame["step"].dtype != np.int64
+        or frame["value"].dtype != np.float64
+        or frame["wall_time"].dtype != np.float64
+    ):
+        return False
+    item["rows"] = len(frame)
+    for col in ("split", "metric"):
+        cats = frame[col].cat.categories
+        if not all(type(c) is str for c in cats):
+            return False
+        item[f"{col}_categories"] = list(cats)
+        item[f"{col}_dtype"] = str(cats.dtype)
+        arrays[f"{i}.{col}"] = frame[col].cat.codes.to_numpy()
+    arrays[f"{i}.step"] = frame["step"].to_numpy()
+    arrays[f"{i}.value"] = frame["value"].to_numpy()
+    arrays[f"{i}.wall_time"] = frame["wall_time"].to_numpy()
+    return True
 
 
 def _array(arrays: dict[str, np.ndarray], name: str, kind: str, n: int | None = None) -> np.ndarray:
@@ -533,7 +565,8 @@ class RunCache:
     @staticmethod
     def _result(i: int, item: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
         """Result ``i`` of an entry, every field and array checked now; its frame is built when first read."""
-        from dpodoctor.loading import FrameLoader, LazyReadResult
+        from dpodoctor.model import FrameLoader, Once
+        from dpodoctor.readers import LazyReadResult
 
         n = int(item["rows"])
         columns: dict[str, Any] = {}
@@ -564,7 +597,22 @@ class RunCache:
         ):
             raise ValueError("fields")
         ended = Ended(item["ended"])
-        return LazyReadResult.deferred(FrameLoader(lambda: _frame(columns)), ended=ended, **fields)
+        (s_codes, s_cats, s_dtype), (m_codes, m_cats, m_dtype) = columns["split"], columns["metric"]
+        # Its curves are read from its points without a frame when its rows are in make_frame's order (as every
+        # built-in reader leaves them), checked when first needed: a warm JSON check reads no point of the run.
+        points = Once(
+            lambda: Points.from_sorted(
+                s_codes,
+                s_cats,
+                m_codes,
+                m_cats,
+                columns["step"].astype(np.int64, copy=False),
+                columns["value"].astype(np.float64, copy=False),
+                columns["wall_time"].astype(np.float64, copy=False),
+                (s_dtype, m_dtype),
+            )
+        )
+        return LazyReadResult.deferred(FrameLoader(lambda: _frame(columns)), points, ended=ended, **fields)
 
     def _store_results(
         self,
@@ -578,29 +626,23 @@ class RunCache:
         items: list[dict[str, Any]] = []
         arrays: dict[str, np.ndarray] = {}
         for i, r in enumerate(results):
-            frame = r.frame
-            if (
-                tuple(frame.columns) != COLUMNS
-                or not isinstance(frame.index, pd.RangeIndex)
-                or frame.index.start != 0
-                or frame.index.step != 1
-                or not all(isinstance(frame[c].dtype, pd.CategoricalDtype) for c in ("split", "metric"))
-                or frame["step"].dtype != np.int64
-                or frame["value"].dtype != np.float64
-                or frame["wall_time"].dtype != np.float64
-            ):
+            item: dict[str, Any] = {}
+            points = points_in(r.__dict__)
+            if points is not None and "_frame" not in r.__dict__:  # written from the points: no frame, no pandas
+                item["rows"] = len(points)
+                for col, labels, codes, dtype in (
+                    ("split", points.split_labels, points.split, points.category_dtypes[0]),
+                    ("metric", points.metric_labels, points.metric, points.category_dtypes[1]),
+                ):
+                    item[f"{col}_categories"] = list(labels)
+                    item[f"{col}_dtype"] = dtype
+                    arrays[f"{i}.{col}"] = codes
+                arrays[f"{i}.step"] = points.step
+                arrays[f"{i}.value"] = points.value
+                arrays[f"{i}.wall_time"] = points.wall_time
+            elif not _frame_item(i, r.frame, item, arrays):
                 return None  # not the canonical frame: not cached
-            item: dict[str, Any] = {"rows": len(frame), "ended": Ended(r.ended).value}
-            for col in ("split", "metric"):
-                cats = frame[col].cat.categories
-                if not all(type(c) is str for c in cats):
-                    return None
-                item[f"{col}_categories"] = list(cats)
-                item[f"{col}_dtype"] = str(cats.dtype)
-                arrays[f"{i}.{col}"] = frame[col].cat.codes.to_numpy()
-            arrays[f"{i}.step"] = frame["step"].to_numpy()
-            arrays[f"{i}.value"] = frame["value"].to_numpy()
-            arrays[f"{i}.wall_time"] = frame["wall_time"].to_numpy()
+            item["ended"] = Ended(r.ended).value
             fields = {
                 "beta": r.beta,
                 "beta_source": r.beta_source,

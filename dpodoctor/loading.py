@@ -16,78 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from dpodoctor.discovery import RunSource, primary_files
 from dpodoctor.errors import DpoDoctorError, ReadError
-from dpodoctor.model import Run, make_frame
-from dpodoctor.readers import READERS, Reader, ReadResult, read_runs, reader_for
+from dpodoctor.model import NO_FRAME_YET, FrameLoader, LazyRun, Run, make_frame, points_in
+from dpodoctor.readers import READERS, LazyReadResult, Reader, ReadResult, read_runs, reader_for
 from dpodoctor.readers.hparams import find_beta, find_loss_settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
+__all__ = ["FrameLoader", "LazyReadResult", "LazyRun", "PathArg", "Paths", "as_paths", "read_source", "run_from_result"]
+
 PathArg = str | os.PathLike[str]
 # What every function that takes paths accepts: one path (str or PathLike) or an iterable of them.
 Paths = PathArg | Iterable[PathArg]
-
-
-_NO_FRAME_YET: Any = None  # what a lazy result or run is made with: the frame setter ignores it
-
-
-class FrameLoader:
-    """Builds a frame once, on the first call, and keeps it: shared by a cached result and the run made from it."""
-
-    def __init__(self, build: Callable[[], pd.DataFrame]) -> None:
-        self._build: Callable[[], pd.DataFrame] | None = build
-        self._frame: pd.DataFrame | None = None
-
-    def __call__(self) -> pd.DataFrame:
-        if self._frame is None:
-            assert self._build is not None
-            self._frame, self._build = self._build(), None
-        return self._frame
-
-
-class _LazyFrame:
-    """``frame`` built on first use by a :class:`FrameLoader` (mixed into :class:`ReadResult` and :class:`Run`).
-
-    Why: a warm re-check takes each run's report from the cache and reads none of its points; building a
-    pandas frame for each run (and importing pandas at all) was most of its time. Whatever reads ``frame`` (a
-    plot, ``--require-metrics``, the text report's sparklines, a Python user) gets the very frame a cold read
-    gives, built from the cache entry's checked arrays.
-    """
-
-    @property
-    def frame(self) -> pd.DataFrame:
-        state = self.__dict__
-        frame = state.get("_frame")
-        if frame is None:
-            frame = state["_frame"] = state.pop("_frame_loader")()
-        return frame
-
-    @frame.setter
-    def frame(self, value: pd.DataFrame | None) -> None:
-        if value is not None:
-            self.__dict__["_frame"] = value
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled (sent to a worker, saved by a user) with its frame, never with the loader."""
-        self.frame  # noqa: B018 - builds it
-        return {k: v for k, v in self.__dict__.items() if k != "_frame_loader"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-
-class LazyReadResult(_LazyFrame, ReadResult):
-    """A :class:`ReadResult` from the cache, whose frame is built when first read."""
-
-    @classmethod
-    def deferred(cls, loader: FrameLoader, **fields: Any) -> LazyReadResult:
-        result = cls(frame=_NO_FRAME_YET, **fields)
-        result.__dict__["_frame_loader"] = loader
-        return result
-
-
-class LazyRun(_LazyFrame, Run):
-    """A :class:`Run` made from a :class:`LazyReadResult`: the same run, its frame built when first read."""
 
 
 def as_paths(paths: Paths) -> list[Path]:
@@ -175,13 +115,21 @@ def run_from_result(
         config = {**settings, **config}  # what the logs themselves say wins
         shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "stage")
         notes = [*notes, f"loss settings from {where} beside the logs: {shown}"]
-    loader = result.__dict__.get("_frame_loader") if isinstance(result, LazyReadResult) else None
-    if loader is not None and not metric_map:
-        run: Run = LazyRun(frame=_NO_FRAME_YET, **_run_fields(source, result, beta, beta_source, config, notes))
-        run.__dict__["_frame_loader"] = loader
-        return run
+    fields = _run_fields(source, result, beta, beta_source, config, notes)
+    if isinstance(result, LazyReadResult):
+        # The run shares the result's points and frame loader (the frame is built once, for both, when first read).
+        state = result.__dict__
+        points = points_in(state)
+        if metric_map and points is not None:
+            run: Run = LazyRun(frame=NO_FRAME_YET, **fields)
+            run.defer(None, points.renamed(metric_map))  # type: ignore[attr-defined]
+            return run
+        if not metric_map:
+            run = LazyRun(frame=NO_FRAME_YET, **fields)
+            run.__dict__.update({k: state[k] for k in ("_frame", "_frame_loader", "_points") if k in state})
+            return run
     frame = _rename_metrics(result.frame, metric_map) if metric_map else result.frame
-    return Run(frame=frame, **_run_fields(source, result, beta, beta_source, config, notes))
+    return Run(frame=frame, **fields)
 
 
 def _run_fields(

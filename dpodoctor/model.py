@@ -2,16 +2,22 @@
 
 Why one long tidy frame (split, metric, step, value, wall_time): it is the shape that every source can be reduced to
 without losing anything, it concatenates across resumed files, and a rule asks for one series with one filter.
+
+Why a run may hold its points without that frame (:class:`Points`, a :class:`LazyRun`): the diagnosis and the
+reports read a run curve by curve (:meth:`Run.arrays`), so a reader that gives numpy columns in the frame's order
+(TensorBoard) and the cache leave the frame unbuilt, and pandas unimported, until something reads ``frame``; what
+it then gets is exactly the frame the reader would have built.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from dpodoctor.metrics import Split, canonical, is_summary_key
 
@@ -22,6 +28,7 @@ else:
     from dpodoctor._lazy import np, pd
 
 COLUMNS = ("split", "metric", "step", "value", "wall_time")
+T = TypeVar("T")
 
 
 class Ended(str, Enum):
@@ -35,7 +42,12 @@ class Ended(str, Enum):
 
 @dataclass
 class Run:
-    """One training run: its metrics table plus what the source said about it."""
+    """One training run: its metrics table plus what the source said about it.
+
+    ``frame`` is the one long tidy table every reader's run has. Read a curve with :meth:`arrays` (or
+    :meth:`series`), :meth:`has`, :attr:`metrics` and :attr:`steps`: a run read from TensorBoard events or the cache
+    (a :class:`LazyRun`) answers those from its :class:`Points` and builds ``frame`` only when it is read.
+    """
 
     name: str
     path: Path
@@ -88,7 +100,11 @@ class Run:
 
     def _columns(self) -> tuple[np.ndarray, np.ndarray]:
         """The frame's step and value columns as arrays, read once per frame (a DataFrame column lookup costs
-        tens of µs, and a run's curves are read dozens of times)."""
+        tens of µs, and a run's curves are read dozens of times); a run made from its :class:`Points` has them
+        without any frame."""
+        points = points_in(self.__dict__)
+        if points is not None:
+            return points.step, points.value
         frame = self.frame
         cached = self.__dict__.get("_column_cache")
         if cached is not None and cached[0] is frame:
@@ -109,8 +125,12 @@ class Run:
 
         Why: rules ask for a series or its presence about a hundred times per run, and filtering a frame of
         hundreds of thousands of rows each time costs more than the rules themselves. A frame that is not in
-        make_frame's order (built by hand) gets None, and the filters above are used.
+        make_frame's order (built by hand) gets None, and the filters above are used. A run made from its
+        :class:`Points` has them already, and builds no frame.
         """
+        points = points_in(self.__dict__)
+        if points is not None:
+            return points.groups
         frame = self.frame
         cached = self.__dict__.get("_group_cache")
         if cached is not None and cached[0] is frame:
@@ -123,30 +143,19 @@ class Run:
             and isinstance(split_col.dtype, pd.CategoricalDtype)
             and isinstance(metric_col.dtype, pd.CategoricalDtype)
         ):
-            # The codes stay in their small dtype and every comparison gives a bool array: a frame of millions of
-            # rows would otherwise need several int64 copies of it at once.
             # the Categoricals themselves (a column lookup costs ~50 µs under copy-on-write, an accessor more)
             split_cat, metric_cat = split_col.array, metric_col.array
             assert isinstance(split_cat, pd.Categorical) and isinstance(metric_cat, pd.Categorical)
             s, m = split_cat.codes, metric_cat.codes
             t = self._columns()[0]
-            n = len(s)
             ordered = bool(split_cat.categories.is_monotonic_increasing) and bool(
                 metric_cat.categories.is_monotonic_increasing
             )
-            same_s, same_m = s[1:] == s[:-1], m[1:] == m[:-1]
-            if ordered and n and (s >= 0).all() and (m >= 0).all():
-                # strictly increasing by (split, metric, step): sorted, and no repeated point
-                ordered = bool(((s[1:] > s[:-1]) | (same_s & ((m[1:] > m[:-1]) | (same_m & (t[1:] > t[:-1]))))).all())
             if ordered:
-                starts = np.flatnonzero(np.r_[True, ~(same_s & same_m)]) if n else np.zeros(0, dtype=np.int64)
-                stops = np.r_[starts[1:], n].astype(int) if n else starts
                 # plain lists: indexing a pandas Index costs ~15 µs a label
-                s_names, m_names = list(split_cat.categories), list(metric_cat.categories)
-                groups = {
-                    (str(s_names[s[a]]), str(m_names[m[a]])): (int(a), int(b))
-                    for a, b in zip(starts, stops, strict=True)
-                }
+                s_names = [str(x) for x in split_cat.categories]
+                m_names = [str(x) for x in metric_cat.categories]
+                groups = _row_ranges(s, s_names, m, m_names, t)
         self.__dict__["_group_cache"] = (frame, groups)
         return groups
 
@@ -163,9 +172,293 @@ class Run:
     @property
     def steps(self) -> int:
         """The last step seen in any split (0 for an empty run)."""
+        points = points_in(self.__dict__)
+        if points is not None:
+            return int(points.step.max()) if len(points.step) else 0
         if not len(self.frame):
             return 0
         return int(self._columns()[0].max())  # the cached column: a pandas reduction costs ~0.3 ms a call
+
+
+def _row_ranges(
+    s: np.ndarray, s_names: list[str], m: np.ndarray, m_names: list[str], t: np.ndarray, checked: bool = False
+) -> dict[tuple[str, str], tuple[int, int]] | None:
+    """The row range of each (split, metric) of points given as codes into sorted labels, or None when the rows are
+    not strictly increasing by (split, metric, step) (not make_frame's order, or a repeated point). ``checked``: the
+    caller has just put them in that order (the test is skipped).
+
+    The codes stay in their small dtype and every comparison gives a bool array: a run of millions of points would
+    otherwise need several int64 copies of them at once.
+    """
+    n = len(s)
+    if not n:
+        return {}
+    same = (s[1:] == s[:-1]) & (m[1:] == m[:-1])
+    if not checked:
+        if not ((s >= 0).all() and (m >= 0).all()):
+            return None
+        s_up, m_up, t_up = s[1:] > s[:-1], m[1:] > m[:-1], t[1:] > t[:-1]
+        if not bool((s_up | ((s[1:] == s[:-1]) & (m_up | ((m[1:] == m[:-1]) & t_up)))).all()):
+            return None
+    starts = np.flatnonzero(np.r_[True, ~same])
+    bounds = np.r_[starts, n].tolist()
+    # plain Python ints and strs: a numpy scalar costs ~100 ns a use, and a label lookup by one more
+    s_at, m_at = s[starts].tolist(), m[starts].tolist()
+    return {
+        (s_names[i], m_names[j]): (bounds[k], bounds[k + 1]) for k, (i, j) in enumerate(zip(s_at, m_at, strict=True))
+    }
+
+
+def _sorted_labels(labels: tuple[str, ...] | list[str]) -> bool:
+    return all(type(x) is str for x in labels) and all(a < b for a, b in itertools.pairwise(labels))
+
+
+class Points:
+    """A run's points as numpy columns, in the order :func:`make_frame` leaves a frame (sorted by split, metric,
+    step; no repeated point; split and metric as integer codes into their sorted labels, all present), with the
+    row range of each (split, metric).
+
+    Why: the diagnosis and the reports read a run one curve at a time (:meth:`Run.arrays`), and a frame of those
+    columns costs importing pandas (~0.45 s) and ~2 ms a run to build, for nothing unless something reads the
+    frame itself (a plot, the sparklines, a Python user): then :meth:`to_frame` builds exactly the frame the
+    reader would have built. ``category_dtypes`` keeps the dtype a cached frame's categories had (None: the one
+    pandas infers from the labels, which every built-in constructor gives).
+    """
+
+    __slots__ = (
+        "category_dtypes",
+        "groups",
+        "metric",
+        "metric_labels",
+        "split",
+        "split_labels",
+        "step",
+        "value",
+        "wall_time",
+    )
+
+    def __init__(
+        self,
+        split: np.ndarray,
+        split_labels: tuple[str, ...],
+        metric: np.ndarray,
+        metric_labels: tuple[str, ...],
+        step: np.ndarray,
+        value: np.ndarray,
+        wall_time: np.ndarray,
+        groups: dict[tuple[str, str], tuple[int, int]],
+        category_dtypes: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        self.split, self.split_labels = split, split_labels
+        self.metric, self.metric_labels = metric, metric_labels
+        self.step, self.value, self.wall_time = step, value, wall_time
+        self.groups = groups
+        self.category_dtypes = category_dtypes
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def from_codes(
+        cls,
+        split_codes: np.ndarray,
+        split_labels: list[str],
+        metric_codes: np.ndarray,
+        metric_labels: list[str],
+        step: np.ndarray,
+        value: np.ndarray,
+        wall_time: np.ndarray,
+    ) -> Points:
+        """:func:`frame_from_codes` without the frame: points in any order, as integer codes into label lists (one
+        entry per distinct key, not per point; a label may repeat), sorted and de-duplicated as make_frame does
+        (a repeated (split, metric, step) keeps its last value in arrival order)."""
+        steps = np.asarray(step, dtype=np.int64)
+        values = np.asarray(value, dtype=np.float64)
+        walls = np.asarray(wall_time, dtype=np.float64)
+        n = len(values)
+        if not (len(split_codes) == len(metric_codes) == len(steps) == n == len(walls)):
+            raise ValueError("Points.from_codes: columns of different lengths")
+        coded: list[tuple[np.ndarray, tuple[str, ...]]] = []
+        for codes, labels in ((split_codes, split_labels), (metric_codes, metric_labels)):
+            # Kept in the reader's integer type, and remapped into the one pandas keeps: a run of millions of points
+            # would otherwise hold several int64 copies (8 bytes a point each) at the read's peak of memory.
+            codes = np.asarray(codes)
+            if codes.dtype.kind not in "iu":
+                codes = codes.astype(np.int64)
+            # bincount, not unique: linear, and these are small non-negative codes
+            present = np.flatnonzero(np.bincount(codes, minlength=len(labels))) if n else np.zeros(0, np.intp)
+            names = sorted({labels[i] for i in present.tolist()})
+            remap = np.full(max(len(labels), 1), -1, dtype=code_dtype(len(names)))
+            for i in present.tolist():
+                remap[i] = names.index(labels[i])
+            coded.append((remap[codes], tuple(names)))
+        (s, s_names), (m, m_names) = coded
+        # keep="last" in arrival order: a resumed run that re-logs a step overwrites the earlier value.
+        # int32 codes (not int64): _point_order's group numbers fit, and a long run's temporaries stay half the size.
+        order, last = _point_order(s.astype(np.int32), m.astype(np.int32), steps)
+        keep = order if last.all() else order[last]  # the usual case keeps every point: no second index array
+        del order
+        s, m, steps, values, walls = s[keep], m[keep], steps[keep], values[keep], walls[keep]
+        groups = _row_ranges(s, list(s_names), m, list(m_names), steps, checked=True)  # sorted and de-duplicated
+        assert groups is not None
+        return cls(s, s_names, m, m_names, steps, values, walls, groups)
+
+    @classmethod
+    def from_sorted(
+        cls,
+        split_codes: np.ndarray,
+        split_labels: list[str],
+        metric_codes: np.ndarray,
+        metric_labels: list[str],
+        step: np.ndarray,
+        value: np.ndarray,
+        wall_time: np.ndarray,
+        category_dtypes: tuple[str | None, str | None] = (None, None),
+    ) -> Points | None:
+        """Points already in make_frame's order (a cache entry's columns), checked: None when the labels are not
+        sorted and distinct or the rows not strictly increasing by (split, metric, step)."""
+        if not (_sorted_labels(split_labels) and _sorted_labels(metric_labels)):
+            return None
+        n = len(value)
+        if not (len(split_codes) == len(metric_codes) == len(step) == n == len(wall_time)):
+            return None
+        if n and (int(split_codes.max()) >= len(split_labels) or int(metric_codes.max()) >= len(metric_labels)):
+            return None
+        groups = _row_ranges(split_codes, list(split_labels), metric_codes, list(metric_labels), step)
+        if groups is None:
+            return None
+        return cls(
+            split_codes,
+            tuple(split_labels),
+            metric_codes,
+            tuple(metric_labels),
+            step,
+            value,
+            wall_time,
+            groups,
+            category_dtypes,
+        )
+
+    def renamed(self, metric_map: dict[str, str]) -> Points:
+        """These points with metrics renamed by ``metric_map`` (``--metric-map key=canonical``), as
+        ``make_frame`` would rebuild them: two names mapped to one merge, a repeated step keeping the later row."""
+        if not metric_map or not len(self):
+            return self
+        labels = [metric_map.get(m, m) for m in self.metric_labels]
+        return Points.from_codes(
+            self.split, list(self.split_labels), self.metric, labels, self.step, self.value, self.wall_time
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The canonical frame of these points: exactly the frame :func:`frame_from_codes` (or the cache entry they
+        came from) gives."""
+        cats = []
+        for codes, labels, dtype in (
+            (self.split, self.split_labels, self.category_dtypes[0]),
+            (self.metric, self.metric_labels, self.category_dtypes[1]),
+        ):
+            cat_dtype = (
+                _categories(labels) if dtype is None else pd.CategoricalDtype(pd.Index(list(labels), dtype=dtype))
+            )
+            cats.append(pd.Categorical.from_codes(codes, dtype=cat_dtype))
+        return pd.DataFrame(
+            {"split": cats[0], "metric": cats[1], "step": self.step, "value": self.value, "wall_time": self.wall_time},
+            copy=False,  # the columns are the points' own arrays: no second copy
+        )
+
+
+class Once(Generic[T]):
+    """Computes a value once, on the first call, and keeps it: shared by a result and the run made from it."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build: Callable[[], T] | None = build
+        self._value: T | None = None
+
+    def __call__(self) -> T:
+        if self._build is not None:
+            self._value, self._build = self._build(), None
+        return self._value  # type: ignore[return-value]  # set above, whatever T is (None included)
+
+
+class FrameLoader(Once["pd.DataFrame"]):
+    """Builds a frame once, on the first call, and keeps it: shared by a result and the run made from it."""
+
+
+def points_in(state: dict[str, Any]) -> Points | None:
+    """The :class:`Points` kept in a run's or result's ``__dict__`` (None: none, or a cache entry whose rows turned
+    out not to be in make_frame's order): a deferred :class:`Once` is resolved, and kept, on first use.
+
+    Why deferred: a warm JSON check takes every run's report from the cache and never reads its points; checking
+    the order of each run's rows would be most of its per-run cost.
+    """
+    points = state.get("_points")
+    if isinstance(points, Once):
+        points = state["_points"] = points()
+    return points
+
+
+NO_FRAME_YET: Any = None  # what a lazy result or run is made with: the frame setter ignores it
+
+
+class LazyFrame:
+    """``frame`` built on first use by a :class:`FrameLoader` (mixed into ``ReadResult`` and :class:`Run`), and the
+    :class:`Points` it is built from when there are any (``_points``), which the run's curves are read from.
+
+    Why: a check reads each run one curve at a time and reports it from those curves; building a pandas frame for
+    each run (and importing pandas at all) was most of a warm re-check, and ~0.45 s of import plus ~2 ms a run of a
+    cold one. Whatever reads ``frame`` (a plot, ``--require-metrics``, the text report's sparklines, a Python user)
+    gets the very frame the reader would have built. Setting ``frame`` replaces the points too.
+    """
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        state = self.__dict__
+        frame = state.get("_frame")
+        if frame is None:
+            frame = state["_frame"] = state.pop("_frame_loader")()
+        return frame
+
+    @frame.setter
+    def frame(self, value: pd.DataFrame | None) -> None:
+        if value is not None:
+            self.__dict__["_frame"] = value
+            self.__dict__.pop("_frame_loader", None)
+            self.__dict__.pop("_points", None)
+
+    def defer(self, loader: FrameLoader | None, points: Points | Once[Points | None] | None = None) -> None:
+        """Take the frame from ``loader`` when first read (from ``points`` when no loader is given), and the curves
+        from ``points`` (a :class:`Once` that gives them, or None, when first needed)."""
+        if points is not None:
+            self.__dict__["_points"] = points
+        if loader is None:
+            assert isinstance(points, Points)
+            loader = FrameLoader(points.to_frame)
+        self.__dict__["_frame_loader"] = loader
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (sent back from a worker, saved by a user) with its points and no frame when it has points and
+        its frame was never read (rebuilt from them on the other side), else with its frame; never with a loader."""
+        if "_frame" not in self.__dict__ and points_in(self.__dict__) is None:
+            self.frame  # noqa: B018 - builds it
+        return {k: v for k, v in self.__dict__.items() if k != "_frame_loader"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        points = state.get("_points")
+        if "_frame" not in state and isinstance(points, Points):
+            self.__dict__["_frame_loader"] = FrameLoader(points.to_frame)
+
+
+class LazyRun(LazyFrame, Run):
+    """A :class:`Run` whose frame is built when first read: from a cache entry, or from the points of a reader that
+    gives :class:`Points` (TensorBoard)."""
 
 
 class FrameBuilder:
@@ -260,28 +553,9 @@ def frame_from_codes(
 ) -> pd.DataFrame:
     """:func:`make_frame` for a reader that already holds integer codes into label lists (one entry per distinct
     key, not per point). The result is identical to ``make_frame`` on the spelled-out strings: the categories are
-    the labels present, sorted, exactly as ``pd.Categorical`` would infer them."""
-    cats: list[pd.Categorical[Any]] = []
-    for codes, labels in ((split_codes, split_labels), (metric_codes, metric_labels)):
-        # Kept in the reader's integer type, and remapped into the one pandas keeps: a run of millions of points
-        # would otherwise hold several int64 copies (8 bytes a point each) at the read's peak of memory.
-        codes = np.asarray(codes)
-        if codes.dtype.kind not in "iu":
-            codes = codes.astype(np.int64)
-        # bincount, not unique: linear, and these are small non-negative codes
-        present = np.flatnonzero(np.bincount(codes, minlength=len(labels))) if len(codes) else np.zeros(0, np.intp)
-        names = sorted({labels[i] for i in present})
-        remap = np.full(max(len(labels), 1), -1, dtype=code_dtype(len(names)))
-        for i in present.tolist():
-            remap[i] = names.index(labels[i])
-        cats.append(pd.Categorical.from_codes(remap[codes], dtype=_categories(tuple(names))))
-    return _frame(
-        cats[0],
-        cats[1],
-        np.asarray(step, dtype=np.int64),
-        np.asarray(value, dtype=np.float64),
-        np.asarray(wall_time, dtype=np.float64),
-    )
+    the labels present, sorted, exactly as ``pd.Categorical`` would infer them (:meth:`Points.from_codes`, whose
+    points a reader can keep instead, building the frame only when something reads it)."""
+    return Points.from_codes(split_codes, split_labels, metric_codes, metric_labels, step, value, wall_time).to_frame()
 
 
 def code_dtype(labels: int) -> type[np.signedinteger]:

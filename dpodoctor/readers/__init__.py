@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from dpodoctor._plugins import import_own, import_submodules
-from dpodoctor.model import Ended
+from dpodoctor.model import NO_FRAME_YET, Ended, FrameLoader, LazyFrame, Once, Points
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,6 +48,27 @@ class ReadResult:
     notes: list[str] = field(default_factory=list)
     # Names one of several runs found in the same files (see read_runs); None for the usual single run.
     label: str | None = None
+
+
+class LazyReadResult(LazyFrame, ReadResult):
+    """A :class:`ReadResult` whose frame is built when first read: from a cache entry's checked columns, or from the
+    :class:`~dpodoctor.model.Points` a reader gives instead of a frame (TensorBoard), which the run made from it
+    reads its curves from (no pandas until something reads the frame)."""
+
+    @classmethod
+    def deferred(
+        cls, loader: FrameLoader | None, points: Points | Once[Points | None] | None = None, **fields: Any
+    ) -> LazyReadResult:
+        """A result whose frame ``loader`` builds (``points.to_frame`` when None), its curves read from ``points``
+        (or from what a :class:`~dpodoctor.model.Once` gives when first needed)."""
+        result = cls(frame=NO_FRAME_YET, **fields)
+        result.defer(loader, points)
+        return result
+
+    @classmethod
+    def from_points(cls, points: Points, **fields: Any) -> LazyReadResult:
+        """A result of these points (its frame: ``points.to_frame()``, built when first read)."""
+        return cls.deferred(None, points, **fields)
 
 
 class Reader(Protocol):

@@ -22,15 +22,17 @@ import re
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
-import pandas as pd
 
 from dpodoctor.errors import NoMetricsError, ReadError
 from dpodoctor.metrics import canonical, is_summary_key
 from dpodoctor.model import Ended, empty_frame, frame_from_series
 from dpodoctor.readers import ReadResult, register
+
+if TYPE_CHECKING:  # pandas is imported when a frame is built, not when this module is (sniffing a file)
+    import pandas as pd
 
 __all__ = ["TrainerStateReader", "beta_beside", "history_of", "json_number"]
 

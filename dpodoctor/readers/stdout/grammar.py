@@ -14,14 +14,14 @@ matching the raw bytes finds exactly what matching the decoded text would. Nothi
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import pandas as pd
 
 from dpodoctor.metrics import (
     FRAMEWORK_KEYS,
@@ -33,6 +33,9 @@ from dpodoctor.metrics import (
     is_summary_key,
     split_key,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "BAR_CANDIDATES",
@@ -270,11 +273,19 @@ CSV_DROP: Final = b"{}' )"
 PLAIN_KEY_RE: Final = re.compile(rb"[!-+\--9;-~ ]{1,200}")  # printable ASCII without `,` and `:`
 
 
-# Typed loosely: the options are passed through a dict (see _EXACT_FLOATS), which the stubs' overloads cannot see.
-_READ_CSV: Final[Callable[..., pd.DataFrame]] = pd.read_csv
-_EXACT_FLOATS: Final[dict[str, str]] = (
-    {} if tuple(int(x) for x in re.findall(r"\d+", pd.__version__)[:2]) >= (3, 1) else {"float_precision": "round_trip"}
-)
+@functools.cache
+def _csv_reader() -> tuple[Callable[..., pd.DataFrame], dict[str, str]]:
+    """pandas' read_csv and the options that make its floats exact (see :func:`csv_floats`), looked up on first use:
+    pandas is imported when a log's numbers are converted, not when this package is imported to sniff a file.
+    Typed loosely: the options are passed through a dict, which the stubs' overloads cannot see."""
+    import pandas as pd
+
+    exact = (
+        {}
+        if tuple(int(x) for x in re.findall(r"\d+", pd.__version__)[:2]) >= (3, 1)
+        else {"float_precision": "round_trip"}
+    )
+    return pd.read_csv, exact
 
 
 def csv_floats(text: bytes, rows: int, width: int) -> np.ndarray | None:
@@ -289,7 +300,8 @@ def csv_floats(text: bytes, rows: int, width: int) -> np.ndarray | None:
     or an error, never a guessed missing value.
     """
     try:
-        frame = _READ_CSV(
+        read_csv, exact_floats = _csv_reader()
+        frame = read_csv(
             io.BytesIO(text),
             header=None,
             names=list(range(2 * width)),
@@ -301,7 +313,7 @@ def csv_floats(text: bytes, rows: int, width: int) -> np.ndarray | None:
             na_values=["nan"],
             quoting=csv.QUOTE_NONE,
             skip_blank_lines=False,
-            **_EXACT_FLOATS,
+            **exact_floats,
         )
     except (ValueError, TypeError):
         return None

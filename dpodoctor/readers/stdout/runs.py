@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from itertools import repeat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported when a frame is built, not when this module is (sniffing a file)
+    import pandas as pd
 
 from dpodoctor.errors import NoMetricsError
 from dpodoctor.metrics import (

@@ -33,10 +33,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from dpodoctor.errors import ReadError
 from dpodoctor.metrics import canonical, is_summary_key
@@ -51,6 +50,9 @@ from dpodoctor.readers.swanlab.framing import (
     has_swanlab_header,
     scan_frames,
 )
+
+if TYPE_CHECKING:  # pandas is imported when a frame is built, not when this module is (sniffing a file)
+    import pandas as pd
 
 __all__ = ["SwanLabReader", "is_metric_slice", "json_number", "parse_time"]
 

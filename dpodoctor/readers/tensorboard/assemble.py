@@ -22,8 +22,8 @@ import numpy as np
 
 from dpodoctor.errors import ReadError
 from dpodoctor.metrics import canonical, is_summary_key
-from dpodoctor.model import Ended, code_dtype, frame_from_codes
-from dpodoctor.readers import ReadResult
+from dpodoctor.model import Ended, Points, code_dtype
+from dpodoctor.readers import LazyReadResult, ReadResult
 from dpodoctor.readers.beta import beta_in
 from dpodoctor.readers.overlap import repeated_steps_notes
 from dpodoctor.readers.tensorboard.decode import FileDecode
@@ -261,7 +261,9 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
     # Per-point codes in the smallest integer type (a long run has millions of points: int64 would be 8 bytes each).
     split_codes = split_of.astype(code_dtype(len(splits)))[tag]
     metric_codes = metric_of.astype(code_dtype(len(metrics)))[tag]
-    frame = frame_from_codes(split_codes, splits, metric_codes, metrics, step, value, wall)
+    # The points, sorted as make_frame sorts them, and no frame: a check reads the run curve by curve, and the frame
+    # (pandas) is built only when something reads it (see LazyReadResult).
+    points = Points.from_codes(split_codes, splits, metric_codes, metrics, step, value, wall)
     if "train_runtime" in summary:
         # Written only once training is over, so the run finished even if the file was cut after it.
         ended = Ended.FINISHED
@@ -269,8 +271,8 @@ def assemble(files: Sequence[Path], labels: Sequence[str], decodes: Sequence[Fil
         ended = Ended.TRUNCATED
     else:
         ended = Ended.UNKNOWN
-    return ReadResult(
-        frame=frame,
+    return LazyReadResult.from_points(
+        points,
         beta=beta,
         beta_source=beta_source,
         ended=ended,
