@@ -128,7 +128,9 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     if n == 0:
         return values.astype(float)
     if window % 2 == 0 or n * window > _SORTED_WINDOWS_MAX_CELLS:
-        return pd.Series(values).rolling(window, center=True, min_periods=1).median().to_numpy()
+        from dpodoctor.rolling import centred_median  # bottleneck's double heap, pandas' numbers to the bit
+
+        return centred_median(values, window)
     return rolling_medians(values[None, :], window)[0]
 
 
@@ -138,7 +140,9 @@ def trailing_median(values: np.ndarray, window: int, min_periods: int) -> np.nda
     NaN where the window holds fewer than ``min_periods`` points, as pandas gives."""
     n = len(values)
     if n == 0 or n * window > _SORTED_WINDOWS_MAX_CELLS:
-        return pd.Series(values, dtype=float).rolling(window, min_periods=min_periods).median().to_numpy()
+        from dpodoctor.rolling import trailing_median as long_trailing_median  # as centred_median above
+
+        return long_trailing_median(values, window, min_periods)
     padded = np.concatenate([np.full(window - 1, np.nan), values.astype(float)])
     count = np.minimum(np.arange(n) + 1, window)
     out = _median_of_sorted_windows(np.lib.stride_tricks.sliding_window_view(padded, window), count)
