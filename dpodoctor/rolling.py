@@ -30,44 +30,44 @@ _SORTED_CELLS_PER_CHUNK = 1 << 20
 
 
 def centred_median(values: np.ndarray, window: int, min_periods: int = 1) -> np.ndarray:
-    """pandas' ``Series(values).rolling(window, center=True, min_periods=min_periods).median()``, to the bit."""
-    values = _prepared(values)
-    _check(window, min_periods)
+    """pandas' ``Series(values).rolling(window, center=True, min_periods=min_periods).median()``, to the bit; of
+    each row when ``values`` is a matrix (curves of the same length, one bottleneck call for all of them)."""
+    rows = _prepared(values, window, min_periods)
     offset = (window - 1) // 2
-    if offset == 0:
-        return _trailing(values, window, min_periods)
-    return _trailing(np.concatenate([values, np.full(offset, np.nan)]), window, min_periods)[offset:]
+    if offset:
+        rows = np.concatenate([rows, np.full((len(rows), offset), np.nan)], axis=1)
+    return _trailing(rows, window, min_periods)[:, offset:].reshape(np.shape(values))
 
 
 def trailing_median(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     """pandas' ``Series(values).rolling(window, min_periods=min_periods).median()`` (the window ending at each
-    point), to the bit."""
-    values = _prepared(values)
-    _check(window, min_periods)
-    return _trailing(values, window, min_periods)
+    point), to the bit; of each row when ``values`` is a matrix."""
+    rows = _prepared(values, window, min_periods)
+    return _trailing(rows, window, min_periods).reshape(np.shape(values))
 
 
-def _trailing(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
-    n = len(values)
+def _trailing(rows: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """The trailing median of each row of a float64 matrix (NaN not counted)."""
+    n = rows.shape[1]
     min_count = max(min_periods, 1)  # a window with no number is NaN whatever min_periods says
     if n == 0 or min_count > n:
-        return np.full(n, np.nan)
+        return np.full(rows.shape, np.nan)
     window = min(window, n)  # a window longer than the curve holds the same points as one of its length
-    out = _move_median(values, window, min_count)
-    if _has_negative_zero(values):
-        zeros = np.flatnonzero(out == 0)
+    out = _move_median(rows, window, min_count)
+    for row in np.flatnonzero(np.any(np.signbit(rows) & (rows == 0), axis=1)):  # the rows holding a -0.0
+        zeros = np.flatnonzero(out[row] == 0)
         if zeros.size:
-            out[zeros] = _stable_medians(values, window, zeros)
+            out[row, zeros] = _stable_medians(rows[row], window, zeros)
     return out
 
 
-def _move_median(values: np.ndarray, window: int, min_count: int) -> np.ndarray:
-    """The trailing median up to the sign of a zero: bottleneck's double heap, else sorted windows."""
+def _move_median(rows: np.ndarray, window: int, min_count: int) -> np.ndarray:
+    """The trailing median of each row up to the sign of a zero: bottleneck's double heap, else sorted windows."""
     try:
         import bottleneck  # a C extension, imported when a long curve first needs it
     except ImportError:
-        return _sorted_windows_median(values, window, min_count)
-    return np.asarray(bottleneck.move_median(values, window, min_count=min_count), dtype=float)
+        return np.array([_sorted_windows_median(row, window, min_count) for row in rows]).reshape(rows.shape)
+    return np.asarray(bottleneck.move_median(rows, window, min_count=min_count, axis=1), dtype=float)
 
 
 def _sorted_windows_median(values: np.ndarray, window: int, min_count: int) -> np.ndarray:
@@ -84,13 +84,14 @@ def _sorted_windows_median(values: np.ndarray, window: int, min_count: int) -> n
     return out
 
 
-def _stable_medians(values: np.ndarray, window: int, rows: np.ndarray) -> np.ndarray:
-    """The trailing medians at ``rows`` from a stable sort of each window: pandas' order of equal values."""
+def _stable_medians(values: np.ndarray, window: int, ends: np.ndarray) -> np.ndarray:
+    """The trailing medians of the windows ending at ``ends``, from a stable sort of each window: pandas' order of
+    equal values."""
     windows, counts = _windows(values, window), _window_counts(values, window)
-    out = np.empty(len(rows))
+    out = np.empty(len(ends))
     step = max(1, _SORTED_CELLS_PER_CHUNK // window)
-    for start in range(0, len(rows), step):
-        chunk = rows[start : start + step]
+    for start in range(0, len(ends), step):
+        chunk = ends[start : start + step]
         out[start : start + step] = _window_medians(windows[chunk], counts[chunk], kind="stable")
     return out
 
@@ -123,23 +124,16 @@ def _window_counts(values: np.ndarray, window: int) -> np.ndarray:
     return seen[ends] - seen[np.maximum(ends - window, 0)]
 
 
-def _has_negative_zero(values: np.ndarray) -> bool:
-    return bool(np.any(np.signbit(values) & (values == 0)))
-
-
-def _prepared(values: np.ndarray) -> np.ndarray:
-    """float64, with ±inf as NaN (pandas' rolling reads infinities as missing values)."""
+def _prepared(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """The curve(s) as a float64 matrix, one row a curve, with ±inf as NaN (pandas' rolling reads infinities as
+    missing values); pandas' own argument errors, so a caller cannot ask for a window pandas would refuse."""
     values = np.asarray(values, dtype=float)
-    if values.ndim != 1:
-        raise ValueError(f"a rolling median takes one curve, not an array of shape {values.shape}")
-    if np.isinf(values).any():
-        values = np.where(np.isinf(values), np.nan, values)
-    return values
-
-
-def _check(window: int, min_periods: int) -> None:
-    """pandas' own argument errors, so a caller cannot ask for a window pandas would refuse."""
+    if values.ndim not in (1, 2):
+        raise ValueError(f"a rolling median takes a curve or a matrix of curves, not an array of shape {values.shape}")
     if window < 1:
         raise ValueError(f"window must be at least 1, not {window}")
     if not 0 <= min_periods <= window:
         raise ValueError(f"min_periods {min_periods} must be between 0 and window {window}")
+    if np.isinf(values).any():
+        values = np.where(np.isinf(values), np.nan, values)
+    return values[None, :] if values.ndim == 1 else values

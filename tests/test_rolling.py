@@ -74,12 +74,15 @@ def curves(draw: st.DrawFn) -> np.ndarray:
 @given(curves(), st.integers(1, 300), st.data())
 def test_centred_median_is_pandas_to_the_bit(name: str, values: np.ndarray, window: int, data: st.DataObject) -> None:
     """rolling.centred_median equals pandas' rolling(window, center=True, min_periods=m).median(): odd and even
-    windows, windows longer than the curve, every min_periods."""
+    windows, windows longer than the curve, every min_periods; of each row of a matrix of curves too."""
     min_periods = data.draw(st.integers(0, window))
     want = pd.Series(values, dtype=float).rolling(window, center=True, min_periods=min_periods).median().to_numpy()
+    backwards = pd.Series(values[::-1], dtype=float).rolling(window, center=True, min_periods=min_periods).median()
     with engine(name):
         got = rolling.centred_median(values, window, min_periods)
+        rows = rolling.centred_median(np.stack([values, values[::-1]]), window, min_periods)
     assert np.array_equal(bits(got), bits(want)), (values, window, min_periods)
+    assert np.array_equal(bits(rows), bits(np.stack([want, backwards.to_numpy()])))
 
 
 @pytest.mark.parametrize("name", ENGINES)
@@ -87,12 +90,15 @@ def test_centred_median_is_pandas_to_the_bit(name: str, values: np.ndarray, wind
 @given(curves(), st.integers(1, 300), st.data())
 def test_trailing_median_is_pandas_to_the_bit(name: str, values: np.ndarray, window: int, data: st.DataObject) -> None:
     """rolling.trailing_median equals pandas' rolling(window, min_periods=m).median() (NaN where the window holds
-    fewer than m points)."""
+    fewer than m points); of each row of a matrix of curves too."""
     min_periods = data.draw(st.integers(0, window))
     want = pd.Series(values, dtype=float).rolling(window, min_periods=min_periods).median().to_numpy()
+    backwards = pd.Series(values[::-1], dtype=float).rolling(window, min_periods=min_periods).median()
     with engine(name):
         got = rolling.trailing_median(values, window, min_periods)
+        rows = rolling.trailing_median(np.stack([values, values[::-1]]), window, min_periods)
     assert np.array_equal(bits(got), bits(want)), (values, window, min_periods)
+    assert np.array_equal(bits(rows), bits(np.stack([want, backwards.to_numpy()])))
 
 
 @pytest.mark.parametrize("name", ENGINES)
@@ -134,15 +140,18 @@ def test_long_curves_through_stats_are_pandas_to_the_bit(name: str) -> None:
 
 
 def test_arguments_pandas_refuses_are_refused() -> None:
-    """A window below 1, min_periods above the window, or a matrix is an error, not a silent guess."""
+    """A window below 1, min_periods above the window, or an array of more than two dimensions is an error, not a
+    silent guess; empty curves and matrices keep their shape."""
     values = np.arange(10.0)
     with pytest.raises(ValueError, match="window"):
         rolling.centred_median(values, 0)
     with pytest.raises(ValueError, match="min_periods"):
         rolling.trailing_median(values, 3, 4)
-    with pytest.raises(ValueError, match="one curve"):
-        rolling.trailing_median(np.zeros((2, 5)), 3, 1)
+    with pytest.raises(ValueError, match="matrix of curves"):
+        rolling.trailing_median(np.zeros((2, 5, 4)), 3, 1)
     assert rolling.centred_median(np.array([]), 5).shape == (0,)
+    assert rolling.centred_median(np.zeros((0, 5)), 5).shape == (0, 5)
+    assert rolling.trailing_median(np.zeros((2, 0)), 5, 1).shape == (2, 0)
 
 
 def test_bottleneck_is_imported_only_when_a_long_curve_needs_it() -> None:
