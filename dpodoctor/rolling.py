@@ -1,8 +1,8 @@
 """Rolling medians equal to pandas' to the bit, without pandas.
 
 Why this module: the noise estimate of every long curve is a centred rolling median (window 101 over 10k points),
-and pandas' ``rolling(...).median()`` was ~0.3 of the 2.5 CPU-s of a cold check of 6 runs x 10k steps, besides
-being the reason a diagnosis imported pandas at all. ``bottleneck.move_median`` (a C double heap, O(n log w))
+and pandas' ``rolling(...).median()`` was ~0.3 of the 2.5 CPU-s of a cold check of 6 runs x 10k steps, and one of
+the reasons a diagnosis imported pandas. ``bottleneck.move_median`` (a C double heap, O(n log w))
 gives the same numbers ~5x faster, and a numpy sort of the windows does when bottleneck is missing.
 
 What "the same numbers" takes (pandas' ``roll_median_c`` over its skiplist, read against the source):
