@@ -73,7 +73,6 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n, window = args.points, args.window
     values = np.cumsum(rng.normal(size=n)) * 0.01 + rng.normal(size=n)  # a noisy, drifting training curve
-    assert n * window > stats._SORTED_WINDOWS_MAX_CELLS, "a short curve: stats takes the sorted-windows path"
 
     def without_bottleneck(work: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:
