@@ -76,7 +76,7 @@ def main() -> None:
             print(f"{name}: {path} not found, skipped")
             continue
         runs = load(path)
-        points = sum(len(run.frame) for run in runs)
+        points = sum(len(run.arrays(metric, split)[1]) for run in runs for split, metric in run.metrics)  # no frame
         if args.profile == name:
             from dpodoctor.checks import diagnose_run
 

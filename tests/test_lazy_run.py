@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -197,9 +198,8 @@ def test_points_are_make_frames_rows_and_rename_as_make_frame_does(
 
 # ------------------------------------------------------------------------------------------------ a fresh process
 
-# Runs the real CLI in a fresh interpreter; with "stub", the diagnosis is replaced by an empty report (its curves and
-# table are still derived from the run's points for the JSON report). It says whether pandas was imported, and
-# whether the stack that imported it first was inside diagnose_run.
+# Runs the real CLI in a fresh interpreter. It says whether pandas was imported, and where from (the stack that
+# imported it first), so a failure names the culprit.
 PROBE = """
 import json, sys, traceback
 first = []
@@ -209,19 +209,14 @@ class Watch:
             first.append([f.name for f in traceback.extract_stack()])
         return None
 sys.meta_path.insert(0, Watch())
-mode, *args = sys.argv[1:]
-if mode == "stub":
-    import dpodoctor.checks
-    from dpodoctor.results import RunReport
-    dpodoctor.checks.diagnose_run = lambda run, settings=None: RunReport(run=run, findings=[])
-sys.argv = ["dpodoctor", *args]
+sys.argv = ["dpodoctor", *sys.argv[1:]]
 from dpodoctor.cli import main
 try:
     main()
 finally:
     print("PROBE " + json.dumps({
         "pandas": "pandas" in sys.modules,
-        "in_diagnosis": bool(first) and "diagnose_run" in first[0],
+        "imported_from": first[0][-12:] if first else [],
     }), file=sys.stderr)
 """
 
@@ -231,13 +226,13 @@ CHECKS = {
 }
 
 
-def _probe(mode: str, target: Path, extra: list[str], tmp_path: Path) -> dict[str, bool]:
+def _probe(target: Path, extra: list[str], tmp_path: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "DPODOCTOR_CACHE_DIR": str(tmp_path / "cache")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     out = tmp_path / "report.json"
     args = ["check", str(target), "-f", "json", "-o", str(out), "--jobs", "1", *extra]
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, mode, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120, env=env, check=False
     )
     assert proc.returncode in (0, 1), proc.stderr
     document = json.loads(out.read_text())
@@ -259,29 +254,17 @@ TARGETS = [
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda p: p.name)
 @pytest.mark.parametrize("check", list(CHECKS))
-def test_a_cold_json_check_of_tensorboard_events_imports_no_pandas_but_the_diagnosis(
-    target: Path, check: str, tmp_path: Path
-) -> None:
-    """With the diagnosis stubbed, reading the events, the cache write, the curve summaries and the JSON report
-    import no pandas."""
-    got = _probe("stub", target, CHECKS[check], tmp_path)
+def test_a_cold_json_check_of_tensorboard_events_imports_no_pandas(target: Path, check: str, tmp_path: Path) -> None:
+    """Reading the events, the cache write, the diagnosis, the curve summaries and the JSON report import no pandas
+    (the run's points are numpy columns, the rules read Curves of them)."""
+    got = _probe(target, CHECKS[check], tmp_path)
     assert not got["pandas"], got
 
 
 @pytest.mark.parametrize("check", list(CHECKS))
-def test_with_the_real_diagnosis_only_the_diagnosis_imports_pandas(check: str, tmp_path: Path) -> None:
-    got = _probe("real", FIXTURES / "diagnosis" / "lf_simpo", CHECKS[check], tmp_path)
-    assert not got["pandas"] or got["in_diagnosis"], got
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="diagnose_run still builds pandas Series (checks/*, rules.py): helper shim's pandas-free diagnosis turns "
-    "this on; once it is merged, remove this mark",
-)
-@pytest.mark.parametrize("check", list(CHECKS))
-def test_a_cold_json_check_of_tensorboard_events_imports_no_pandas(check: str, tmp_path: Path) -> None:
-    got = _probe("real", FIXTURES / "diagnosis" / "lf_simpo", CHECKS[check], tmp_path)
+def test_a_cold_json_check_of_a_llamafactory_run_imports_no_pandas(check: str, tmp_path: Path) -> None:
+    """A LLaMA-Factory SimPO run (events beside its YAML and JSON lines) likewise."""
+    got = _probe(FIXTURES / "diagnosis" / "lf_simpo", CHECKS[check], tmp_path)
     assert not got["pandas"], got
 
 
