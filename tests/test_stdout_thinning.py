@@ -142,7 +142,7 @@ def test_a_log_above_the_budget_is_read_within_it_and_says_so(spiky_log: Path, m
     assert scan.values.size() + RECORD_POINTS * len(scan.kinds) <= BUDGET
     [note] = [n for n in thin.notes if "bound" in n]
     stride = scan.thinning.stride
-    assert stride >= 4
+    assert stride in (4, 8, 16)  # "every 4th": the note says which
     assert note.startswith(f"train.log: {scan.values.size() + scan.thinning.dropped_points:,} values in 2,041 metric")
     assert f"above the reader's bound of {BUDGET:,} points: every {stride}th train dict was kept" in note
     assert BUDGET_ENV in note
@@ -278,7 +278,11 @@ def test_thinned_points_are_read_points_in_order_within_the_budget(
     keys = ["split", "metric", "step"]
     joined = thin.frame.merge(full.frame, on=keys, how="left", suffixes=("", "_full"), validate="one_to_one")
     assert joined["value_full"].notna().all()  # kept ⊆ read, each at its own step
-    assert (joined["value"] == joined["value_full"]).all()
+    # An eval dict's epoch shares its step with the train dict after it, whose epoch wins in the full read; when
+    # that train dict was dropped, the eval dict's (the epoch of an earlier step, as logged) is the point.
+    epoch = joined["metric"] == "epoch"
+    assert (joined["value"] == joined["value_full"])[~epoch].all()
+    assert (joined["value"] <= joined["value_full"])[epoch].all()
     for (split, metric), part in thin.frame.groupby(["split", "metric"], observed=True):
         steps = part["step"].to_numpy()
         assert (np.diff(steps) > 0).all()  # in step order, one point a step
@@ -287,13 +291,12 @@ def test_thinned_points_are_read_points_in_order_within_the_budget(
     pd.testing.assert_series_equal(_series(thin.frame, "eval", "loss"), _series(full.frame, "eval", "loss"))
     scan = scan_file(path)
     held = scan.values.size() + RECORD_POINTS * len(scan.kinds)
-    # within the budget, unless what is never dropped (eval dicts and the train dicts beside each, the first and
+    # within the budget, unless what is never dropped (eval dicts and the train dict before each, the first and
     # last, the summary) exceeds it: then that and the outliers of one stretch (up to three)
     kinds = np.array(scan_file(path, budget=10**9).kinds)
     train = kinds == TRAIN
     never = ~train
     never[:-1] |= ~train[1:]
-    never[1:] |= ~train[:-1]
     never[[0, -1]] = True
     costs = np.where(train, len(TRAIN_KEYS), 5) + RECORD_POINTS  # an eval dict: 4 metrics and its epoch
     assert held <= max(budget, int(costs[never].sum()) + 3 * (len(TRAIN_KEYS) + RECORD_POINTS))

@@ -310,12 +310,14 @@ def thinning_note(scan: Scan, path: Path) -> str:
     silently."""
     thinning = scan.thinning
     held, records = scan.values.size(), len(scan.kinds)
-    every = {2: "2nd", 3: "3rd"}.get(thinning.stride, f"{thinning.stride}th")
+    stride = thinning.stride
+    suffix = "th" if stride % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(stride % 10, "th")
+    every = f"{stride}{suffix}"
     return (
         f"{path.name}: {held + thinning.dropped_points:,} values in {records + thinning.dropped_records:,} metric "
         f"dicts, above the reader's bound of {thinning.budget:,} points: every {every} train dict was kept "
         f"({held:,} values in {records:,} dicts read), with the first and last, every eval and summary dict and the "
-        "train dicts beside it, and each thinned stretch's non-finite values and loss/grad_norm outliers "
+        "train dict before it, and each thinned stretch's non-finite values and loss/grad_norm outliers "
         f"(${BUDGET_ENV} sets the bound)"
     )
 

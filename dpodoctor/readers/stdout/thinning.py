@@ -16,10 +16,9 @@ after a pass is at most half of it, so passes are at least half a budget of new 
 
 What is kept, always:
 
-- every dict that is not a train dict (eval, the end-of-training summary), and the train dicts on both sides of
-  each: an eval dict without a step takes the step of the train dict before it; one with a step (the bar after it)
-  shares it with the train dict after it, whose epoch then wins, as in the full read; and a new run in the same
-  file starts after a summary;
+- every dict that is not a train dict (eval, the end-of-training summary), the train dict before each (an eval
+  dict without a step of its own takes the step of the train dict before it) and the one after a summary (a new
+  run in the same file starts there);
 - the train dicts whose ordinal is a multiple of the stride (the *regular* ones; the first among them), and the last
   dict read (the file's last, once the read ends);
 - a dict with a crash marker after it, and the two dicts around an epoch that goes back (a second run appended);
@@ -55,7 +54,7 @@ from typing import Final, Protocol
 import numpy as np
 
 from dpodoctor.errors import DpoDoctorError
-from dpodoctor.readers.stdout.grammar import TRAIN, KeyInfo
+from dpodoctor.readers.stdout.grammar import SUMMARY, TRAIN, KeyInfo
 
 __all__ = ["BUDGET_ENV", "MAX_POINTS", "OUTLIERS_PER_STRETCH", "OUTLIER_SIGMAS", "RECORD_POINTS", "Thinning"]
 
@@ -204,10 +203,9 @@ class Thinning:
         keep = ~train
         keep[-1] = True
         other = ~train
-        keep[:-1] |= other[1:]  # the train dicts on both sides of an eval or summary dict
-        keep[1:] |= other[:-1]
-        if lo > 0 and scan.kinds[lo - 1] != TRAIN:
-            keep[0] = True
+        keep[:-1] |= other[1:]  # the train dict before an eval or summary dict
+        after_summary = np.array(scan.kinds[max(lo - 1, 0) : lo - 1 + len(keep)], dtype=np.int8) == SUMMARY
+        keep[len(keep) - len(after_summary) :] |= after_summary  # and the one after a summary: a new run
         for index in scan.crash_after:
             if index >= lo:
                 keep[index - lo] = True
