@@ -292,14 +292,14 @@ def test_thinned_points_are_read_points_in_order_within_the_budget(
     scan = scan_file(path)
     held = scan.values.size() + RECORD_POINTS * len(scan.kinds)
     # within the budget, unless what is never dropped (eval dicts and the train dict before each, the first and
-    # last, the summary) exceeds it: then that and the outliers of one stretch (up to three)
+    # last, the summary) and the outliers of one stretch (up to three) pass half of it: then within twice that
     kinds = np.array(scan_file(path, budget=10**9).kinds)
     train = kinds == TRAIN
     never = ~train
     never[:-1] |= ~train[1:]
     never[[0, -1]] = True
     costs = np.where(train, len(TRAIN_KEYS), 5) + RECORD_POINTS  # an eval dict: 4 metrics and its epoch
-    assert held <= max(budget, int(costs[never].sum()) + 3 * (len(TRAIN_KEYS) + RECORD_POINTS))
+    assert held <= max(budget, 2 * (int(costs[never].sum()) + 3 * (len(TRAIN_KEYS) + RECORD_POINTS)))
     if scan.thinning.active:
         assert any("above the reader's bound" in n for n in thin.notes)
     else:

@@ -118,6 +118,7 @@ class Thinning:
     def __init__(self, budget: int | None = None) -> None:
         self.budget = budget_from_env() if budget is None else budget
         self.stride = 1
+        self._trigger = self.budget  # the held cost above which the next pass runs
         self._origin = np.zeros(0, dtype=np.int64)  # the origins of the records before fresh_start
         self._fresh_start = 0  # records from here on are held unthinned, their origins consecutive
         self._fresh_origin = 0
@@ -158,16 +159,19 @@ class Thinning:
 
     def bound(self, scan: Scan) -> None:
         """Thin ``scan`` if its cost passed the budget (see the module's docstring). Called between chunks."""
-        if self.cost(scan) <= self.budget:
+        if self.cost(scan) <= self._trigger:
             return
         self._thin(scan, fresh=True)
         droppable = 1
         # Stop when no regular dict or outlier is left to drop (what is held is what is never dropped: eval dicts
-        # and the dicts beside them), or one stretch spans every dict read: doubling again would only cost a pass
+        # and the dicts before them), or one stretch spans every dict read: doubling again would only cost a pass
         # over the records at every chunk.
         while self.cost(scan) > self.budget // 2 and droppable > 0 and self.stride <= self._fresh_origin:
             self.stride *= 2
             droppable = self._thin(scan, fresh=False)
+        # When what is never dropped holds more than half the budget, the next pass waits until the held cost has
+        # doubled: passes stay a constant factor apart and time linear (memory then grows with the eval dicts).
+        self._trigger = max(self.budget, 2 * self.cost(scan))
 
     def _thin(self, scan: Scan, fresh: bool) -> int:
         """Thin the held records at the current stride: with ``fresh``, those read since the last pass (and the
