@@ -147,6 +147,8 @@ class Thinning:
         """The state of the records ``lo:hi`` as a scan of their own (one run of a file that holds several)."""
         sub = Thinning(self.budget)
         sub.stride = self.stride
+        if not self.active:  # nothing dropped: the part's origins are 0, 1, 2, ... as a fresh Thinning's
+            return sub
         origin = self.origins(held)[lo:hi]
         sub._origin = origin - (origin[0] if len(origin) else 0)
         sub._fresh_start = hi - lo
