@@ -778,6 +778,8 @@ class ChunkFeeder:
         if cut > 0:
             self.scan.feed(text, cut, hint or self.hint_before)
             self.scan.thinning.bound(self.scan)
+        if final:
+            self.scan.thinning.finish(self.scan)
         self.carry = text[cut:]
         self.hint_before = hint
 

@@ -68,6 +68,7 @@ BUDGET_ENV: Final = "DPODOCTOR_STDOUT_MAX_POINTS"
 RECORD_POINTS: Final = 4
 OUTLIER_SIGMAS: Final = 4.0
 OUTLIERS_PER_STRETCH: Final = 3
+PRINTED_DIGITS: Final = 1e-3  # the smallest outlier, relative to the column's typical size (see _thresholds)
 # The train metrics whose single points a rule reads (DPO102, DPO106, DPO602); any metric's non-finite value counts.
 SPIKE_METRICS: Final = frozenset({"loss", "grad_norm"})
 _MAD_OF_DIFFS: Final = 1.4826 / np.sqrt(2.0)  # σ of iid noise from the median |step-to-step difference|
@@ -175,6 +176,12 @@ class Thinning:
         # doubled: passes stay a constant factor apart and time linear (memory then grows with the eval dicts).
         self._trigger = max(self.budget, 2 * self.cost(scan))
 
+    def finish(self, scan: Scan) -> None:
+        """Thin what was read since the last pass, once the file has ended (or a live tail is read): without it
+        the last half budget of a thinned log would be held whole, denser than the rest of the curve."""
+        if self.stride > 1 and len(scan.kinds) > self._fresh_start:
+            self._thin(scan, fresh=True)
+
     def _thin(self, scan: Scan, fresh: bool) -> int:
         """Thin the held records at the current stride: with ``fresh``, those read since the last pass (and the
         kept ones of the stretch they continue), else all. Returns how many of them are kept only as regular
@@ -263,8 +270,10 @@ def _thresholds(values: np.ndarray) -> np.ndarray:
 
     :data:`OUTLIER_SIGMAS` times the batch noise, estimated from the median step-to-step difference of the points
     read before any thinning (robust to the spikes themselves, and to a trend, which moves a point far less than
-    the noise between two logged steps). Never 0: a constant column's every change would count, and a value's
-    last printed digit is not news, so at least a millionth of the column's typical size.
+    the noise between two logged steps). At least :data:`PRINTED_DIGITS` of the column's typical size: a curve
+    without noise (a constant learning rate, a loss that has settled) would otherwise make its last printed digit
+    an outlier in every stretch (transformers 5 prints 4 significant digits), and no rule reads a change that small
+    (DPO102 wants a jump of 0.1).
     """
     limits = np.empty(values.shape[1])
     for c in range(values.shape[1]):
@@ -273,7 +282,7 @@ def _thresholds(values: np.ndarray) -> np.ndarray:
         diffs = np.abs(np.diff(finite))
         sigma = _MAD_OF_DIFFS * float(np.median(diffs)) if len(diffs) else 0.0
         scale = float(np.median(np.abs(finite))) if len(finite) else 0.0
-        limits[c] = max(OUTLIER_SIGMAS * sigma, 1e-6 * scale, 1e-12)
+        limits[c] = max(OUTLIER_SIGMAS * sigma, PRINTED_DIGITS * scale, 1e-12)
     return limits
 
 
