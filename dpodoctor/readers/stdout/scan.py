@@ -250,7 +250,8 @@ class Values:
         gather = np.repeat(starts - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
         base = int(offsets[lo])
         data = array("d")
-        data.frombytes(np.concatenate([flat[:base], flat[gather]]).tobytes())
+        data.frombytes(flat[:base].data.cast("B"))  # a view: copied once, into the new buffer
+        data.frombytes(flat[gather].data.cast("B"))
         del flat, gather
         self._part = None
         self._data = data

@@ -247,14 +247,19 @@ class Thinning:
             width = int(offsets[lo + rows[0] + 1] - offsets[lo + rows[0]])
             if width == 0:
                 continue
-            values = flat[offsets[lo + rows][:, None] + np.arange(width)]
-            score = np.where(np.isfinite(values).all(axis=1), 0.0, np.inf)
+            # Column by column, not as a rows x width matrix: a pass runs while the budget's values are held.
+            starts = offsets[lo + rows]
+            finite = np.ones(len(rows), dtype=bool)
+            for c in range(width):
+                finite &= np.isfinite(flat[starts + c])
+            score = np.where(finite, 0.0, np.inf)
             columns = [p for p, split, metric in info.rows if metric in SPIKE_METRICS and split == "train"]
             if columns:
+                values = np.stack([flat[starts + c] for c in columns], axis=1)
                 limits = self._thresholds.get(key)
                 if limits is None:
-                    limits = self._thresholds[key] = _thresholds(values[:, columns])
-                score = np.maximum(score, _deviation_score(values[:, columns], ordinal[rows], self.stride, limits))
+                    limits = self._thresholds[key] = _thresholds(values)
+                score = np.maximum(score, _deviation_score(values, ordinal[rows], self.stride, limits))
             chosen = np.flatnonzero((score > 1.0) & ~keep[rows])
             if not len(chosen):
                 continue
