@@ -12,7 +12,9 @@ chunk. Once it passes the budget (:data:`MAX_POINTS`, or ``$DPODOCTOR_STDOUT_MAX
 follow are thinned at the current stride when the budget is met again. A train dict's *ordinal* (how many train
 dicts came before it in the file) decides, so thinning twice at stride ``s`` is thinning once at ``2s``, and each
 record is looked at a bounded number of times: time stays linear in the log, memory within the budget (the cost
-after a pass is at most half of it, so passes are at least half a budget of new values apart).
+after a pass is at most half of it, so passes are at least half a budget of new values apart). When the file ends
+(or a live tail is read), what came since the last pass is thinned too, so the end of a curve is as dense as the
+rest.
 
 What is kept, always:
 
@@ -42,7 +44,9 @@ Why uniform from the first dict and not only from where the budget was met: a cu
 thinned would have windows of points that span different numbers of steps, and the rules' windows count points.
 
 What is not thinned: the step table and the `name: value` lines of other loops (they are read only when a log has
-no metric dicts), and eval dicts (rare: one per evaluation).
+no metric dicts), and eval dicts (rare: one per evaluation). So the eval dicts, and the train dict kept before
+each, still grow with the log; when they alone hold more than half the budget, the next pass waits until the held
+cost has doubled, which keeps the time linear while the memory grows with them.
 """
 
 from __future__ import annotations
@@ -58,9 +62,9 @@ from dpodoctor.readers.stdout.grammar import SUMMARY, TRAIN, KeyInfo
 
 __all__ = ["BUDGET_ENV", "MAX_POINTS", "OUTLIERS_PER_STRETCH", "OUTLIER_SIGMAS", "RECORD_POINTS", "Thinning"]
 
-# Chosen from benchmarks/stdout_memory.py: a 300 MB TRL log (3.9M values, 300k dicts: a cost of 5.1M) peaked at
-# 247 MiB for the whole check, 600 MB (7.8M values) at 335 MiB; a held cost of at most this keeps the check near
-# 250 MiB whatever the log's size, well under 400 MiB.
+# Chosen from benchmarks/stdout_memory.py: unthinned, a 300 MB TRL log (3.9M values in 314k dicts: a cost of 5.3M)
+# peaked at 208 MiB for the whole check, 600 MB at 302, 1200 MB at 476; with this bound the check peaks at 200-218
+# MiB for all three, ~180 MiB under 400 MiB (room for a heavier import baseline, such as pyarrow's ~30 MiB).
 MAX_POINTS: Final = 4_000_000
 BUDGET_ENV: Final = "DPODOCTOR_STDOUT_MAX_POINTS"
 # A record's bookkeeping in the scan (kind, layout, value offset, candidate bars, origin: ~40 bytes), counted as
