@@ -27,7 +27,8 @@ What is kept, always:
 - in each *stretch* (the ``stride`` train dicts from one regular dict to the next), up to
   :data:`OUTLIERS_PER_STRETCH` train dicts holding a non-finite value (DPO001 reads any NaN) or a loss/grad_norm
   more than :data:`OUTLIER_SIGMAS` times the curve's step-to-step noise away from the straight line between the
-  stretch's regular dict and the next one, the largest first.
+  stretch's regular dict and the next one, the largest first, each with the dicts on both sides of it (so an
+  isolated blip stays isolated: outliers of one stretch kept alone would sit side by side and look sustained).
 
 Why a regular stride and not every metric's extremes of every stretch: the rules judge curves by robust levels and
 noise (rolling medians, MADs of residuals, Theil-Sen slopes over a fraction of the points), which a regular
@@ -271,7 +272,12 @@ class Thinning:
             order = np.lexsort((-score[chosen], stretch))
             ranked = stretch[order]
             rank = np.arange(len(order)) - np.searchsorted(ranked, ranked, side="left")
-            keep[rows[chosen[order[rank < OUTLIERS_PER_STRETCH]]]] = True
+            outliers = rows[chosen[order[rank < OUTLIERS_PER_STRETCH]]]
+            # With the dicts on both sides: a one-dict blip stays one (DPO102's median of three ignores it, as in the
+            # full read), and two outliers of a stretch do not become neighbours that look like a sustained jump.
+            keep[outliers] = True
+            keep[np.maximum(outliers - 1, 0)] = True
+            keep[np.minimum(outliers + 1, len(keep) - 1)] = True
 
 
 def _thresholds(values: np.ndarray) -> np.ndarray:
