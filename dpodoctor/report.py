@@ -39,6 +39,11 @@ def run_document(r: RunReport) -> dict[str, Any]:
             "table": [row.to_dict() for row in metric_rows(r)],
             "curves": [c.to_dict() for c in r.curves.values() if c.logged],
         }
+        # A console log above the stdout reader's point budget was read thinned: say so where a CI job reads (only
+        # then, so every other report is unchanged). The phrase is the one readers.stdout.runs.thinning_note writes.
+        thinned = [note for note in r.run.notes if "above the reader's bound of" in note]
+        if thinned:
+            document["thinned"] = thinned[0]
     return document
 
 

@@ -166,7 +166,9 @@ class StdoutTail:
 
         Raises :class:`NoMetricsError` while no metric line has arrived yet.
         """
-        results = results_from_scan(self._feeder.scan, self.path)
+        scan = self._feeder.scan
+        scan.thinning.finish(scan)  # the lines read since the last thinning pass, thinned as the rest
+        results = results_from_scan(scan, self.path)
         apply_text_config(results, self.path)
         return results
 

@@ -21,8 +21,9 @@ from dpodoctor.readers import ReadResult
 from dpodoctor.readers.stdout.grammar import CRASH_MARKERS, SUMMARY, TRAIN, KeyInfo, Table
 from dpodoctor.readers.stdout.scan import KvScan, Scan
 from dpodoctor.readers.stdout.steps import NO_STEP, derive_steps, kv_steps
+from dpodoctor.readers.stdout.thinning import BUDGET_ENV
 
-__all__ = ["results_from_scan"]
+__all__ = ["results_from_scan", "thinning_note"]
 
 
 def _result_from_dicts(scan: Scan, release: bool = False) -> ReadResult:
@@ -307,12 +308,31 @@ def _kv_runs(kv: KvScan) -> list[ReadResult]:
     return results
 
 
+def thinning_note(scan: Scan, path: Path) -> str:
+    """What a thinned read dropped and kept, for the run's notes (and so the report): a reader never drops data
+    silently."""
+    thinning = scan.thinning
+    held, records = scan.values.size(), len(scan.kinds)
+    stride = thinning.stride
+    suffix = "th" if stride % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(stride % 10, "th")
+    every = f"{stride}{suffix}"
+    return (
+        f"{path.name}: {held + thinning.dropped_points:,} values in {records + thinning.dropped_records:,} metric "
+        f"dicts, above the reader's bound of {thinning.budget:,} points: every {every} train dict was kept "
+        f"({held:,} values in {records:,} dicts read), with the first and last, every eval and summary dict and the "
+        "train dict before it, and each thinned stretch's non-finite values and loss/grad_norm outliers "
+        f"(${BUDGET_ENV} sets the bound)"
+    )
+
+
 def results_from_scan(scan: Scan, path: Path, release: bool = False) -> list[ReadResult]:
     """The runs a scan of ``path`` found (see read_file_runs); :class:`StdoutTail` feeds its scan live.
 
     ``release``: the caller will not read or feed the scan again (a whole-file read), so its values may be dropped
     once the frame holds them, which lowers the peak memory of a huge log (see :func:`_frame_from_records`).
     """
+    # Written before the frames are built: a whole-file read releases the scan's values as it builds them.
+    thinned = thinning_note(scan, path) if scan.kinds and scan.thinning.active else None
     if scan.kinds:
         results = _dict_runs(scan, release)
         if scan.table.rows:
@@ -331,6 +351,9 @@ def results_from_scan(scan: Scan, path: Path, release: bool = False) -> list[Rea
         raise NoMetricsError(
             f"no DPO metrics found (no metric dict lines, step table or `name: value` lines){binary}", path
         )
+    if thinned is not None:
+        for result in results:
+            result.notes.append(thinned)
     if scan.encoding is not None:
         results[0].notes.append(f"decoded from {scan.encoding.upper()} (the capture was not UTF-8)")
     if scan.torn_at is not None and results[-1].ended is Ended.UNKNOWN:

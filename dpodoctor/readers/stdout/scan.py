@@ -63,6 +63,7 @@ from dpodoctor.readers.stdout.grammar import (
     to_float,
 )
 from dpodoctor.readers.stdout.pasted import UnwrapReader
+from dpodoctor.readers.stdout.thinning import Thinning
 from dpodoctor.readers.textio import Utf8Reader
 
 __all__ = [
@@ -233,6 +234,30 @@ class Values:
     def row(self, i: int) -> list[float]:
         return self.flat()[self.offsets[i] : self.offsets[i + 1]].tolist()
 
+    def size(self) -> int:
+        """How many values are held (all records)."""
+        return len(self._part) if self._part is not None else len(self._data)
+
+    def keep_records(self, lo: int, keep: np.ndarray) -> None:
+        """Keep the records before ``lo`` and, of those from ``lo`` on, only the ones at the indices ``keep``
+        (increasing). Why a new buffer: the kept values are gathered once; a numpy view of the old one (a live
+        tail's results) stays valid."""
+        offsets = np.array(self.offsets, dtype=np.int64)
+        flat = self.flat()
+        starts = offsets[keep]
+        lengths = offsets[keep + 1] - starts
+        ends = np.cumsum(lengths)
+        gather = np.repeat(starts - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
+        base = int(offsets[lo])
+        data = array("d")
+        data.frombytes(flat[:base].data.cast("B"))  # a view: copied once, into the new buffer
+        data.frombytes(flat[gather].data.cast("B"))
+        del flat, gather
+        self._part = None
+        self._data = data
+        self.offsets = array("q", offsets[: lo + 1].tobytes())
+        self.offsets.frombytes((ends + base).tobytes())
+
     def part(self, lo: int, hi: int) -> Values:
         """The records ``lo:hi``."""
         sub = Values()
@@ -245,7 +270,7 @@ class Values:
 class Scan:
     """Everything one pass over a file collects. Fed chunk by chunk; keeps parsed records, never the text."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int | None = None) -> None:
         self.kinds: list[int] = []
         self.infos: list[KeyInfo] = []
         self.values = Values()
@@ -287,6 +312,8 @@ class Scan:
         self._last: KeyInfo | None = None  # the layout of the previous record: usually the next one's too
         self._main: KeyInfo | None = None  # the most frequent metric layout with a compiled pattern
         self._open = False  # the last record still collects bars
+        # Above a point budget, train dicts are thinned between chunks (see .thinning); below it, never.
+        self.thinning = Thinning(budget)
 
     @property
     def epochs(self) -> list[float | None]:
@@ -305,6 +332,16 @@ class Scan:
         out = np.full(len(at), np.nan)
         has = at >= 0
         out[has] = self.values.flat()[at[has]]
+        return out
+
+    def epoch_array_of(self, lo: int) -> np.ndarray:
+        """The epochs of the records ``lo:`` (:meth:`epoch_array`'s tail, without a pass over the others)."""
+        infos = self.infos[lo:]
+        per_record = np.fromiter(map(_EPOCH_AT, infos), dtype=np.int64, count=len(infos))
+        starts = np.array(self.values.offsets[lo : lo + len(infos)], dtype=np.int64)
+        out = np.full(len(infos), np.nan)
+        has = per_record >= 0
+        out[has] = self.values.flat()[starts[has] + per_record[has]]
         return out
 
     def epoch_positions(self) -> np.ndarray:
@@ -326,12 +363,42 @@ class Scan:
         as :meth:`release_bars`."""
         self.values = Values()
 
+    def keep_records(self, lo: int, keep: np.ndarray) -> None:
+        """Drop records: keep those before ``lo`` and, from ``lo`` on, those at the indices ``keep`` (increasing,
+        the last record among them), with everything attached to them (values, candidate bars, the bar totals
+        before them, crash markers after them). Called by :mod:`.thinning` between chunks, never mid-chunk."""
+        n = len(self.kinds)
+        new_index = np.full(n - lo, -1, dtype=np.int64)
+        new_index[keep - lo] = np.arange(lo, lo + len(keep))
+        picked = keep.tolist()
+        kinds, infos = self.kinds, self.infos
+        self.kinds = kinds[:lo] + [kinds[i] for i in picked]
+        self.infos = infos[:lo] + [infos[i] for i in picked]
+        del kinds, infos
+        self.values.keep_records(lo, keep)
+        # candidate bars: those of a dropped record go with it
+        a = bisect_left(self.cand_rec, lo)
+        rec = np.array(self.cand_rec[a:], dtype=np.int64)
+        mapped = new_index[rec - lo]
+        held = np.flatnonzero(mapped >= 0)
+        cand_n = np.array(self.cand_n[a:], dtype=np.int64)[held]
+        self.cand_rec = self.cand_rec[:a] + array("q", mapped[held].tobytes())
+        self.cand_n = self.cand_n[:a] + array("q", cand_n.tobytes())
+        self.cand_total = self.cand_total[:a] + [self.cand_total[a + j] for j in held.tolist()]
+        # the bar total before a dropped record now comes before the next kept one (the last record is kept)
+        b = bisect_left(self.totals_at, lo)
+        before = np.searchsorted(keep, np.array(self.totals_at[b:], dtype=np.int64), side="left") + lo
+        self.totals_at = self.totals_at[:b] + array("q", before.astype(np.int64).tobytes())
+        crash_after = {(k if k < lo else int(new_index[k - lo])): v for k, v in self.crash_after.items()}
+        self.crash_after = {k: v for k, v in crash_after.items() if k >= 0}  # thinning keeps them: no loss
+
     def part(self, lo: int, hi: int, last: bool) -> Scan:
         """The records ``lo:hi`` as a scan of their own (one run of a file that holds several)."""
-        sub = Scan()
+        sub = Scan(self.thinning.budget)
         sub.kinds = self.kinds[lo:hi]
         sub.infos = self.infos[lo:hi]
         sub.values = self.values.part(lo, hi)
+        sub.thinning = self.thinning.part(lo, hi, len(self.kinds))
         a, b = bisect_left(self.cand_rec, lo), bisect_left(self.cand_rec, hi)
         sub.cand_rec = array("q", [r - lo for r in self.cand_rec[a:b]])
         sub.cand_n = self.cand_n[a:b]
@@ -711,6 +778,9 @@ class ChunkFeeder:
         hint = not self.scan.kinds and table_hint(raw)
         if cut > 0:
             self.scan.feed(text, cut, hint or self.hint_before)
+            self.scan.thinning.bound(self.scan)
+        if final:
+            self.scan.thinning.finish(self.scan)
         self.carry = text[cut:]
         self.hint_before = hint
 
@@ -737,10 +807,12 @@ def return_freed_heap() -> None:
         pass
 
 
-def scan_file(path: Path) -> Scan:
+def scan_file(path: Path, budget: int | None = None) -> Scan:
     """Scan a whole file in chunks of :data:`CHUNK` bytes (UTF-16/32 transcoded, dicts wrapped over lines joined),
-    noting what only a whole-file read can tell: its size, a NUL byte, and a last line cut mid-way."""
-    feeder = ChunkFeeder()
+    noting what only a whole-file read can tell: its size, a NUL byte, and a last line cut mid-way. ``budget``:
+    the point budget above which train dicts are thinned (:mod:`.thinning`; default: its ``MAX_POINTS`` or
+    ``$DPODOCTOR_STDOUT_MAX_POINTS``)."""
+    feeder = ChunkFeeder(Scan(budget))
     scan = feeder.scan
     try:
         with path.open("rb") as handle:

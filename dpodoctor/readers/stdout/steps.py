@@ -128,6 +128,10 @@ def _steps_from_epochs(scan: Scan, kinds: np.ndarray) -> _Steps | None:
     tolerance = per_epoch * _epoch_resolution(finite.tolist()) / 2
     train_raw = raw[valid & (kinds == TRAIN)]
     diffs = np.diff(train_raw)
+    dropped = scan.thinning.dropped_before(len(kinds))
+    if dropped is not None:  # a thinned log: the logging interval is the distance per train dict, not per kept one
+        train_ordinals = (np.cumsum(kinds == TRAIN, dtype=np.int64) + dropped)[valid & (kinds == TRAIN)]
+        diffs = diffs / np.maximum(np.diff(train_ordinals), 1)
     diffs = diffs[diffs > 0]
     if tolerance >= 0.5 and len(diffs):
         interval = round(float(np.median(diffs)))
@@ -148,7 +152,11 @@ def _steps_from_order(scan: Scan, kinds: np.ndarray, why: str) -> _Steps:
     # a summary line that carries per-step keys is one more log line
     counted = (kinds == TRAIN) | ((kinds == SUMMARY) & with_rows)
     note = f"steps derived from the order of the log lines (1, 2, 3, ...): {why}"
-    return _Steps(np.cumsum(counted, dtype=np.int64), note)
+    ordinals = np.cumsum(counted, dtype=np.int64)
+    dropped = scan.thinning.dropped_before(len(kinds))
+    if dropped is not None:  # a thinned log: each dropped record was a train dict, one more line before
+        ordinals += dropped
+    return _Steps(ordinals, note)
 
 
 def derive_steps(scan: Scan) -> _Steps:
