@@ -55,7 +55,7 @@ from dpodoctor.settings import DiagnoseSettings
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-else:  # a warm check builds no frame: pandas is imported only when a frame is (see loading.LazyReadResult)
+else:  # a warm check builds no frame: pandas is imported only when a frame is (see readers.LazyReadResult)
     from dpodoctor._lazy import np, pd
 
 __all__ = ["CACHE_FORMAT", "ENV_DIR", "ENV_KEY", "RunCache", "cache_dir", "code_fingerprint"]

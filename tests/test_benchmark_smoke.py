@@ -12,10 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow  # runs benchmarks/bench.py end to end in a subprocess
-def test_benchmark_smoke(tmp_path: Path) -> None:
+def _run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of benchmarks/*.py in a subprocess from the checkout; a non-zero exit fails with its output's tail."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--smoke", "--data", str(tmp_path / "bench")],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -23,7 +23,12 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
+    return proc
+
+
+@pytest.mark.slow  # runs benchmarks/bench.py end to end in a subprocess
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    out = _run_script("bench.py", "--smoke", "--data", str(tmp_path / "bench")).stdout
     for line in ("dpodoctor check, no cache", "warm cache (re-check)", "== stdout:", "== SwanLab 0.10"):
         assert line in out, out
 
@@ -33,18 +38,22 @@ def test_diagnose_cost_script_times_the_rules_per_run() -> None:
     measured; a missing input is named and skipped, not a crash."""
     fixture = ROOT / "tests" / "fixtures" / "trl" / "healthy"
     missing = ROOT / "tests" / "fixtures" / "no-such-run"
-    script = ROOT / "benchmarks" / "diagnose_cost.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--repeat", "1", str(fixture), str(missing)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _run_script("diagnose_cost.py", "--repeat", "1", str(fixture), str(missing))
     line, skipped = proc.stdout.strip().splitlines()[-2:]
     assert skipped == f"{missing}: {missing} not found, skipped", proc.stdout
     assert line.startswith(f"{fixture}: 1 runs, ") and "ms CPU per run (best of 1)" in line, proc.stdout
     ms = float(line.split("diagnose_run ")[1].split(" ms")[0])
     assert ms > 0
+
+
+def test_the_read_cost_script_times_reading_per_run() -> None:
+    """benchmarks/read_cost.py (the read's CPU per run) still runs on a committed fixture and says what it measured:
+    reading TensorBoard events imports no pandas; a missing input is named and skipped, not a crash."""
+    fixture = ROOT / "tests" / "fixtures" / "diagnosis" / "healthy_kto"
+    missing = ROOT / "tests" / "fixtures" / "no-such-run"
+    proc = _run_script("read_cost.py", "--repeat", "1", str(fixture), str(missing))
+    line, skipped = proc.stdout.strip().splitlines()[-2:]
+    assert skipped == f"{missing}: {missing} not found, skipped", proc.stdout
+    assert line.startswith(f"{fixture}: 1 runs: read "), proc.stdout
+    assert "pandas imported by reading: no" in line, proc.stdout
+    assert float(line.split("read ")[1].split(" ms")[0]) > 0

@@ -274,27 +274,6 @@ def test_the_trl_fixtures_read_through_their_event_files() -> None:
     assert [r.source for r in runs] == ["tensorboard"] and isinstance(runs[0], LazyRun)
 
 
-def test_the_read_cost_script_times_reading_per_run() -> None:
-    """benchmarks/read_cost.py (the read's CPU per run) still runs on a committed fixture and says what it measured:
-    reading TensorBoard events imports no pandas; a missing input is named and skipped, not a crash."""
-    fixture = FIXTURES / "diagnosis" / "healthy_kto"
-    missing = FIXTURES / "no-such-run"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "read_cost.py"), "--repeat", "1", str(fixture), str(missing)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    line, skipped = proc.stdout.strip().splitlines()[-2:]
-    assert skipped == f"{missing}: {missing} not found, skipped", proc.stdout
-    assert line.startswith(f"{fixture}: 1 runs: read "), proc.stdout
-    assert "pandas imported by reading: no" in line, proc.stdout
-    assert float(line.split("read ")[1].split(" ms")[0]) > 0
-
-
 def test_runs_read_in_worker_processes_come_back_as_points_and_equal_one_process(tmp_path: Path) -> None:
     """A worker sends each run back pickled with its points, not a frame (the main process imports no pandas for
     it); the runs equal those read in one process."""
