@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from dpodoctor._version import __version__
@@ -27,7 +25,8 @@ if TYPE_CHECKING:
     from dpodoctor.report import Report
 
 # Each command imports what it needs inside its body: `rules`, `explain`, `--help` and `--version` never import the
-# readers, the API or pandas, and `check` imports the reporters, not the comparison or the live view.
+# readers, the API or pandas, and `check` imports the reporter of its format, not the comparison or the live view.
+# rich is imported by what draws with it (help panels, tables, the text report), not for a line on stderr (_say).
 
 
 class _FlagsTakeNoValue:
@@ -92,6 +91,56 @@ def _plain_type(annotation: Any) -> type | None:
         inner = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = inner[0] if len(inner) == 1 else None
     return annotation if isinstance(annotation, type) and typing.get_origin(annotation) is None else None
+
+
+class _DeferredClass(type):
+    """A class that stands for ``<_home>.<name>`` and imports that module only when it is called or read.
+
+    Why: typer's help and error panels live in ``typer.rich_utils``, which imports ``rich.markdown`` (markdown-it,
+    ~0.1 s) and ``rich.traceback`` (rich.pretty, rich.syntax, pygments, ~0.05 s) at its top for two things
+    dpodoctor's help never uses: Markdown help text (the app's markup mode is rich) and typer's pretty tracebacks
+    (:func:`main` catches every exception first). That is more than half of what ``dpodoctor --help`` took. A class
+    (not a function) because ``rich_utils`` writes ``Markdown | Text`` in its signatures.
+    """
+
+    _home: str
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return cls._real()(*args, **kwargs)
+
+    def __getattr__(cls, attribute: str) -> Any:
+        return getattr(cls._real(), attribute)
+
+    def _real(cls) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(cls._home), cls.__name__)
+
+
+# The names typer.rich_utils imports from modules that only Markdown help and pretty tracebacks need.
+_HELP_PANEL_DEFERRED = {"rich.markdown": "Markdown", "rich.traceback": "Traceback"}
+
+
+def _import_help_panels() -> None:
+    """Import ``typer.rich_utils`` with :data:`_HELP_PANEL_DEFERRED` standing in for their modules while it loads.
+
+    The stand-in modules are in ``sys.modules`` only during that import, so any later ``import rich.markdown`` gets
+    the real module; the help text is rich_utils' own, unchanged (tests/test_cli.py compares it).
+    """
+    if "typer.rich_utils" in sys.modules:
+        return
+    stubs: dict[str, types.ModuleType] = {}
+    for home, name in _HELP_PANEL_DEFERRED.items():
+        if home not in sys.modules:
+            stubs[home] = types.ModuleType(home)
+            setattr(stubs[home], name, _DeferredClass(name, (), {"_home": home}))
+    sys.modules.update(stubs)
+    try:
+        import typer.rich_utils  # noqa: F401
+    finally:
+        for home, stub in stubs.items():
+            if sys.modules.get(home) is stub:
+                del sys.modules[home]
 
 
 class Command(_FlagsTakeNoValue, TyperCommand):
@@ -229,7 +278,7 @@ def _names(values: list[str] | None) -> list[str] | None:
     return names or None
 
 
-def _write_plots(report: Report, plot_dir: Path, fmt: str, stderr: Console) -> None:
+def _write_plots(report: Report, plot_dir: Path, fmt: str) -> None:
     """--plot-dir: one figure per run; matplotlib is imported only here, so a check without it stays fast."""
     from dpodoctor.reporters.plots import write_run_plots
 
@@ -237,7 +286,7 @@ def _write_plots(report: Report, plot_dir: Path, fmt: str, stderr: Console) -> N
         written = write_run_plots(report, plot_dir, fmt=fmt)  # type: ignore[arg-type]
     except (OSError, ValueError) as exc:
         raise _fail(f"{plot_dir}: cannot write the plots ({exc})") from None
-    stderr.print(Text(f"dpodoctor: wrote {len(written)} plot(s) to {plot_dir}", style="dim"))
+    _say(f"dpodoctor: wrote {len(written)} plot(s) to {plot_dir}", style="dim")
 
 
 def progress_wanted() -> bool:
@@ -283,10 +332,44 @@ def _no_flag_values(paths: list[Path] | None) -> None:
 
 def _fail(message: str) -> typer.Exit:
     # soft_wrap: the error stays one line whatever the terminal width, so CI logs and grep see all of it.
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        Text(f"dpodoctor: error: {_one_line(message)}", style="bold red")
-    )
+    _say(f"dpodoctor: error: {_one_line(message)}", style="bold red")
     return typer.Exit(2)
+
+
+def _say(line: str, style: str = "") -> None:
+    """One line on stderr, as ``Console(stderr=True, highlight=False, soft_wrap=True).print(Text(line, style))``
+    prints it, but without importing rich (~25 ms) when that console would print the bare text.
+
+    soft_wrap: the line stays one line whatever the terminal width, so CI logs and grep see all of it. rich prints
+    the text unchanged, styles dropped, when stderr is not a terminal by its rules (``TTY_COMPATIBLE``,
+    ``FORCE_COLOR``, ``isatty``; Jupyter and IDLE aside) and the line holds no tab (expanded) nor line break; any
+    other case goes through rich itself. tests/test_cli.py compares both ways on the lines the CLI prints.
+    """
+    if _stderr_prints_bare() and "\t" not in line and "\n" not in line and "\r" not in line:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(Text(line, style=style))
+
+
+def _stderr_prints_bare() -> bool:
+    """Whether rich's console on stderr would be no terminal (and so print text without any escape code)."""
+    import builtins
+
+    if hasattr(builtins, "get_ipython") or getattr(sys.stdin, "__module__", "").startswith("idlelib"):
+        return False  # rich's own rules for notebooks and IDLE: leave them to rich
+    tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if tty_compatible in ("0", "1"):
+        return tty_compatible == "0"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return os.environ["FORCE_COLOR"] == ""
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return True
 
 
 def _write_stdout(document: str) -> None:
@@ -420,8 +503,6 @@ def check(
     """Check DPO training logs and report what is healthy and what went wrong."""
     from dpodoctor import api
     from dpodoctor.reporters import render
-    from dpodoctor.reporters.github import append_step_summary
-    from dpodoctor.reporters.text import ReportView, render_text
 
     _no_flag_values(paths)
     try:
@@ -443,12 +524,15 @@ def check(
         )
     except DpoDoctorError as exc:
         raise _fail(str(exc)) from None
-    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     for problem in report.problems:
-        stderr.print(Text(f"dpodoctor: error: {_one_line(problem)}", style="bold red"))
+        _say(f"dpodoctor: error: {_one_line(problem)}", style="bold red")
     if plot_dir is not None:
-        _write_plots(report, plot_dir, plot_format.value, stderr)
+        _write_plots(report, plot_dir, plot_format.value)
     if format is Format.text:
+        from rich.console import Console
+
+        from dpodoctor.reporters.text import render_text
+
         color = output is None and sys.stdout.isatty()
         charts = plots if plots is not None else color
         document = render_text(report, width=Console().width if color else 100, color=color, plots=charts)
@@ -461,16 +545,20 @@ def check(
             output.write_text(document, encoding="utf-8")
         except OSError as exc:
             raise _fail(f"{output}: cannot write the report ({exc.strerror or exc})") from None
-        stderr.print(ReportView(report).summary())
+        from dpodoctor.reporters.common import summary_line, summary_style
+
+        _say(summary_line(report), style=summary_style(report))
     else:
         _write_stdout(document)
     if format is Format.github:
+        from dpodoctor.reporters.github import append_step_summary
+
         try:
             append_step_summary(report)
         except OSError as exc:  # the annotations are out and the gate's verdict stands; say why the summary is not
-            stderr.print(Text(f"dpodoctor: warning: cannot append to $GITHUB_STEP_SUMMARY ({exc})", style="yellow"))
+            _say(f"dpodoctor: warning: cannot append to $GITHUB_STEP_SUMMARY ({exc})", style="yellow")
     if exit_zero and report.gate_failed:
-        stderr.print(Text("dpodoctor: --exit-zero: exiting 0 although findings are at or above --fail-on"))
+        _say("dpodoctor: --exit-zero: exiting 0 although findings are at or above --fail-on")
     raise typer.Exit(report.exit_code)
 
 
@@ -519,6 +607,8 @@ def compare(
     ] = None,
 ) -> None:
     """Compare runs side by side: where each metric ended, each run's findings, and the curves overlaid."""
+    from rich.console import Console
+
     from dpodoctor.compare import compare as compare_runs
     from dpodoctor.reporters.comparison import ComparisonView
 
@@ -527,9 +617,8 @@ def compare(
         comparison = compare_runs(paths, metrics=_names(metric), x=x.value, normalize_beta=normalize_beta, beta=beta)
     except DpoDoctorError as exc:
         raise _fail(str(exc)) from None
-    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     for problem in comparison.problems:
-        stderr.print(Text(f"dpodoctor: error: {_one_line(problem)}", style="bold red"))
+        _say(f"dpodoctor: error: {_one_line(problem)}", style="bold red")
     tty = sys.stdout.isatty()
     console = Console(highlight=False, width=None if tty else 100)
     console.print(ComparisonView(comparison, plots=plots if plots is not None else tty))
@@ -542,7 +631,7 @@ def compare(
             save_figure(comparison_figure(comparison), path, fmt=plot_format.value)
         except (OSError, ValueError) as exc:
             raise _fail(f"{plot_dir}: cannot write the plot ({exc})") from None
-        stderr.print(Text(f"dpodoctor: wrote {path}", style="dim"))
+        _say(f"dpodoctor: wrote {path}", style="dim")
     raise typer.Exit(2 if comparison.problems else 0)
 
 
@@ -619,6 +708,8 @@ def watch(
     if not result.report.runs and not result.report.problems:
         where = ", ".join(str(p) for p in paths or [Path(".")])
         raise _fail(f"{where}: no training run found while watching (no DPO metrics were logged)")
+    from rich.console import Console
+
     color = sys.stdout.isatty()
     _write_stdout(live.final_text(result, width=Console().width if color else 100, color=color))
     raise typer.Exit(result.report.exit_code)
@@ -627,6 +718,7 @@ def watch(
 @app.command("rules", cls=Command)
 def list_rules() -> None:
     """List every rule: code, name, default severity and what it checks."""
+    from rich.console import Console
     from rich.table import Table
 
     from dpodoctor.checks import RULES
@@ -636,7 +728,8 @@ def list_rules() -> None:
         table.add_column(column, no_wrap=column != "what it checks")
     for r in RULES.values():
         table.add_row(r.code, r.name, r.severity.value, r.summary)
-    Console(highlight=False, width=max(Console().width, 120)).print(table)
+    # Rule metadata is plain text, not markup: no emoji codes to look up (rich's table of them takes ~17 ms to load)
+    Console(highlight=False, markup=False, emoji=False, width=max(Console().width, 120)).print(table)
 
 
 @app.command(cls=Command)
@@ -647,6 +740,9 @@ def explain(
     ],
 ) -> None:
     """Show a rule's page: what it detects, why it matters, likely causes, what to try, an example."""
+    from rich.console import Console
+    from rich.text import Text
+
     from dpodoctor.rules import SECTIONS, parse_sections
     from dpodoctor.selectors import find_rule
 
@@ -680,6 +776,8 @@ def main() -> None:
     debug = "--debug" in sys.argv[1:]
     if debug:
         sys.argv.remove("--debug")
+    if len(sys.argv) < 2 or "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        _import_help_panels()  # a help page is coming (no arguments shows the help too)
     try:
         app()
     except Exception as exc:

@@ -7,48 +7,88 @@ and the exit code does not depend on the format.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from importlib import resources
+from typing import TYPE_CHECKING, Any
 
-# `from json import loads`, not `import json`: importing the submodule reporters.json rebinds the name `json` here.
-from json import loads
-from typing import Any
+if TYPE_CHECKING:
+    from dpodoctor.report import Report
+    from dpodoctor.reporters.github import render_github
+    from dpodoctor.reporters.html import render_html
+    from dpodoctor.reporters.json import render_json
+    from dpodoctor.reporters.jsonl import render_jsonl
+    from dpodoctor.reporters.junit import render_junit
+    from dpodoctor.reporters.markdown import render_markdown
+    from dpodoctor.reporters.text import ReportView, RunView, render_text, sparkline
 
-from dpodoctor.report import Report
-from dpodoctor.reporters.github import render_github
-from dpodoctor.reporters.html import render_html
-from dpodoctor.reporters.json import render_json, render_json_clean
-from dpodoctor.reporters.jsonl import render_jsonl
-from dpodoctor.reporters.junit import render_junit
-from dpodoctor.reporters.markdown import render_markdown
-from dpodoctor.reporters.text import ReportView, RunView, render_text, sparkline
-
-RENDERERS: dict[str, Callable[[Report], str]] = {
-    "text": render_text,
-    "json": render_json_clean,
-    "jsonl": render_jsonl,
-    "markdown": render_markdown,
-    "github": render_github,
-    "junit": render_junit,
-    "html": render_html,
+# Each format's renderer as (module, function). A renderer's module is imported when that format is rendered, not
+# when the package is: a JSON check imports neither rich (the text report) nor the XML library (JUnit). The names
+# below are imported on first use (PEP 562), as `dpodoctor`'s own are.
+_RENDERER_HOMES: dict[str, tuple[str, str]] = {
+    "text": ("text", "render_text"),
+    "json": ("json", "render_json_clean"),
+    "jsonl": ("jsonl", "render_jsonl"),
+    "markdown": ("markdown", "render_markdown"),
+    "github": ("github", "render_github"),
+    "junit": ("junit", "render_junit"),
+    "html": ("html", "render_html"),
 }
-FORMATS = tuple(RENDERERS)
+FORMATS = tuple(_RENDERER_HOMES)
+_NAME_HOMES: dict[str, str] = {
+    "render_github": "github",
+    "render_html": "html",
+    "render_json": "json",
+    "render_json_clean": "json",
+    "render_jsonl": "jsonl",
+    "render_junit": "junit",
+    "render_markdown": "markdown",
+    "render_text": "text",
+    "ReportView": "text",
+    "RunView": "text",
+    "sparkline": "text",
+}
 
 SCHEMA_FILE = "report-v1.schema.json"
 
 
-def render(report: Report, fmt: str) -> str:
-    """The report in one of :data:`FORMATS`; text without colour at 100 columns (the CLI styles it for a terminal)."""
+def renderer(fmt: str) -> Callable[[Report], str]:
+    """The function that renders format ``fmt`` (one of :data:`FORMATS`), its module imported now if not yet."""
     try:
-        renderer = RENDERERS[fmt]
+        module, name = _RENDERER_HOMES[fmt]
     except KeyError:
         raise ValueError(f"unknown report format {fmt!r}; one of {', '.join(FORMATS)}") from None
-    return renderer(report)
+    found: Callable[[Report], str] = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return found
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report in one of :data:`FORMATS`; text without colour at 100 columns (the CLI styles it for a terminal)."""
+    return renderer(fmt)(report)
 
 
 def load_schema() -> dict[str, Any]:
     """The JSON Schema of the ``--format json`` document (version 1), shipped inside the package."""
+    from importlib import resources
+
+    # `from json import loads`, not `import json`: the submodule reporters.json is this package's `json`.
+    from json import loads
+
     return loads(resources.files("dpodoctor").joinpath("schema", SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RENDERERS":  # every format's renderer: imports them all
+        value: Any = {fmt: renderer(fmt) for fmt in FORMATS}
+    elif name in _NAME_HOMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAME_HOMES[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
@@ -65,5 +105,6 @@ __all__ = [
     "render_junit",
     "render_markdown",
     "render_text",
+    "renderer",
     "sparkline",
 ]

@@ -75,6 +75,15 @@ def summary_line(report: Report) -> str:
     return text + f" · {failing} run(s) at or above --fail-on {report.fail_on} · exit {report.exit_code}"
 
 
+def summary_style(report: Report) -> str:
+    """The rich style of :func:`summary_line`: bold red when the gate fails, green when it passes, none without runs.
+
+    Here, not in the text reporter, so the CLI can style the line on stderr without importing rich."""
+    if not report.runs:
+        return ""
+    return "bold red" if report.exit_code else "green"
+
+
 __all__ = [
     "DIRECTION",
     "HEALTHY",
@@ -97,6 +106,7 @@ __all__ = [
     "span_legend",
     "steps_text",
     "summary_line",
+    "summary_style",
     "title",
     "where_text",
 ]

@@ -31,6 +31,7 @@ from dpodoctor.reporters.common import (
     metric_rows,
     span_legend,
     summary_line,
+    summary_style,
     where_text,
 )
 from dpodoctor.results import RunReport, Severity
@@ -269,10 +270,7 @@ class ReportView:
         self.plots = plots
 
     def summary(self) -> Text:
-        r = self.report
-        line = summary_line(r)
-        style = STYLE[Severity.ERROR] if r.exit_code else "green"
-        return Text(line, style=style if r.runs else "")
+        return Text(summary_line(self.report), style=summary_style(self.report))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for run in self.report.runs:
