@@ -315,7 +315,7 @@ def decode_reference(data: bytes, path: Path) -> FileDecode:
     the reader uses for a damaged file (it names the byte offset of every bad record and corrupt stretch)."""
     scan = scan_records(data, path)
     points = RecordPoints()
-    points.add(enumerate(scan.records))
+    points.add(enumerate(scan.records), plain=False)
     decode = FileDecode(
         size=scan.size,
         consumed=scan.stop_at if scan.stop_at is not None else scan.size,
