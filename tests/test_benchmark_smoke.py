@@ -57,3 +57,29 @@ def test_the_read_cost_script_times_reading_per_run() -> None:
     assert line.startswith(f"{fixture}: 1 runs: read "), proc.stdout
     assert "pandas imported by reading: no" in line, proc.stdout
     assert float(line.split("read ")[1].split(" ms")[0]) > 0
+
+
+def test_the_startup_script_times_each_command_of_a_checkout() -> None:
+    """benchmarks/startup.py (wall and CPU medians of fresh processes per command) still runs, here one round on a
+    committed fixture, and prints one row per command with its figures; a missing run is named, not a crash."""
+    run = ROOT / "tests" / "fixtures" / "corpus" / "healthy_s0"
+    out = _run_script("startup.py", "--smoke", "--importtime", "--run", str(run)).stdout.splitlines()
+    assert out[0].startswith("dpodoctor startup: medians of 1 fresh processes per command"), out
+    rows = {line[:24].strip(): line[24:].split() for line in out[2:]}
+    assert list(rows) == [
+        "--version",
+        "--help",
+        "rules",
+        "explain DPO103",
+        "check small run, cold",
+        "check small run, warm",
+    ], out
+    for checkout, wall, cpu, imports in rows.values():
+        assert checkout.endswith(ROOT.name) and float(wall) > 0 and float(cpu) > 0 and float(imports) > 0, out
+    missing = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--run", str(ROOT / "no-such-run")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode != 0 and "no-such-run: not found" in missing.stderr
