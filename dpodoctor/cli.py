@@ -11,6 +11,7 @@ import sys
 import traceback
 import types
 import typing
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -94,7 +95,7 @@ def _plain_type(annotation: Any) -> type | None:
 
 
 class _DeferredClass(type):
-    """A class that stands for ``<_home>.<name>`` and imports that module only when it is called or read.
+    """A class that stands for a class of rich and imports its module only when it is called or read.
 
     Why: typer's help and error panels live in ``typer.rich_utils``, which imports ``rich.markdown`` (markdown-it,
     ~0.1 s) and ``rich.traceback`` (rich.pretty, rich.syntax, pygments, ~0.05 s) at its top for two things
@@ -103,37 +104,48 @@ class _DeferredClass(type):
     (not a function) because ``rich_utils`` writes ``Markdown | Text`` in its signatures.
     """
 
-    _home: str
+    _load: Callable[[], type]
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        return cls._real()(*args, **kwargs)
+        return cls._load()(*args, **kwargs)
 
     def __getattr__(cls, attribute: str) -> Any:
-        return getattr(cls._real(), attribute)
-
-    def _real(cls) -> Any:
-        import importlib
-
-        return getattr(importlib.import_module(cls._home), cls.__name__)
+        return getattr(cls._load(), attribute)
 
 
-# The names typer.rich_utils imports from modules that only Markdown help and pretty tracebacks need.
-_HELP_PANEL_DEFERRED = {"rich.markdown": "Markdown", "rich.traceback": "Traceback"}
+def _rich_markdown() -> type:
+    from rich.markdown import Markdown
+
+    return Markdown
+
+
+def _rich_traceback() -> type:
+    from rich.traceback import Traceback
+
+    return Traceback
+
+
+# The classes typer.rich_utils imports from modules that only Markdown help and pretty tracebacks need:
+# module -> (class name, what imports the real class).
+_HELP_PANEL_DEFERRED: dict[str, tuple[str, Callable[[], type]]] = {
+    "rich.markdown": ("Markdown", _rich_markdown),
+    "rich.traceback": ("Traceback", _rich_traceback),
+}
 
 
 def _import_help_panels() -> None:
     """Import ``typer.rich_utils`` with :data:`_HELP_PANEL_DEFERRED` standing in for their modules while it loads.
 
     The stand-in modules are in ``sys.modules`` only during that import, so any later ``import rich.markdown`` gets
-    the real module; the help text is rich_utils' own, unchanged (tests/test_cli.py compares it).
+    the real module; the help text is rich_utils' own, unchanged (tests/test_cli_startup.py compares it).
     """
     if "typer.rich_utils" in sys.modules:
         return
     stubs: dict[str, types.ModuleType] = {}
-    for home, name in _HELP_PANEL_DEFERRED.items():
+    for home, (name, load) in _HELP_PANEL_DEFERRED.items():
         if home not in sys.modules:
             stubs[home] = types.ModuleType(home)
-            setattr(stubs[home], name, _DeferredClass(name, (), {"_home": home}))
+            setattr(stubs[home], name, _DeferredClass(name, (), {"_load": staticmethod(load)}))
     sys.modules.update(stubs)
     try:
         import typer.rich_utils  # noqa: F401

@@ -7,8 +7,8 @@ and the exit code does not depend on the format.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,13 +51,34 @@ _NAME_HOMES: dict[str, str] = {
 SCHEMA_FILE = "report-v1.schema.json"
 
 
+def _module(name: str) -> ModuleType:
+    """The reporter module ``name`` (one of this package's), imported now if not yet."""
+    if name == "text":
+        from dpodoctor.reporters import text as home
+    elif name == "json":
+        from dpodoctor.reporters import json as home  # type: ignore[no-redef]
+    elif name == "jsonl":
+        from dpodoctor.reporters import jsonl as home  # type: ignore[no-redef]
+    elif name == "markdown":
+        from dpodoctor.reporters import markdown as home  # type: ignore[no-redef]
+    elif name == "github":
+        from dpodoctor.reporters import github as home  # type: ignore[no-redef]
+    elif name == "junit":
+        from dpodoctor.reporters import junit as home  # type: ignore[no-redef]
+    elif name == "html":
+        from dpodoctor.reporters import html as home  # type: ignore[no-redef]
+    else:
+        raise ValueError(f"no reporter module {name!r}")
+    return home
+
+
 def renderer(fmt: str) -> Callable[[Report], str]:
     """The function that renders format ``fmt`` (one of :data:`FORMATS`), its module imported now if not yet."""
     try:
         module, name = _RENDERER_HOMES[fmt]
     except KeyError:
         raise ValueError(f"unknown report format {fmt!r}; one of {', '.join(FORMATS)}") from None
-    found: Callable[[Report], str] = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    found: Callable[[Report], str] = getattr(_module(module), name)
     return found
 
 
@@ -80,7 +101,7 @@ def __getattr__(name: str) -> Any:
     if name == "RENDERERS":  # every format's renderer: imports them all
         value: Any = {fmt: renderer(fmt) for fmt in FORMATS}
     elif name in _NAME_HOMES:
-        value = getattr(importlib.import_module(f"{__name__}.{_NAME_HOMES[name]}"), name)
+        value = getattr(_module(_NAME_HOMES[name]), name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
