@@ -333,8 +333,9 @@ def _folded_differences(values: np.ndarray) -> np.ndarray:
     half = (n - 1) // 2
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.empty(n * (n - 1) // 2)
-        twice = np.concatenate([values, values])
-        rows = np.lib.stride_tricks.sliding_window_view(twice, n)[1 : half + 1]
+        twice = np.concatenate([values, values]).astype(float, copy=False)
+        # rows[d - 1] = twice[d : d + n]: a strided view, built directly (sliding_window_view costs ~10 µs a call)
+        rows = np.ndarray((half, n), dtype=float, buffer=twice, offset=twice.itemsize, strides=(twice.itemsize,) * 2)
         np.subtract(rows, values, out=out[: half * n].reshape(half, n))
         if n % 2 == 0:
             np.subtract(values[n // 2 :], values[: n // 2], out=out[half * n :])
@@ -472,13 +473,27 @@ def _middle_order_statistics(values: np.ndarray, low: int, high: int, scratch: b
         sample.partition((first, last))
         lo, hi = sample[first], sample[last]
         below = int(np.count_nonzero(values < lo))
-        inside = values[(values >= lo) & (values <= hi)]
+        inside = np.compress((values >= lo) & (values <= hi), values)  # ~1/3 faster than a boolean index here
         if below <= low and high < below + len(inside):
             part = np.partition(inside, (low - below, high - below))
             lower, upper = float(part[low - below]), float(part[high - below])
             if lower != 0 and upper != 0:
                 return lower, upper
+            zero = _sign_of_every_zero(values)  # zeros of one sign: any partition puts that zero there
+            if zero is not None:
+                return (zero if lower == 0 else lower), (zero if upper == 0 else upper)
     return _middle_order_statistics_strided(values, low, high, scratch)
+
+
+def _sign_of_every_zero(values: np.ndarray) -> float | None:
+    """``0.0`` when every zero among ``values`` is ``0.0``, ``-0.0`` when every one is ``-0.0``, None when both are
+    there. Why: a rolling median's residuals hold many exact zeros (a point that is its window's median), all
+    ``+0.0`` (``x - x`` is), and the median of them is often one of those zeros."""
+    zeros = values == 0
+    negative = int(np.count_nonzero(np.signbit(values) & zeros))
+    if negative == 0:
+        return 0.0
+    return -0.0 if negative == int(np.count_nonzero(zeros)) else None
 
 
 # The selection before the random-sample bracket, kept verbatim for the order statistics that are zeros (see
