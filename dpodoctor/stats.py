@@ -234,8 +234,12 @@ def theil_sen_slope(x: np.ndarray, y: np.ndarray, max_points: int = THEIL_SEN_MA
     """
     n = len(x)
     if n > max_points:
-        keep = np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
+        keep = _thinned_positions(n, max_points)
         x, y, n = x[keep], y[keep], len(keep)
+    if n >= _FOLD_MIN_POINTS:
+        folded = _folded_median_slope(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+        if folded is not None:
+            return folded
     # Blocks of rows: the pairs inside a block (its upper triangle) and from the block to every later point (a
     # rectangle), each one vectorised expression; far less memory than scipy's n×n matrices and no per-row loop.
     # Pairs with the same x have no slope and are left out, as in scipy. Order does not matter to a median.
@@ -268,6 +272,84 @@ def theil_sen_slope(x: np.ndarray, y: np.ndarray, max_points: int = THEIL_SEN_MA
 
 
 _ONE_BLOCK = 512  # up to here every pair index is kept (2 MB at 512 points): one fancy-indexed expression
+
+
+@lru_cache(maxsize=32)
+def _thinned_positions(n: int, max_points: int) -> np.ndarray:
+    """The ``max_points`` evenly spaced positions (first and last kept) a curve of ``n`` points is thinned to.
+    Cached, read-only: a run's long curves share their lengths, and these cost ~25 µs a call to build."""
+    keep = np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
+    keep.flags.writeable = False
+    return keep
+
+
+# From this many points on, the pair slopes are laid out by lag (:func:`_folded_slopes`) rather than gathered from the
+# n×n matrix (measured: equal at ~150 points, 2x faster at 400 and 500; slower at 100).
+_FOLD_MIN_POINTS = 160
+
+
+def _folded_median_slope(x: np.ndarray, y: np.ndarray) -> float | None:
+    """:func:`theil_sen_slope` of distinct steps from the slopes laid out by lag, or None when this way cannot
+    promise scipy's bits: repeated steps (their pairs are left out), or a median that is zero.
+
+    Why a zero is left to the pair-order path: half the pairs come out here as (y_i - y_j) / (x_i - x_j) with i
+    before j, the same float as (y_j - y_i) / (x_j - x_i) (IEEE subtraction and division round symmetrically)
+    except for a zero, whose sign flips with the order: equal values give +0.0 over a positive step and -0.0 over a
+    negative one. Values equal to the bit otherwise, the order statistics of the same multiset are the same floats.
+    """
+    dx = _folded_step_differences(x.tobytes())
+    if dx is None:
+        return None
+    slopes = _folded_slopes(y, dx)
+    m = len(slopes)
+    # NaN slopes come from a NaN or infinite y, or from differences that overflow (ptp is the largest of them)
+    if not (np.isfinite(y).all() and math.isfinite(float(np.ptp(y)))) and np.isnan(slopes).any():
+        return float("nan")
+    k = m // 2
+    lower, upper = _middle_order_statistics(slopes, k - 1 if m % 2 == 0 else k, k, scratch=True)
+    value = upper if m % 2 else (lower + upper) / 2
+    return None if value == 0 else value
+
+
+def _folded_slopes(y: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """The slope of every pair of points, laid out by lag (:func:`_folded_differences`): the values' differences
+    divided by the steps' differences laid out the same way (:func:`_folded_step_differences`)."""
+    slopes = _folded_differences(y)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(slopes, dx, out=slopes)
+    return slopes
+
+
+@lru_cache(maxsize=8)
+def _folded_step_differences(steps: bytes) -> np.ndarray | None:
+    """The steps' (float64 bytes) pair differences laid out as :func:`_folded_slopes` lays out the values', or None
+    when two steps are equal (those pairs have no slope) or a difference is not finite. Cached and read-only, as
+    :func:`_step_pair_differences`: a run's long curves are thinned to the same steps."""
+    x = np.frombuffer(steps, dtype=float)
+    dx = _folded_differences(x)
+    if not bool(np.isfinite(dx).all()) or not bool((dx != 0).all()):
+        return None
+    dx.flags.writeable = False
+    return dx
+
+
+def _folded_differences(values: np.ndarray) -> np.ndarray:
+    """``values[j] - values[i]`` of every pair of points, laid out by lag: row ``d - 1`` holds point ``i`` paired with
+    point ``(i + d) mod n`` for the lags d = 1 … (n - 1) // 2 (each row covers the lags d and n - d once), then for an
+    even n the n / 2 pairs of lag n / 2. Every pair once, in one order or the other, with no pair index: a broadcast
+    subtraction over a sliding view of the values repeated twice (the n×n matrix and its gather cost twice as much).
+    """
+    n = len(values)
+    half = (n - 1) // 2
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.empty(n * (n - 1) // 2)
+        twice = np.concatenate([values, values]).astype(float, copy=False)
+        # rows[d - 1] = twice[d : d + n]: a strided view, built directly (sliding_window_view costs ~10 µs a call)
+        rows = np.ndarray((half, n), dtype=float, buffer=twice, offset=twice.itemsize, strides=(twice.itemsize,) * 2)
+        np.subtract(rows, values, out=out[: half * n].reshape(half, n))
+        if n % 2 == 0:
+            np.subtract(values[n // 2 :], values[: n // 2], out=out[half * n :])
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -352,27 +434,95 @@ def _median_of_slopes(slopes: np.ndarray, scratch: bool = False) -> float:
 
 # Above this many values, the middle order statistics are found among the values of a narrow bracket around them
 # (a partition of a few % of the array) instead of by partitioning all of them.
-_BRACKET_MIN = 50_000  # below it one partition is as fast as sorting a sample (measured: 80k values 0.8 -> 0.45 ms)
+_BRACKET_MIN = 20_000  # below it one partition is as fast (measured: 10k values 28 µs vs 32, 20k 75 -> 48 µs)
 
 
 def _bracket_sample_size(m: int) -> int:
-    """How many values the bracket is taken from: about 1 in 25, between 2,000 and 20,000 (measured fastest)."""
-    return min(20_000, max(2_000, m // 25))
+    """How many values the bracket is taken from: about 1 in 25, between 500 and 5,000 (measured fastest at 20k
+    to 125k values: a larger sample narrows the bracket less than its own partition costs)."""
+    return min(5_000, max(500, m // 25))
+
+
+@lru_cache(maxsize=16)
+def _bracket_sample(m: int) -> np.ndarray:
+    """Where the bracket's sample is read in an array of ``m`` values: a fixed pseudo-random set of positions, sorted.
+
+    Why random and not strided: a Theil-Sen pair matrix folded by lag (:func:`_folded_slopes`) holds the noisy
+    short-lag slopes and the steady long-lag ones in a pattern a stride can resonate with, and a sample that misses
+    the middle only costs a full partition. Fixed (seeded by ``m``) so the time of a check does not vary between
+    runs; the values found never depend on it."""
+    size = _bracket_sample_size(m)
+    picked = np.random.default_rng(m).choice(m, size, replace=False)
+    picked.sort()
+    picked.flags.writeable = False
+    return picked
 
 
 def _middle_order_statistics(values: np.ndarray, low: int, high: int, scratch: bool) -> tuple[float, float]:
-    """The ``low``-th and ``high``-th smallest of ``values`` (no NaN), exactly.
+    """The ``low``-th and ``high``-th smallest of ``values`` (no NaN), exactly; the values are left as they are
+    unless the whole array has to be partitioned (then in place when ``scratch``).
 
-    Why not one partition: a 2,000-point Theil–Sen has 2M slopes, and partitioning them (with the copy
-    np.partition makes) was most of a long run's diagnosis. A strided sample of the values gives a bracket
-    [lo, hi] that almost surely holds both order statistics; counting the values below ``lo`` and partitioning only
-    those inside the bracket gives the same two values, since every value below the bracket ranks before every value
-    in it. When the sample misleads (the count shows the ranks fall outside the bracket), the whole array is
-    partitioned: the answer never depends on the sample, only the time does.
+    Why not one partition: a 500-point Theil–Sen has 125k slopes, and partitioning them (1.3 ms) was most of a
+    long run's diagnosis. A sample of the values gives a bracket [lo, hi] that almost surely holds both order
+    statistics (4 standard deviations of a sample quantile's rank each side); counting the values below ``lo`` and
+    partitioning only those inside the bracket gives the same two values (~0.15 ms), since every value below the
+    bracket ranks before every value in it. When the sample misleads (the count shows the ranks fall outside the
+    bracket), the whole array is partitioned: the answer never depends on the sample, only the time does.
+
+    A zero needs the old way: ``0.0`` and ``-0.0`` compare equal, so which of them a partition puts at a rank
+    depends on the order of the values it partitions, and a different bracket partitions a different array. When
+    either order statistic is a zero, :func:`_middle_order_statistics_strided` (the selection this replaced) takes
+    them from the untouched values, so a zero comes out with the sign it always had.
     """
     m = len(values)
     if m >= _BRACKET_MIN:
-        sample = np.sort(values[:: max(1, m // _bracket_sample_size(m))])
+        sample = values[_bracket_sample(m)]
+        size = len(sample)
+        margin = int(2 * math.sqrt(size)) + 8  # 4 standard deviations (0.5 sqrt(size)) of a sample median's rank
+        first, last = max(0, low * size // m - margin), min(size - 1, high * size // m + margin)
+        sample.partition((first, last))
+        lo, hi = sample[first], sample[last]
+        from_lo = values >= lo
+        below = m - int(np.count_nonzero(from_lo))  # no NaN: every value is either below lo or from it on
+        from_lo &= values <= hi
+        inside = np.compress(from_lo, values)  # ~1/3 faster than a boolean index here
+        if below <= low and high < below + len(inside):
+            part = np.partition(inside, (low - below, high - below))
+            lower, upper = float(part[low - below]), float(part[high - below])
+            if lower != 0 and upper != 0:
+                return lower, upper
+            zero = _sign_of_every_zero(values)  # zeros of one sign: any partition puts that zero there
+            if zero is not None:
+                return (zero if lower == 0 else lower), (zero if upper == 0 else upper)
+    return _middle_order_statistics_strided(values, low, high, scratch)
+
+
+def _sign_of_every_zero(values: np.ndarray) -> float | None:
+    """``0.0`` when every zero among ``values`` is ``0.0``, ``-0.0`` when every one is ``-0.0``, None when both are
+    there. Why: a rolling median's residuals hold many exact zeros (a point that is its window's median), all
+    ``+0.0`` (``x - x`` is), and the median of them is often one of those zeros."""
+    zeros = values == 0
+    negative = int(np.count_nonzero(np.signbit(values) & zeros))
+    if negative == 0:
+        return 0.0
+    return -0.0 if negative == int(np.count_nonzero(zeros)) else None
+
+
+# The selection before the random-sample bracket, kept verbatim for the order statistics that are zeros (see
+# _middle_order_statistics): the same strided sample, the same bracket, the same partitions, so the same zero.
+_STRIDED_BRACKET_MIN = 50_000
+
+
+def _strided_bracket_sample_size(m: int) -> int:
+    return min(20_000, max(2_000, m // 25))
+
+
+def _middle_order_statistics_strided(values: np.ndarray, low: int, high: int, scratch: bool) -> tuple[float, float]:
+    """The ``low``-th and ``high``-th smallest of ``values`` (no NaN) from a strided sample's bracket, else one
+    partition of all of them (in place when ``scratch``)."""
+    m = len(values)
+    if m >= _STRIDED_BRACKET_MIN:
+        sample = np.sort(values[:: max(1, m // _strided_bracket_sample_size(m))])
         size = len(sample)
         margin = int(4 * math.sqrt(size)) + 8  # ~8 standard deviations of a sample quantile's rank
         lo = sample[max(0, low * size // m - margin)]
