@@ -309,7 +309,7 @@ def summarize_many(curves: list[tuple[str, str, np.ndarray, np.ndarray]]) -> lis
     points = [_finite_points(steps, values) for _, _, steps, values in curves]
     shared: dict[bytes, list[int]] = {}
     for index, (steps, _, _) in enumerate(points):
-        if 3 <= len(steps) <= _BATCH_MAX_POINTS:
+        if 1 <= len(steps) <= _BATCH_MAX_POINTS:
             shared.setdefault(steps.tobytes(), []).append(index)
     out: list[CurveSummary | None] = [None] * len(curves)
     for members in shared.values():
@@ -344,12 +344,13 @@ def _row_medians(block: np.ndarray) -> list[float]:
 def _summaries_of_rows(
     steps: np.ndarray, rows: np.ndarray, row_curves: list[tuple[str, str, np.ndarray, int, int]]
 ) -> list[CurveSummary]:
-    """:func:`_summary` of each row of ``rows`` (finite curves of 3 to 256 points logged at ``steps``; ``row_curves``:
+    """:func:`_summary` of each row of ``rows`` (finite curves of 1 to 256 points logged at ``steps``; ``row_curves``:
     each row's split, name, values, non-finite count and raw length), to the bit: the levels, extremes and the
     logging interval are one numpy expression for all rows instead of a dozen calls per curve."""
     n = len(steps)
     k = level_points(n)
-    judged = _trend_rows(steps, rows)
+    # fewer than 3 points carry no slope, noise or levelling (what _slope, noise_sigma_of and _levelled_off say)
+    judged = _trend_rows(steps, rows) if n >= 3 else [(0.0, 0.0, False)] * len(rows)
     starts, ends = _row_medians(rows[:, :k]), _row_medians(rows[:, -k:])
     imins, imaxs = rows.argmin(axis=1).tolist(), rows.argmax(axis=1).tolist()  # first occurrence, as list.index
     step_list = steps.tolist()
@@ -357,7 +358,7 @@ def _summaries_of_rows(
     firsts, lasts = rows[:, 0].tolist(), rows[:, -1].tolist()
     first_step, last_step = step_list[0], step_list[-1]
     span = float(steps[-1] - steps[0])
-    interval = int(stats.median(np.diff(steps)))
+    interval = int(stats.median(np.diff(steps))) if n > 1 else 0
     out = []
     for r, (split, name, values, n_nonfinite, n_raw) in enumerate(row_curves):
         slope, noise, levelled = judged[r]
