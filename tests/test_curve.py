@@ -87,7 +87,7 @@ def test_summarize_run_covers_every_metric() -> None:
 def test_summaries_together_equal_each_alone(seed: int, n: int, curves: int, kind: str) -> None:
     """summarize_many (curves at the same steps share one pair matrix, one sort, one partition) gives every curve
     exactly the summary it gets alone: same slope, noise, levels and levelling, to the bit."""
-    from dpodoctor.curve import _finite_points, _levelled_off, _slope, summarize_many
+    from dpodoctor.curve import _finite_points, _levelled_off, _slope, _summary, summarize_many
     from dpodoctor.stats import noise_sigma_of
 
     rng = np.random.default_rng(seed)
@@ -114,3 +114,10 @@ def test_summaries_together_equal_each_alone(seed: int, n: int, curves: int, kin
         assert got.levelled == _levelled_off(fs, fv, noise if len(fv) >= 3 else None)
         assert got.start == float(np.median(fv[: got.start_points]))
         assert got.end == float(np.median(fv[-got.end_points :]))
+        # and every other field (extremes, interval, first and last points) is what the one-curve summary gives
+        alone = _summary("train", name, fs, fv, bad, len(v), (got.slope, got.noise, got.levelled))
+        assert got.to_dict() == alone.to_dict()
+        assert (got.min_value, got.max_value, got.first_value, got.last_value) == (
+            alone.min_value, alone.max_value, alone.first_value, alone.last_value,
+        )  # fmt: skip
+        assert np.array_equal(got.steps, alone.steps) and np.array_equal(got.values, alone.values)
