@@ -129,8 +129,8 @@ def main() -> None:
         entry = entry_ms_per_run(runs, args.repeat)
         best = f"best of {args.repeat}"
         print(
-            f"{name}: {len(runs)} runs, {points} points: diagnose_run {ms:.2f} ms CPU per run ({best}; of it the curve"
-            f" summaries {summaries:.2f} ms), report entry {entry:.2f} ms"
+            f"{name}: {len(runs)} runs, {points} points: diagnose_run {ms:.2f} ms CPU per run ({best}), of it the curve"
+            f" summaries {summaries:.2f} ms; report entry {entry:.2f} ms"
         )
 
 
