@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
-from dpodoctor.curve import CurveSummary, fixed, fmt, summarize_arrays, summarize_run
+from dpodoctor.curve import CurveSummary, fixed, fmt, summarize_arrays, summarize_run, trend
 from dpodoctor.curveseries import Curve
 from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
@@ -345,7 +345,7 @@ class Context:
             )
             learning |= margin_nats > 0.5
             # a slow learner (noisy labels, batch 1, few steps): the margin grows steadily, if not far yet
-            t = stats.trend(self.series("margins"))
+            t = trend(self.series("margins"))
             if t.n >= MIN_POINTS and t.slope > 0 and t.significant(0.05) and self.nats(t.change) > 0.25:
                 learning = True
                 grown = fixed(self.nats(t.change))

@@ -45,7 +45,7 @@ def test_diagnose_cost_script_times_the_rules_per_run() -> None:
     ms = float(line.split("diagnose_run ")[1].split(" ms")[0])
     summaries = float(line.split("of it the curve summaries ")[1].split(" ms")[0])
     entry = float(line.split("report entry ")[1].split(" ms")[0])
-    assert ms > 0 and 0 < summaries and entry > 0
+    assert ms > 0 and summaries > 0 and entry > 0
 
 
 def test_the_read_cost_script_times_reading_per_run() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,37 @@ def test_summaries_together_equal_each_alone(seed: int, n: int, curves: int, kin
             alone.min_value, alone.max_value, alone.first_value, alone.last_value,
         )  # fmt: skip
         assert np.array_equal(got.steps, alone.steps) and np.array_equal(got.values, alone.values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300),
+    st.sampled_from(["noise", "trend", "flat", "ties", "repeated_step", "nan", "huge"]),
+)
+def test_short_trend_equals_stats_trend(seed: int, n: int, kind: str) -> None:
+    """curve.trend (one matrix of pair differences for the slope and Kendall's counts) gives every field of
+    stats.trend to the bit: slope, change, tau, p-value and n, on short and long curves, with ties, repeated steps,
+    NaN and values large enough for the differences to overflow."""
+    from dpodoctor import stats
+    from dpodoctor.curve import trend
+    from dpodoctor.curveseries import Curve
+
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.integers(0 if kind == "repeated_step" else 1, 4, n)).astype(np.int64)
+    values = {
+        "noise": lambda: rng.normal(size=n),
+        "trend": lambda: 0.01 * steps + rng.normal(size=n) * 0.1,
+        "flat": lambda: np.full(n, 0.6931),
+        "ties": lambda: rng.integers(0, 3, n) / 2.0,
+        "repeated_step": lambda: rng.normal(size=n),
+        "nan": lambda: np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+        "huge": lambda: rng.choice([-1.5e308, 1.5e308], n) * rng.random(n),
+    }[kind]()
+    curve = Curve(steps, values)
+    with np.errstate(over="ignore"):  # the "huge" values' differences overflow to ±inf, in both
+        got, want = trend(curve), stats.trend(curve)
+    assert got.n == want.n
+    for field in ("slope", "change", "tau", "p_value"):
+        a, b = getattr(got, field), getattr(want, field)
+        assert (a == b and math.copysign(1, a) == math.copysign(1, b)) or (math.isnan(a) and math.isnan(b)), field
