@@ -366,7 +366,8 @@ def _summaries_of_rows(
     n = len(steps)
     k = level_points(n)
     # fewer than 3 points carry no slope, noise or levelling (what _slope, noise_sigma_of and _levelled_off say)
-    judged = _trend_rows(steps, rows) if n >= 3 else [(0.0, 0.0, False)] * len(rows)
+    thirds: list[tuple[float, float]] = []
+    judged = _trend_rows(steps, rows, thirds) if n >= 3 else [(0.0, 0.0, False)] * len(rows)
     starts, ends = _row_medians(rows[:, :k]), _row_medians(rows[:, -k:])
     imins, imaxs = rows.argmin(axis=1).tolist(), rows.argmax(axis=1).tolist()  # first occurrence, as list.index
     step_list = steps.tolist()
@@ -404,13 +405,19 @@ def _summaries_of_rows(
             steps=steps,
             values=values,
         )
+        # not a field (no report shows it): the Theil–Sen slopes of the first and last third, for trend_slopes
+        summary.__dict__["_third_slopes"] = thirds[r] if thirds else None
         out.append(summary)
     return out
 
 
-def _trend_rows(steps: np.ndarray, rows: np.ndarray) -> list[tuple[float, float, bool]]:
+def _trend_rows(
+    steps: np.ndarray, rows: np.ndarray, thirds: list[tuple[float, float]] | None = None
+) -> list[tuple[float, float, bool]]:
     """(slope, noise, levelled) of each row of ``rows``, curves of 3 to 256 finite points logged at ``steps``: what
-    :func:`_slope`, :func:`stats.noise_sigma_of` and :func:`_levelled_off` give each row alone."""
+    :func:`_slope`, :func:`stats.noise_sigma_of` and :func:`_levelled_off` give each row alone. ``thirds``, when
+    given and the rows have 9 points or more, receives each row's :func:`_slope` of its first and last third (what
+    the levelling test compared)."""
     m, n = rows.shape
     flat = np.ptp(rows, axis=1) == 0.0  # a constant curve has slope 0, as _slope says
     slopes = _row_slopes(steps, rows, flat)
@@ -418,15 +425,18 @@ def _trend_rows(steps: np.ndarray, rows: np.ndarray) -> list[tuple[float, float,
     third = n // 3
     if third < 3:
         return [(float(slopes[r]), float(noise[r]), False) for r in range(m)]
-    early = np.abs(_row_slopes(steps[:third], rows[:, :third], np.ptp(rows[:, :third], axis=1) == 0.0))
+    early_signed = _row_slopes(steps[:third], rows[:, :third], np.ptp(rows[:, :third], axis=1) == 0.0)
     late_steps = steps[-third:]
-    late = np.abs(_row_slopes(late_steps, rows[:, -third:], np.ptp(rows[:, -third:], axis=1) == 0.0))
+    late_signed = _row_slopes(late_steps, rows[:, -third:], np.ptp(rows[:, -third:], axis=1) == 0.0)
+    early, late = np.abs(early_signed), np.abs(late_signed)
     span = float(late_steps[-1] - late_steps[0]) or 1.0
     out = []
     for r in range(m):
         e, lt, sigma = float(early[r]), float(late[r]), float(noise[r])
         levelled = (lt == 0) if e == 0 else (lt < 0.3 * e or lt * span < sigma)
         out.append((float(slopes[r]), sigma, levelled))
+    if thirds is not None:
+        thirds.extend(zip(early_signed.tolist(), late_signed.tolist(), strict=True))
     return out
 
 
@@ -508,7 +518,22 @@ def _upper_pairs(n: int) -> np.ndarray:
     return i * n + j
 
 
-def trend(series: Curve | pd.Series) -> stats.Trend:
+def known_slope(curve: CurveSummary, part: str) -> float | None:
+    """The Theil–Sen slope the summary already took of the whole curve (``part="all"``), of its first third
+    (``"early"``: the first ``n // 3`` points) or of its last third (``"late"``), when it is the one :func:`trend`
+    would take of the same points; None when it is not known exactly (a long curve the summary thinned, a curve
+    summarised alone, a slope the summary set to 0 for a flat or non-finite one)."""
+    if curve.n > _SHORT_TREND_MAX_POINTS:
+        return None
+    if part == "all":
+        slope: float | None = curve.slope
+    else:
+        thirds = curve.__dict__.get("_third_slopes")
+        slope = None if thirds is None else thirds[0 if part == "early" else 1]
+    return slope if slope and math.isfinite(slope) else None
+
+
+def trend(series: Curve | pd.Series, slope: float | None = None) -> stats.Trend:
     """:func:`stats.trend` of a curve, to the bit, cheaper on a short curve logged at increasing steps.
 
     Why: the rules take half a dozen trends of 30–100-point curves per run, and each costs ~120 µs in a dozen numpy
@@ -519,6 +544,9 @@ def trend(series: Curve | pd.Series) -> stats.Trend:
     it) and the integer counts Kendall's tau and its p-value are computed from, with the same expressions as
     :func:`stats.kendall_tau` when nothing is tied. Anything else (ties in the values, a repeated step, a long or
     flat curve) is :func:`stats.trend` itself.
+
+    ``slope``: the Theil–Sen slope of these very points when already known (:func:`known_slope`): then only
+    Kendall's counts are taken.
     """
     steps, y = stats.finite_arrays(series)
     n = len(y)
@@ -526,22 +554,23 @@ def trend(series: Curve | pd.Series) -> stats.Trend:
         return stats.trend(series)
     x = steps.astype(float)
     pairs = _upper_pairs(n)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(over="ignore"):
         dy = (y[None, :] - y[:, None]).ravel().take(pairs)  # [i, j] = y[j] - y[i], every pair i < j in row order
-        dx = (x[None, :] - x[:, None]).ravel().take(pairs)
-        slopes = dy / dx
     discordant = int(np.count_nonzero(dy < 0))
     total = len(dy)
     if total - discordant - int(np.count_nonzero(dy > 0)):  # a tie in the values, or a flat curve: the general path
         return stats.trend(series)
-    k = total // 2
-    if total % 2:
-        slope = float(np.partition(slopes, k)[k])
-    else:
-        middle = np.partition(slopes, (k - 1, k))
-        slope = (float(middle[k - 1]) + float(middle[k])) / 2
-    if math.isnan(slope) or bool(np.isnan(slopes).any()):
-        slope = float("nan")
+    if slope is None:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            slopes = dy / (x[None, :] - x[:, None]).ravel().take(pairs)
+        k = total // 2
+        if total % 2:
+            slope = float(np.partition(slopes, k)[k])
+        else:
+            middle = np.partition(slopes, (k - 1, k))
+            slope = (float(middle[k - 1]) + float(middle[k])) / 2
+        if math.isnan(slope) or bool(np.isnan(slopes).any()):
+            slope = float("nan")
     # Kendall's tau-b with no tie (stats.kendall_tau's expressions with every tie count 0)
     con_minus_dis = total - 2 * discordant
     tau = float(np.float64(con_minus_dis) / np.sqrt(total) / np.sqrt(total))

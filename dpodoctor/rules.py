@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
-from dpodoctor.curve import CurveSummary, fixed, fmt, summarize_arrays, summarize_run, trend
+from dpodoctor.curve import CurveSummary, fixed, fmt, known_slope, summarize_arrays, summarize_run, trend
 from dpodoctor.curveseries import Curve
 from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
@@ -227,6 +227,20 @@ class Context:
         curve = self.curve(metric, split)
         return curve.noise if curve.n == len(s) else stats.noise_sigma(s)
 
+    def trend(self, metric: str, part: str = "all") -> stats.Trend:
+        """:func:`~dpodoctor.curve.trend` of :meth:`series` (``part="all"``), of its first third (``"early"``:
+        ``series[:n // 3]``) or of its last third (``"late"``: ``series[-(n // 3):]``, the whole series below 3
+        points, as that slice gives).
+
+        Why here: the curve's summary took those very Theil–Sen slopes (its slope, and its levelling test's thirds),
+        so when the series and the summary hold the same points only Kendall's test is left to compute."""
+        s = self.series(metric)
+        third = len(s) // 3
+        part_of = s if part == "all" else s[:third] if part == "early" else s[-third:]
+        curve = self.curve(metric)
+        slope = known_slope(curve, part) if curve.n == len(s) else None
+        return trend(part_of, slope)
+
     def curves(self) -> dict[tuple[str, str], CurveSummary]:
         """Every logged curve of the run, summarised (reusing the ones the rules already asked for)."""
         return {(split, metric): self.curve(metric, split) for split, metric in self.run.metrics}  # type: ignore[arg-type]
@@ -345,7 +359,7 @@ class Context:
             )
             learning |= margin_nats > 0.5
             # a slow learner (noisy labels, batch 1, few steps): the margin grows steadily, if not far yet
-            t = trend(self.series("margins"))
+            t = self.trend("margins")
             if t.n >= MIN_POINTS and t.slope > 0 and t.significant(0.05) and self.nats(t.change) > 0.25:
                 learning = True
                 grown = fixed(self.nats(t.change))

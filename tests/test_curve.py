@@ -156,3 +156,38 @@ def test_short_trend_equals_stats_trend(seed: int, n: int, kind: str) -> None:
     for field in ("slope", "change", "tau", "p_value"):
         a, b = getattr(got, field), getattr(want, field)
         assert (a == b and math.copysign(1, a) == math.copysign(1, b)) or (math.isnan(a) and math.isnan(b)), field
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300),
+    st.integers(1, 4),
+    st.sampled_from(["noise", "trend", "flat", "ties"]),
+)
+def test_trends_from_known_slopes_equal_stats_trend(seed: int, n: int, curves: int, kind: str) -> None:
+    """The slopes a summary took (whole curve, first and last third) give the same trend as stats.trend of those
+    points, to the bit (Context.trend reads them instead of taking the Theil-Sen slope again)."""
+    from dpodoctor import stats
+    from dpodoctor.curve import known_slope, summarize_many, trend
+    from dpodoctor.curveseries import Curve
+
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.integers(1, 4, n)).astype(np.int64)
+    rows = []
+    for _ in range(curves):
+        values = {
+            "noise": lambda: rng.normal(size=n),
+            "trend": lambda: 0.01 * steps + rng.normal(size=n) * 0.1,
+            "flat": lambda: np.full(n, 0.6931),
+            "ties": lambda: rng.integers(0, 3, n) / 2.0,
+        }[kind]()
+        rows.append(("train", f"m{len(rows)}", steps, values))
+    for summary, (_, _, s, v) in zip(summarize_many(rows), rows, strict=True):
+        curve = Curve(s, v)
+        third = n // 3
+        for part, points in (("all", curve), ("early", curve[:third]), ("late", curve[-third:])):
+            got, want = trend(points, known_slope(summary, part)), stats.trend(points)
+            assert (got.slope, got.change, got.tau, got.p_value, got.n) == (
+                want.slope, want.change, want.tau, want.p_value, want.n,
+            ), part  # fmt: skip

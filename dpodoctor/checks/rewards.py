@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dpodoctor import stats
-from dpodoctor.curve import fixed, fmt, trend
+from dpodoctor.curve import fixed, fmt
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
 
@@ -314,7 +314,7 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
         )
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    t = trend(s)
+    t = ctx.trend("logps_chosen")
     start = stats.head(s, points=max(3, len(s) // 20))
     drop = start - stats.tail_level(s)
     tail = s.values[-max(1, len(s) // 3) :]
