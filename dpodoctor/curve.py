@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from dpodoctor import stats
 from dpodoctor.curveseries import Curve
@@ -190,29 +190,41 @@ class CurveSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (no arrays): the per-metric table of a JSON report."""
-        first, last, start, end, low, high, noise, slope, change = _json_numbers(
-            (
-                self.first_value, self.last_value, self.start, self.end, self.min_value, self.max_value, self.noise,
-                self.slope, self.change,
-            )
-        )  # fmt: skip
-        return {
-            "split": self.split,
-            "metric": self.metric,
-            "points": self.n,
-            "nonfinite": self.n_nonfinite,
-            "first": {"step": self.first_step, "value": first},
-            "last": {"step": self.last_step, "value": last},
-            "start": {"value": start, "points": self.start_points},
-            "end": {"value": end, "points": self.end_points},
-            "min": {"step": self.min_step, "value": low},
-            "max": {"step": self.max_step, "value": high},
-            "noise": noise,
-            "slope": slope,
-            "change": change,
-            "levelled": self.levelled,
-            "interval": self.interval,
-        }
+        return curve_documents([self])[0]
+
+
+def curve_documents(curves: list[CurveSummary]) -> list[dict[str, Any]]:
+    """:meth:`CurveSummary.to_dict` of each curve, equal dict for dict, with the numbers of all of them rounded by
+    one ``%`` formatting and one ``map(float)`` (a run's report entry holds two dozen curves of nine numbers)."""
+    numbers = [
+        x
+        for c in curves
+        for x in (c.first_value, c.last_value, c.start, c.end, c.min_value, c.max_value, c.noise, c.slope, c.change)
+    ]
+    rounded = _json_numbers(tuple(numbers))
+    out = []
+    for i, c in enumerate(curves):
+        first, last, start, end, low, high, noise, slope, change = rounded[9 * i : 9 * i + 9]
+        out.append(
+            {
+                "split": c.split,
+                "metric": c.metric,
+                "points": c.n,
+                "nonfinite": c.n_nonfinite,
+                "first": {"step": c.first_step, "value": first},
+                "last": {"step": c.last_step, "value": last},
+                "start": {"value": start, "points": c.start_points},
+                "end": {"value": end, "points": c.end_points},
+                "min": {"step": c.min_step, "value": low},
+                "max": {"step": c.max_step, "value": high},
+                "noise": noise,
+                "slope": slope,
+                "change": change,
+                "levelled": c.levelled,
+                "interval": c.interval,
+            }
+        )
+    return out
 
 
 def _json_number(x: float) -> float | None:
@@ -226,8 +238,11 @@ def _json_numbers(values: tuple[float, ...]) -> list[float | None]:
     per-value calls were most of encoding a short run's report entry (600 runs x 35 curves x 9 numbers)."""
     text = ("%.6g " * len(values)) % values
     if "n" in text:  # "nan", "inf": a finite number's %g has digits, ".", "e", "+" and "-" only
-        return [_json_number(float(x)) for x in values]
+        return [None if word in _NOT_FINITE else float(word) for word in text.split()]
     return list(map(float, text.split()))
+
+
+_NOT_FINITE: Final = frozenset({"nan", "-nan", "inf", "-inf"})  # what %g writes for NaN and ±inf
 
 
 def _thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:

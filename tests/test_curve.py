@@ -191,3 +191,16 @@ def test_trends_from_known_slopes_equal_stats_trend(seed: int, n: int, curves: i
             assert (got.slope, got.change, got.tau, got.p_value, got.n) == (
                 want.slope, want.change, want.tau, want.p_value, want.n,
             ), part  # fmt: skip
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40))
+def test_json_numbers_round_as_json_number(values: list[float]) -> None:
+    """The batched rounding of a report's curve numbers gives each value what _json_number gives it alone (6
+    significant digits, None for NaN and ±inf), sign of zero included."""
+    from dpodoctor.curve import _json_number, _json_numbers
+
+    got = _json_numbers(tuple(values))
+    want = [_json_number(x) for x in values]
+    assert [None if x is None else (x, math.copysign(1, x)) for x in got] == [
+        None if x is None else (x, math.copysign(1, x)) for x in want
+    ]
