@@ -391,11 +391,17 @@ def _quantum(values: Iterable[float]) -> float | None:
     """The spacing of logged accuracies (1/pairs per logged value), when they sit on a coarse grid."""
     arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
     arr = arr[np.isfinite(arr)]
-    if len(arr) < 3 or len(np.unique(arr)) < 2:
+    if len(arr) < 3 or arr.min() == arr.max():
         return None  # a constant accuracy (a dead run's 0.0) says nothing about how many pairs it averages
-    for pairs in (1, 2, 3, 4):
-        grid = arr * pairs
-        if np.allclose(grid, np.round(grid), atol=1e-6):
+    grids = arr[None, :] * np.array([[1.0], [2.0], [3.0], [4.0]])  # row p-1: the values times p pairs
+    nearest = np.round(grids)
+    if np.isfinite(grids).all():
+        # np.allclose(grid, nearest, atol=1e-6) of each row, as numpy computes it for finite values (rtol 1e-5)
+        close = (np.abs(grids - nearest) <= 1e-6 + 1e-5 * np.abs(nearest)).all(axis=1).tolist()
+    else:  # values so large that a multiple overflows: allclose's own handling of infinities
+        close = [np.allclose(grid, near, atol=1e-6) for grid, near in zip(grids, nearest, strict=True)]
+    for pairs, on_grid in enumerate(close, start=1):
+        if on_grid:
             return 1.0 / pairs
     return None
 
