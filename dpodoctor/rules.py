@@ -190,6 +190,7 @@ class Context:
         self._finite: dict[tuple[str, str], Curve] = {}
         self._late: dict[tuple[str, str], Curve] = {}
         self._learning: tuple[bool, str] | None = None
+        self._direction: dict[str, tuple[int, float]] = {}
         self._curves: dict[tuple[str, str], CurveSummary] = {}
         # per metric, the split it is judged on and whether it has a finite point there: asked ~50 times a run each
         self._split: dict[str, Split] = {}
@@ -377,8 +378,16 @@ class Context:
 
         Rewards start at 0 by construction (the policy starts as the reference), so the level reached in the last
         third, against the first points, is the trend. It counts only when it is large in nats and most of the
-        last third lies on that side of the start.
+        last third lies on that side of the start. Judged once per metric and run: it reads only the curve and β,
+        and the reward rules ask it eight times a run for two metrics.
         """
+        known = self._direction.get(metric)
+        if known is None:
+            known = self._direction[metric] = self._judge_direction(metric)
+        return known
+
+    def _judge_direction(self, metric: str) -> tuple[int, float]:
+        """:meth:`direction`, computed."""
         s = self.series(metric)
         if len(s) < MIN_POINTS:
             return 0, 0.0
