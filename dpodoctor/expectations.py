@@ -244,9 +244,11 @@ def _reference_free_from_curves(run: Run, beta: float) -> bool:
     c_steps, c_values = _finite(run, "chosen")
     lp_steps, lp_values = _finite(run, "logps_chosen")
     if _one_per_step(c_steps) and _one_per_step(lp_steps):
-        # the steps both logged, in step order, and each one's value there
-        _, in_c, in_lp = np.intersect1d(c_steps, lp_steps, assume_unique=True, return_indices=True)
-        cv, lv = c_values[in_c], lp_values[in_lp]
+        if len(c_steps) == len(lp_steps) and bool((c_steps == lp_steps).all()):
+            cv, lv = c_values, lp_values  # logged at the same steps (the usual case): what the intersection gives
+        else:  # the steps both logged, in step order, and each one's value there
+            _, in_c, in_lp = np.intersect1d(c_steps, lp_steps, assume_unique=True, return_indices=True)
+            cv, lv = c_values[in_c], lp_values[in_lp]
     else:  # a hand-built frame with a repeated step: every value logged at a step both logged (as pandas' label
         # look-up on the intersection of the two step indexes gives them)
         c, lp = Curve(c_steps, c_values), Curve(lp_steps, lp_values)
