@@ -195,16 +195,23 @@ class CurveSummary:
 
 def curve_documents(curves: list[CurveSummary]) -> list[dict[str, Any]]:
     """:meth:`CurveSummary.to_dict` of each curve, equal dict for dict, with the numbers of all of them rounded by
-    one ``%`` formatting and one ``map(float)`` (a run's report entry holds two dozen curves of nine numbers)."""
-    numbers = [
-        x
-        for c in curves
-        for x in (c.first_value, c.last_value, c.start, c.end, c.min_value, c.max_value, c.noise, c.slope, c.change)
-    ]
-    rounded = _json_numbers(tuple(numbers))
+    one ``%`` formatting and one ``map(float)`` (a run's report entry holds two dozen curves of nine numbers).
+
+    The rounded numbers are kept on each summary (they are fixed, as the summary is): the report's per-metric table
+    quotes the same curves again (:meth:`CurveSummary.to_dict`), and reads them from there."""
+    fresh = [c for c in curves if "_json_numbers" not in c.__dict__]
+    if fresh:
+        numbers = [
+            x
+            for c in fresh
+            for x in (c.first_value, c.last_value, c.start, c.end, c.min_value, c.max_value, c.noise, c.slope, c.change)
+        ]
+        rounded = _json_numbers(tuple(numbers))
+        for i, c in enumerate(fresh):
+            c.__dict__["_json_numbers"] = tuple(rounded[9 * i : 9 * i + 9])
     out = []
-    for i, c in enumerate(curves):
-        first, last, start, end, low, high, noise, slope, change = rounded[9 * i : 9 * i + 9]
+    for c in curves:
+        first, last, start, end, low, high, noise, slope, change = c.__dict__["_json_numbers"]
         out.append(
             {
                 "split": c.split,
