@@ -5,6 +5,10 @@ report, so a change to the rules shows there only as a few % of noise. Here each
 :func:`dpodoctor.checks.diagnose_run` is timed over every run (process CPU time, best of ``--repeat`` passes, so
 another process on the two cores does not count) and reported as milliseconds per run.
 
+Also timed apart: the curve summaries (:func:`dpodoctor.curve.summarize_run`, part of the diagnosis) and the run's
+entry of the JSON report (:func:`dpodoctor.jsondoc.run_fragment`: made from the diagnosis and encoded), the two other
+per-run costs of a cold ``check --format json`` besides reading.
+
 Inputs (read, never written): the sweeps benchmarks/bench.py's make_sweep leaves in ``--data`` (default
 /tmp/dpodoctor-bench), and the real SLURM stdout log named in bench.py (``$DPODOCTOR_REAL_LOGS``, default
 /work/shared/real-logs) when present. Writes nothing into the checkout: run it with ``python -B`` or with
@@ -43,6 +47,43 @@ def cpu_ms_per_run(runs: list, repeat: int) -> float:
         start = time.process_time()
         for run in runs:
             diagnose_run(run)
+        best = min(best, time.process_time() - start)
+    return 1000 * best / max(len(runs), 1)
+
+
+def summaries_ms_per_run(runs: list, repeat: int) -> float:
+    """Best of ``repeat`` passes of the curve summaries alone (:func:`dpodoctor.curve.summarize_run`, the first
+    thing a diagnosis computes), in CPU ms per run."""
+    from dpodoctor.curve import summarize_run
+
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        for run in runs:
+            summarize_run(run)
+        best = min(best, time.process_time() - start)
+    return 1000 * best / max(len(runs), 1)
+
+
+def entry_ms_per_run(runs: list, repeat: int) -> float:
+    """Best of ``repeat`` passes of making and encoding each run's entry of the JSON report
+    (:func:`dpodoctor.jsondoc.run_fragment`: the findings, the per-metric table, the curve summaries), in CPU ms per
+    run. The entry is kept on its report once made (and its curves' rounded numbers on them), so each pass drops it
+    first."""
+    from dpodoctor.checks import diagnose_run
+    from dpodoctor.jsondoc import run_fragment
+
+    reports = [diagnose_run(run) for run in runs]
+    best = float("inf")
+    for _ in range(repeat):
+        for report in reports:
+            report.__dict__.pop("_document", None)
+            report.__dict__.pop("_json_fragment", None)
+            for curve in report.curves.values():
+                curve.__dict__.pop("_json_numbers", None)  # the rounded numbers, kept on a summary once made
+        start = time.process_time()
+        for report in reports:
+            run_fragment(report)
         best = min(best, time.process_time() - start)
     return 1000 * best / max(len(runs), 1)
 
@@ -87,8 +128,13 @@ def main() -> None:
             profile.disable()
             pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(45)
         ms = cpu_ms_per_run(runs, args.repeat)
+        summaries = summaries_ms_per_run(runs, args.repeat)
+        entry = entry_ms_per_run(runs, args.repeat)
         best = f"best of {args.repeat}"
-        print(f"{name}: {len(runs)} runs, {points} points: diagnose_run {ms:.2f} ms CPU per run ({best})")
+        print(
+            f"{name}: {len(runs)} runs, {points} points: diagnose_run {ms:.2f} ms CPU per run ({best}), of it the curve"
+            f" summaries {summaries:.2f} ms; report entry {entry:.2f} ms"
+        )
 
 
 if __name__ == "__main__":

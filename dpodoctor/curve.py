@@ -31,11 +31,13 @@ carries them as ``curves``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from dpodoctor import stats
+from dpodoctor.curveseries import Curve
 from dpodoctor.model import Run
 
 if TYPE_CHECKING:
@@ -188,30 +190,66 @@ class CurveSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (no arrays): the per-metric table of a JSON report."""
-        num = _json_number
-        return {
-            "split": self.split,
-            "metric": self.metric,
-            "points": self.n,
-            "nonfinite": self.n_nonfinite,
-            "first": {"step": self.first_step, "value": num(self.first_value)},
-            "last": {"step": self.last_step, "value": num(self.last_value)},
-            "start": {"value": num(self.start), "points": self.start_points},
-            "end": {"value": num(self.end), "points": self.end_points},
-            "min": {"step": self.min_step, "value": num(self.min_value)},
-            "max": {"step": self.max_step, "value": num(self.max_value)},
-            "noise": num(self.noise),
-            "slope": num(self.slope),
-            "change": num(self.change),
-            "levelled": self.levelled,
-            "interval": self.interval,
-        }
+        return curve_documents([self])[0]
+
+
+def curve_documents(curves: list[CurveSummary]) -> list[dict[str, Any]]:
+    """:meth:`CurveSummary.to_dict` of each curve, equal dict for dict, with the numbers of all of them rounded by
+    one ``%`` formatting and one ``map(float)`` (a run's report entry holds two dozen curves of nine numbers).
+
+    The rounded numbers are kept on each summary (they are fixed, as the summary is): the report's per-metric table
+    quotes the same curves again (:meth:`CurveSummary.to_dict`), and reads them from there."""
+    fresh = [c for c in curves if "_json_numbers" not in c.__dict__]
+    if fresh:
+        numbers = [
+            x
+            for c in fresh
+            for x in (c.first_value, c.last_value, c.start, c.end, c.min_value, c.max_value, c.noise, c.slope, c.change)
+        ]
+        rounded = _json_numbers(tuple(numbers))
+        for i, c in enumerate(fresh):
+            c.__dict__["_json_numbers"] = tuple(rounded[9 * i : 9 * i + 9])
+    out = []
+    for c in curves:
+        first, last, start, end, low, high, noise, slope, change = c.__dict__["_json_numbers"]
+        out.append(
+            {
+                "split": c.split,
+                "metric": c.metric,
+                "points": c.n,
+                "nonfinite": c.n_nonfinite,
+                "first": {"step": c.first_step, "value": first},
+                "last": {"step": c.last_step, "value": last},
+                "start": {"value": start, "points": c.start_points},
+                "end": {"value": end, "points": c.end_points},
+                "min": {"step": c.min_step, "value": low},
+                "max": {"step": c.max_step, "value": high},
+                "noise": noise,
+                "slope": slope,
+                "change": change,
+                "levelled": c.levelled,
+                "interval": c.interval,
+            }
+        )
+    return out
 
 
 def _json_number(x: float) -> float | None:
     """A value as the JSON report prints it: 6 significant digits, None for NaN/inf. ``math.isfinite``, not
     numpy's: this runs for 14 fields of every curve of every run (a ufunc call on a Python float costs ~2 µs)."""
     return float(f"{x:.6g}") if math.isfinite(x) else None
+
+
+def _json_numbers(values: tuple[float, ...]) -> list[float | None]:
+    """:func:`_json_number` of each value, with one ``%`` formatting for all of them and one ``map(float)``: the
+    per-value calls were most of encoding a short run's report entry (600 runs x 35 curves x 9 numbers)."""
+    text = ("%.6g " * len(values)) % values
+    if "n" in text:  # "nan", "inf": a finite number's %g has digits, ".", "e", "+" and "-" only
+        return [None if word in _NOT_FINITE else float(word) for word in text.split()]
+    return list(map(float, text.split()))
+
+
+_NOT_FINITE: Final = frozenset({"nan", "-nan", "inf", "-inf"})  # what %g writes for NaN and ±inf
 
 
 def _thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -309,29 +347,99 @@ def summarize_many(curves: list[tuple[str, str, np.ndarray, np.ndarray]]) -> lis
     points = [_finite_points(steps, values) for _, _, steps, values in curves]
     shared: dict[bytes, list[int]] = {}
     for index, (steps, _, _) in enumerate(points):
-        if 3 <= len(steps) <= _BATCH_MAX_POINTS:
+        if 1 <= len(steps) <= _BATCH_MAX_POINTS:
             shared.setdefault(steps.tobytes(), []).append(index)
-    judged: dict[int, tuple[float, float, bool]] = {}  # index -> (slope, noise, levelled)
+    out: list[CurveSummary | None] = [None] * len(curves)
     for members in shared.values():
         steps = points[members[0]][0]
         rows = np.stack([points[i][1] for i in members])
-        for index, result in zip(members, _trend_rows(steps, rows), strict=True):
-            judged[index] = result
-    out = []
+        row_curves = [(curves[i][0], curves[i][1], points[i][1], points[i][2]) for i in members]
+        for index, summary in zip(members, _summaries_of_rows(steps, rows, row_curves), strict=True):
+            out[index] = summary
     for index, ((split, name, _, raw_values), (steps, values, n_nonfinite)) in enumerate(
         zip(curves, points, strict=True)
     ):
-        if index not in judged and len(values):
+        if out[index] is not None:
+            continue
+        judged = None
+        if len(values):
             n = len(values)
             noise = stats.noise_sigma_of(values) if n >= 3 else 0.0
-            judged[index] = (_slope(steps, values), noise, _levelled_off(steps, values, noise if n >= 3 else None))
-        out.append(_summary(split, name, steps, values, n_nonfinite, len(raw_values), judged.get(index)))
+            judged = (_slope(steps, values), noise, _levelled_off(steps, values, noise if n >= 3 else None))
+        out[index] = _summary(split, name, steps, values, n_nonfinite, len(raw_values), judged)
+    return out  # type: ignore[return-value]  # every index was filled above
+
+
+def _row_medians(block: np.ndarray) -> list[float]:
+    """:func:`stats.median` of each row of a matrix of finite values (sorted rows, the middle value or the two middle
+    ones' sum over 2: the same floats), one numpy sort for all rows instead of a sorted() per row."""
+    k = block.shape[1]
+    ordered = np.sort(block, axis=1)
+    middle = ordered[:, k // 2] if k % 2 else (ordered[:, k // 2 - 1] + ordered[:, k // 2]) / 2
+    return middle.tolist()
+
+
+def _summaries_of_rows(
+    steps: np.ndarray, rows: np.ndarray, row_curves: list[tuple[str, str, np.ndarray, int]]
+) -> list[CurveSummary]:
+    """:func:`_summary` of each row of ``rows`` (finite curves of 1 to 256 points logged at ``steps``; ``row_curves``:
+    each row's split, name, values and non-finite count), to the bit: the levels, extremes and the
+    logging interval are one numpy expression for all rows instead of a dozen calls per curve."""
+    n = len(steps)
+    k = level_points(n)
+    # fewer than 3 points carry no slope, noise or levelling (what _slope, noise_sigma_of and _levelled_off say)
+    thirds: list[tuple[float, float]] = []
+    judged = _trend_rows(steps, rows, thirds) if n >= 3 else [(0.0, 0.0, False)] * len(rows)
+    starts, ends = _row_medians(rows[:, :k]), _row_medians(rows[:, -k:])
+    imins, imaxs = rows.argmin(axis=1).tolist(), rows.argmax(axis=1).tolist()  # first occurrence, as list.index
+    step_list = steps.tolist()
+    mins, maxs = rows[np.arange(len(rows)), imins].tolist(), rows[np.arange(len(rows)), imaxs].tolist()
+    firsts, lasts = rows[:, 0].tolist(), rows[:, -1].tolist()
+    first_step, last_step = step_list[0], step_list[-1]
+    span = float(steps[-1] - steps[0])
+    interval = int(stats.median(np.diff(steps))) if n > 1 else 0
+    out = []
+    for r, (split, name, values, n_nonfinite) in enumerate(row_curves):
+        slope, noise, levelled = judged[r]
+        summary = object.__new__(CurveSummary)  # a frozen dataclass's __init__ sets 23 fields one by one (~3 µs)
+        summary.__dict__.update(
+            split=split,
+            metric=name,
+            n=n,
+            n_nonfinite=n_nonfinite,
+            first_step=first_step,
+            first_value=firsts[r],
+            last_step=last_step,
+            last_value=lasts[r],
+            start=starts[r],
+            start_points=k,
+            end=ends[r],
+            end_points=k,
+            min_step=step_list[imins[r]],
+            min_value=mins[r],
+            max_step=step_list[imaxs[r]],
+            max_value=maxs[r],
+            noise=noise,
+            slope=slope,
+            change=slope * span,
+            levelled=levelled,
+            interval=interval,
+            steps=steps,
+            values=values,
+        )
+        # not a field (no report shows it): the Theil–Sen slopes of the first and last third, for trend_slopes
+        summary.__dict__["_third_slopes"] = thirds[r] if thirds else None
+        out.append(summary)
     return out
 
 
-def _trend_rows(steps: np.ndarray, rows: np.ndarray) -> list[tuple[float, float, bool]]:
+def _trend_rows(
+    steps: np.ndarray, rows: np.ndarray, thirds: list[tuple[float, float]] | None = None
+) -> list[tuple[float, float, bool]]:
     """(slope, noise, levelled) of each row of ``rows``, curves of 3 to 256 finite points logged at ``steps``: what
-    :func:`_slope`, :func:`stats.noise_sigma_of` and :func:`_levelled_off` give each row alone."""
+    :func:`_slope`, :func:`stats.noise_sigma_of` and :func:`_levelled_off` give each row alone. ``thirds``, when
+    given and the rows have 9 points or more, receives each row's :func:`_slope` of its first and last third (what
+    the levelling test compared)."""
     m, n = rows.shape
     flat = np.ptp(rows, axis=1) == 0.0  # a constant curve has slope 0, as _slope says
     slopes = _row_slopes(steps, rows, flat)
@@ -339,15 +447,18 @@ def _trend_rows(steps: np.ndarray, rows: np.ndarray) -> list[tuple[float, float,
     third = n // 3
     if third < 3:
         return [(float(slopes[r]), float(noise[r]), False) for r in range(m)]
-    early = np.abs(_row_slopes(steps[:third], rows[:, :third], np.ptp(rows[:, :third], axis=1) == 0.0))
+    early_signed = _row_slopes(steps[:third], rows[:, :third], np.ptp(rows[:, :third], axis=1) == 0.0)
     late_steps = steps[-third:]
-    late = np.abs(_row_slopes(late_steps, rows[:, -third:], np.ptp(rows[:, -third:], axis=1) == 0.0))
+    late_signed = _row_slopes(late_steps, rows[:, -third:], np.ptp(rows[:, -third:], axis=1) == 0.0)
+    early, late = np.abs(early_signed), np.abs(late_signed)
     span = float(late_steps[-1] - late_steps[0]) or 1.0
     out = []
     for r in range(m):
         e, lt, sigma = float(early[r]), float(late[r]), float(noise[r])
         levelled = (lt == 0) if e == 0 else (lt < 0.3 * e or lt * span < sigma)
         out.append((float(slopes[r]), sigma, levelled))
+    if thirds is not None:
+        thirds.extend(zip(early_signed.tolist(), late_signed.tolist(), strict=True))
     return out
 
 
@@ -414,3 +525,85 @@ def summarize_run(run: Run) -> dict[tuple[str, str], CurveSummary]:
     keys = run.metrics
     curves = [(split, metric, *run.arrays(metric, split)) for split, metric in keys]  # type: ignore[arg-type]
     return dict(zip(keys, summarize_many(curves), strict=True))
+
+
+# Up to this many points a trend (stats.trend: Theil–Sen slope and Kendall's tau) is taken from one matrix of pair
+# differences: the short curves of a short run, where numpy's call overhead, not the pairs, was the cost.
+_SHORT_TREND_MAX_POINTS = 256
+
+
+@functools.lru_cache(maxsize=16)
+def _upper_pairs(n: int) -> np.ndarray:
+    """Flat indices ``i * n + j`` of every pair i < j of n points into an n×n matrix (cached: a run's slices repeat
+    their lengths)."""
+    i, j = np.triu_indices(n, 1)
+    return i * n + j
+
+
+def known_slope(curve: CurveSummary, part: str) -> float | None:
+    """The Theil–Sen slope the summary already took of the whole curve (``part="all"``), of its first third
+    (``"early"``: the first ``n // 3`` points) or of its last third (``"late"``), when it is the one :func:`trend`
+    would take of the same points; None when it is not known exactly (a long curve the summary thinned, a curve
+    summarised alone, a slope the summary set to 0 for a flat or non-finite one)."""
+    if curve.n > _SHORT_TREND_MAX_POINTS:
+        return None
+    if part == "all":
+        slope: float | None = curve.slope
+    else:
+        thirds = curve.__dict__.get("_third_slopes")
+        slope = None if thirds is None else thirds[0 if part == "early" else 1]
+    return slope if slope and math.isfinite(slope) else None
+
+
+def trend(series: Curve | pd.Series, slope: float | None = None) -> stats.Trend:
+    """:func:`stats.trend` of a curve, to the bit, cheaper on a short curve logged at increasing steps.
+
+    Why: the rules take half a dozen trends of 30–100-point curves per run, and each costs ~120 µs in a dozen numpy
+    calls (the Theil–Sen pairs, then Kendall's ranking, tie counts and inversion count on their own). Both read the
+    same pair differences: with strictly increasing steps, a pair is discordant exactly when its value difference is
+    negative, and tied in the values exactly when it is zero. So one matrix of differences gives the slope (the
+    median of the pair slopes: the same pairs, subtraction and division, and a median is one number whatever finds
+    it) and the integer counts Kendall's tau and its p-value are computed from, with the same expressions as
+    :func:`stats.kendall_tau` when nothing is tied. Anything else (ties in the values, a repeated step, a long or
+    flat curve) is :func:`stats.trend` itself.
+
+    ``slope``: the Theil–Sen slope of these very points when already known (:func:`known_slope`): then only
+    Kendall's counts are taken.
+    """
+    steps, y = stats.finite_arrays(series)
+    n = len(y)
+    if n < 3 or n > _SHORT_TREND_MAX_POINTS or not bool((steps[1:] > steps[:-1]).all()):
+        return stats.trend(series)
+    x = steps.astype(float)
+    pairs = _upper_pairs(n)
+    with np.errstate(over="ignore"):
+        dy = (y[None, :] - y[:, None]).ravel().take(pairs)  # [i, j] = y[j] - y[i], every pair i < j in row order
+    discordant = int(np.count_nonzero(dy < 0))
+    total = len(dy)
+    if total - discordant - int(np.count_nonzero(dy > 0)):  # a tie in the values, or a flat curve: the general path
+        return stats.trend(series)
+    if slope is None:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            slopes = dy / (x[None, :] - x[:, None]).ravel().take(pairs)
+        k = total // 2
+        if total % 2:
+            slope = float(np.partition(slopes, k)[k])
+        else:
+            middle = np.partition(slopes, (k - 1, k))
+            slope = (float(middle[k - 1]) + float(middle[k])) / 2
+        if math.isnan(slope) or bool(np.isnan(slopes).any()):
+            slope = float("nan")
+    # Kendall's tau-b with no tie (stats.kendall_tau's expressions with every tie count 0)
+    con_minus_dis = total - 2 * discordant
+    tau = float(np.float64(con_minus_dis) / np.sqrt(total) / np.sqrt(total))
+    tau = min(1.0, max(-1.0, tau))
+    fewer = min(discordant, total - discordant)
+    if n <= 33 or fewer <= 1:
+        p = stats._kendall_exact_p(n, fewer)
+    else:
+        m = n * (n - 1.0)
+        z = con_minus_dis / math.sqrt(m * (2 * n + 5) / 18)
+        p = math.erfc(abs(z) / math.sqrt(2.0))
+    tau = 0.0 if math.isnan(tau) else tau
+    p = 1.0 if math.isnan(p) else p
+    return stats.Trend(slope, slope * float(x[-1] - x[0]), tau, p, n)

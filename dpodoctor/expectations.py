@@ -244,9 +244,11 @@ def _reference_free_from_curves(run: Run, beta: float) -> bool:
     c_steps, c_values = _finite(run, "chosen")
     lp_steps, lp_values = _finite(run, "logps_chosen")
     if _one_per_step(c_steps) and _one_per_step(lp_steps):
-        # the steps both logged, in step order, and each one's value there
-        _, in_c, in_lp = np.intersect1d(c_steps, lp_steps, assume_unique=True, return_indices=True)
-        cv, lv = c_values[in_c], lp_values[in_lp]
+        if len(c_steps) == len(lp_steps) and bool((c_steps == lp_steps).all()):
+            cv, lv = c_values, lp_values  # logged at the same steps (the usual case): what the intersection gives
+        else:  # the steps both logged, in step order, and each one's value there
+            _, in_c, in_lp = np.intersect1d(c_steps, lp_steps, assume_unique=True, return_indices=True)
+            cv, lv = c_values[in_c], lp_values[in_lp]
     else:  # a hand-built frame with a repeated step: every value logged at a step both logged (as pandas' label
         # look-up on the intersection of the two step indexes gives them)
         c, lp = Curve(c_steps, c_values), Curve(lp_steps, lp_values)
@@ -391,11 +393,17 @@ def _quantum(values: Iterable[float]) -> float | None:
     """The spacing of logged accuracies (1/pairs per logged value), when they sit on a coarse grid."""
     arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
     arr = arr[np.isfinite(arr)]
-    if len(arr) < 3 or len(np.unique(arr)) < 2:
+    if len(arr) < 3 or arr.min() == arr.max():
         return None  # a constant accuracy (a dead run's 0.0) says nothing about how many pairs it averages
-    for pairs in (1, 2, 3, 4):
-        grid = arr * pairs
-        if np.allclose(grid, np.round(grid), atol=1e-6):
+    grids = arr[None, :] * np.array([[1.0], [2.0], [3.0], [4.0]])  # row p-1: the values times p pairs
+    nearest = np.round(grids)
+    if np.isfinite(grids).all():
+        # np.allclose(grid, nearest, atol=1e-6) of each row, as numpy computes it for finite values (rtol 1e-5)
+        close = (np.abs(grids - nearest) <= 1e-6 + 1e-5 * np.abs(nearest)).all(axis=1).tolist()
+    else:  # values so large that a multiple overflows: allclose's own handling of infinities
+        close = [np.allclose(grid, near, atol=1e-6) for grid, near in zip(grids, nearest, strict=True)]
+    for pairs, on_grid in enumerate(close, start=1):
+        if on_grid:
             return 1.0 / pairs
     return None
 

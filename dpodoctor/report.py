@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dpodoctor.curve import curve_documents
 from dpodoctor.results import SCHEMA_VERSION, RunReport, Severity, trips_gate
 from dpodoctor.table import VERDICT_MARK, VERDICTS, metric_rows
 
@@ -25,6 +26,8 @@ def run_document(r: RunReport) -> dict[str, Any]:
     """
     document = r.__dict__.get("_document")
     if document is None:
+        # every logged curve's numbers rounded at once, before the table quotes some of them (curve_documents)
+        curves = curve_documents([c for c in r.curves.values() if c.logged])
         document = r.__dict__["_document"] = {
             "name": r.run.name,
             "path": str(r.run.path),
@@ -37,7 +40,7 @@ def run_document(r: RunReport) -> dict[str, Any]:
             "ended": r.run.ended.value,
             "findings": [f.to_dict() for f in r.findings],
             "table": [row.to_dict() for row in metric_rows(r)],
-            "curves": [c.to_dict() for c in r.curves.values() if c.logged],
+            "curves": curves,
         }
         # A console log above the stdout reader's point budget was read thinned: say so where a CI job reads (only
         # then, so every other report is unchanged). The phrase is the one readers.stdout.runs.thinning_note writes.

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
-from dpodoctor.curve import CurveSummary, fixed, fmt, summarize_arrays, summarize_run
+from dpodoctor.curve import CurveSummary, fixed, fmt, known_slope, summarize_arrays, summarize_run, trend
 from dpodoctor.curveseries import Curve
 from dpodoctor.expectations import Expectations, expect
 from dpodoctor.metrics import Split
@@ -190,6 +190,7 @@ class Context:
         self._finite: dict[tuple[str, str], Curve] = {}
         self._late: dict[tuple[str, str], Curve] = {}
         self._learning: tuple[bool, str] | None = None
+        self._direction: dict[str, tuple[int, float]] = {}
         self._curves: dict[tuple[str, str], CurveSummary] = {}
         # per metric, the split it is judged on and whether it has a finite point there: asked ~50 times a run each
         self._split: dict[str, Split] = {}
@@ -226,6 +227,20 @@ class Context:
             return 0.0
         curve = self.curve(metric, split)
         return curve.noise if curve.n == len(s) else stats.noise_sigma(s)
+
+    def trend(self, metric: str, part: str = "all") -> stats.Trend:
+        """:func:`~dpodoctor.curve.trend` of :meth:`series` (``part="all"``), of its first third (``"early"``:
+        ``series[:n // 3]``) or of its last third (``"late"``: ``series[-(n // 3):]``, the whole series below 3
+        points, as that slice gives).
+
+        Why here: the curve's summary took those very Theil–Sen slopes (its slope, and its levelling test's thirds),
+        so when the series and the summary hold the same points only Kendall's test is left to compute."""
+        s = self.series(metric)
+        third = len(s) // 3
+        part_of = s if part == "all" else s[:third] if part == "early" else s[-third:]
+        curve = self.curve(metric)
+        slope = known_slope(curve, part) if curve.n == len(s) else None
+        return trend(part_of, slope)
 
     def curves(self) -> dict[tuple[str, str], CurveSummary]:
         """Every logged curve of the run, summarised (reusing the ones the rules already asked for)."""
@@ -345,7 +360,7 @@ class Context:
             )
             learning |= margin_nats > 0.5
             # a slow learner (noisy labels, batch 1, few steps): the margin grows steadily, if not far yet
-            t = stats.trend(self.series("margins"))
+            t = self.trend("margins")
             if t.n >= MIN_POINTS and t.slope > 0 and t.significant(0.05) and self.nats(t.change) > 0.25:
                 learning = True
                 grown = fixed(self.nats(t.change))
@@ -363,8 +378,16 @@ class Context:
 
         Rewards start at 0 by construction (the policy starts as the reference), so the level reached in the last
         third, against the first points, is the trend. It counts only when it is large in nats and most of the
-        last third lies on that side of the start.
+        last third lies on that side of the start. Judged once per metric and run: it reads only the curve and β,
+        and the reward rules ask it eight times a run for two metrics.
         """
+        known = self._direction.get(metric)
+        if known is None:
+            known = self._direction[metric] = self._judge_direction(metric)
+        return known
+
+    def _judge_direction(self, metric: str) -> tuple[int, float]:
+        """:meth:`direction`, computed."""
         s = self.series(metric)
         if len(s) < MIN_POINTS:
             return 0, 0.0

@@ -43,7 +43,9 @@ def test_diagnose_cost_script_times_the_rules_per_run() -> None:
     assert skipped == f"{missing}: {missing} not found, skipped", proc.stdout
     assert line.startswith(f"{fixture}: 1 runs, ") and "ms CPU per run (best of 1)" in line, proc.stdout
     ms = float(line.split("diagnose_run ")[1].split(" ms")[0])
-    assert ms > 0
+    summaries = float(line.split("of it the curve summaries ")[1].split(" ms")[0])
+    entry = float(line.split("report entry ")[1].split(" ms")[0])
+    assert ms > 0 and summaries > 0 and entry > 0
 
 
 def test_the_read_cost_script_times_reading_per_run() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_summarize_run_covers_every_metric() -> None:
 def test_summaries_together_equal_each_alone(seed: int, n: int, curves: int, kind: str) -> None:
     """summarize_many (curves at the same steps share one pair matrix, one sort, one partition) gives every curve
     exactly the summary it gets alone: same slope, noise, levels and levelling, to the bit."""
-    from dpodoctor.curve import _finite_points, _levelled_off, _slope, summarize_many
+    from dpodoctor.curve import _finite_points, _levelled_off, _slope, _summary, summarize_many
     from dpodoctor.stats import noise_sigma_of
 
     rng = np.random.default_rng(seed)
@@ -114,3 +115,92 @@ def test_summaries_together_equal_each_alone(seed: int, n: int, curves: int, kin
         assert got.levelled == _levelled_off(fs, fv, noise if len(fv) >= 3 else None)
         assert got.start == float(np.median(fv[: got.start_points]))
         assert got.end == float(np.median(fv[-got.end_points :]))
+        # and every other field (extremes, interval, first and last points) is what the one-curve summary gives
+        alone = _summary("train", name, fs, fv, bad, len(v), (got.slope, got.noise, got.levelled))
+        assert got.to_dict() == alone.to_dict()
+        assert (got.min_value, got.max_value, got.first_value, got.last_value) == (
+            alone.min_value, alone.max_value, alone.first_value, alone.last_value,
+        )  # fmt: skip
+        assert np.array_equal(got.steps, alone.steps) and np.array_equal(got.values, alone.values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300),
+    st.sampled_from(["noise", "trend", "flat", "ties", "repeated_step", "nan", "huge"]),
+)
+def test_short_trend_equals_stats_trend(seed: int, n: int, kind: str) -> None:
+    """curve.trend (one matrix of pair differences for the slope and Kendall's counts) gives every field of
+    stats.trend to the bit: slope, change, tau, p-value and n, on short and long curves, with ties, repeated steps,
+    NaN and values large enough for the differences to overflow."""
+    from dpodoctor import stats
+    from dpodoctor.curve import trend
+    from dpodoctor.curveseries import Curve
+
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.integers(0 if kind == "repeated_step" else 1, 4, n)).astype(np.int64)
+    values = {
+        "noise": lambda: rng.normal(size=n),
+        "trend": lambda: 0.01 * steps + rng.normal(size=n) * 0.1,
+        "flat": lambda: np.full(n, 0.6931),
+        "ties": lambda: rng.integers(0, 3, n) / 2.0,
+        "repeated_step": lambda: rng.normal(size=n),
+        "nan": lambda: np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+        "huge": lambda: rng.choice([-1.5e308, 1.5e308], n) * rng.random(n),
+    }[kind]()
+    curve = Curve(steps, values)
+    with np.errstate(over="ignore"):  # the "huge" values' differences overflow to ±inf, in both
+        got, want = trend(curve), stats.trend(curve)
+    assert got.n == want.n
+    for field in ("slope", "change", "tau", "p_value"):
+        a, b = getattr(got, field), getattr(want, field)
+        assert (a == b and math.copysign(1, a) == math.copysign(1, b)) or (math.isnan(a) and math.isnan(b)), field
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300),
+    st.integers(1, 4),
+    st.sampled_from(["noise", "trend", "flat", "ties"]),
+)
+def test_trends_from_known_slopes_equal_stats_trend(seed: int, n: int, curves: int, kind: str) -> None:
+    """The slopes a summary took (whole curve, first and last third) give the same trend as stats.trend of those
+    points, to the bit (Context.trend reads them instead of taking the Theil-Sen slope again)."""
+    from dpodoctor import stats
+    from dpodoctor.curve import known_slope, summarize_many, trend
+    from dpodoctor.curveseries import Curve
+
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.integers(1, 4, n)).astype(np.int64)
+    rows = []
+    for _ in range(curves):
+        values = {
+            "noise": lambda: rng.normal(size=n),
+            "trend": lambda: 0.01 * steps + rng.normal(size=n) * 0.1,
+            "flat": lambda: np.full(n, 0.6931),
+            "ties": lambda: rng.integers(0, 3, n) / 2.0,
+        }[kind]()
+        rows.append(("train", f"m{len(rows)}", steps, values))
+    for summary, (_, _, s, v) in zip(summarize_many(rows), rows, strict=True):
+        curve = Curve(s, v)
+        third = n // 3
+        for part, points in (("all", curve), ("early", curve[:third]), ("late", curve[-third:])):
+            got, want = trend(points, known_slope(summary, part)), stats.trend(points)
+            assert (got.slope, got.change, got.tau, got.p_value, got.n) == (
+                want.slope, want.change, want.tau, want.p_value, want.n,
+            ), part  # fmt: skip
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40))
+def test_json_numbers_round_as_json_number(values: list[float]) -> None:
+    """The batched rounding of a report's curve numbers gives each value what _json_number gives it alone (6
+    significant digits, None for NaN and ±inf), sign of zero included."""
+    from dpodoctor.curve import _json_number, _json_numbers
+
+    got = _json_numbers(tuple(values))
+    want = [_json_number(x) for x in values]
+    assert [None if x is None else (x, math.copysign(1, x)) for x in got] == [
+        None if x is None else (x, math.copysign(1, x)) for x in want
+    ]

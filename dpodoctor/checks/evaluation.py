@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dpodoctor import stats
-from dpodoctor.curve import fmt
+from dpodoctor.curve import fmt, trend
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, first_logged_step, rounded, rule, span_of, too_few
 
@@ -84,7 +84,7 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
         how = "3-point median"
     train = ctx.series("loss", "train")
     train_after = train[train.steps >= min_step]
-    t = stats.trend(train_after)
+    t = trend(train_after)
     falling = t.n >= MIN_POINTS and t.slope < 0 and t.significant(0.05)
     if not falling and len(train_after) >= 3:
         level_then = stats.median(train_after.values[:3])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dpodoctor import stats
-from dpodoctor.curve import fixed, fmt
+from dpodoctor.curve import fixed, fmt, trend
 from dpodoctor.metrics import LN2
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
@@ -390,7 +390,7 @@ def loss_rising(ctx: Context) -> Hit | Skip | None:
     if len(s) < MIN_POINTS * 2:
         return too_few(len(s), MIN_POINTS * 2)
     half = s[len(s) // 2 :]
-    t = stats.trend(half)
+    t = trend(half)
     sigma = ctx.noise("loss")
     if t.slope <= 0 or not t.significant() or t.change < max(ctx.param("min_rise"), sigma):
         return None

@@ -206,8 +206,7 @@ def margin_runaway(ctx: Context) -> Hit | Skip | None:
         target = ctx.expect.family.margin_target_nats
         if target is not None and end_nats <= 2 * target:
             return None  # cDPO: the margin settles near ln((1−ε)/ε) by design
-        third = len(s) // 3
-        early, late_part = stats.trend(s[:third]), stats.trend(s[-third:])
+        early, late_part = ctx.trend("margins", "early"), ctx.trend("margins", "late")
         still_growing = (
             not c.levelled and late_part.significant(0.05) and late_part.slope >= 0.5 * max(early.slope, 0.0) > 0
         )

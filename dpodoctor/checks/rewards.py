@@ -314,7 +314,7 @@ def chosen_logps_falling(ctx: Context) -> Hit | Skip | None:
         )
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    t = stats.trend(s)
+    t = ctx.trend("logps_chosen")
     start = stats.head(s, points=max(3, len(s) // 20))
     drop = start - stats.tail_level(s)
     tail = s.values[-max(1, len(s) // 3) :]
