@@ -32,6 +32,12 @@ __all__ = ["Checked", "Outcome", "SweepState", "default_jobs", "load_sources", "
 # Below this much work (bytes to parse, plus the bytes of the runs to diagnose), one process is faster than
 # starting workers: a check of a few small runs starts instantly.
 PARALLEL_MIN_BYTES: Final = 8 * 1024 * 1024
+# A run's fixed cost of diagnosis (~5 ms: ~30 rules, the curve summaries, its report entry), in bytes of logs at
+# the rules' speed: 600 runs of 100 steps are more work than their 50 MB of events say.
+RUN_BYTES: Final = 150_000
+# Tasks sent to the workers: about this many batches of sources per worker, each of at most this many sources.
+BATCHES_PER_WORKER: Final = 8
+BATCH_MAX_SOURCES: Final = 64
 # Rough speeds for deciding whether to show a progress bar: parsing, and the rules (which scale with the points).
 _PARSE_BYTES_PER_S: Final = 40e6
 _RULES_BYTES_PER_S: Final = 30e6
@@ -228,7 +234,7 @@ def load_sources(
         if hit is None:
             parse_bytes += size
         if diagnose is not None:
-            rules_bytes += size
+            rules_bytes += size + RUN_BYTES  # as work_estimate counts it
     threshold = PARALLEL_MIN_BYTES if parallel_min_bytes is None else parallel_min_bytes
     workers = worker_count(jobs, len(pending), parse_bytes + rules_bytes, threshold)
     estimate = (parse_bytes / _PARSE_BYTES_PER_S + rules_bytes / _RULES_BYTES_PER_S) / max(1, workers)
@@ -250,21 +256,34 @@ def load_sources(
     return [o if o is not None else Outcome([]) for o in outcomes]
 
 
+def work_estimate(sources: list[RunSource], *, diagnose: bool, parse: bool = True) -> int:
+    """The work of reading (``parse``) and diagnosing (``diagnose``) ``sources``, in bytes of logs: what
+    :func:`worker_count` compares with its threshold. The bytes of the files to parse, plus as much again for the
+    rules (which scale with the points) and :data:`RUN_BYTES` for each run to diagnose (its fixed cost)."""
+    size = sum(_size(source) for source in sources)
+    return (size if parse else 0) + ((size + RUN_BYTES * len(sources)) if diagnose else 0)
+
+
 def worker_count(jobs: int | None, sources: int, work_bytes: int, min_bytes: int = PARALLEL_MIN_BYTES) -> int:
     """How many worker processes a check uses: more than one only where they win.
 
     Why not always one per CPU: a worker costs its start (fork: milliseconds) plus sending every finished run and
-    report back through a pipe (pickling frames of millions of points), and on a machine whose cores are already
-    busy a second process only competes with the first. Measured on this project's 2-core machine while four other
-    sessions kept it busy (load average 7-8), `check --no-cache --format json` of 6 runs x 10k steps (45 MB of event
-    files, no args summary): --jobs 1 20.5 s wall, --jobs 2 27.7 s (workers lose by a third); before this rule the
-    default already chose 2 there. So:
+    report back through a pipe (~1 ms a small run: pickling its points and report), and a second process on a core
+    another program keeps busy only competes with the first. So:
 
-    * fewer pending sources than 2, or less than ``min_bytes`` (8 MB) of logs to parse and runs to diagnose: one
-      process (a few seconds of work at most; starting workers costs more than it saves);
+    * fewer pending sources than 2, or less than ``min_bytes`` (8 MB) of work (:func:`work_estimate`: the logs to
+      parse and diagnose, and a fixed share for each run to diagnose): one process. Below that the whole check is
+      about half a second, which a worker's start and the transfer of its results would eat;
     * otherwise at most ``jobs`` (None: one per CPU this process may use), at most one per source, and, when the
-      user did not ask for a number, at most the CPUs left idle by the machine's load (1-minute load average): on
-      a busy machine, one process.
+      user did not ask for a number, at most the CPUs nothing else is running on right now (:func:`_busy_cpus`:
+      the tasks runnable at this instant besides this process, not a load average, which counts this very
+      check's past and kept a benchmark on a quiet machine at one process).
+
+    Measured on this project's 2-core machine (benchmarks/workers.py, cold ``check --no-cache --format json``,
+    --jobs 1 and 2 alternating, medians of 3 fresh processes; the machine shared with four other sessions, load
+    average 4-5, 5-7 tasks runnable): 6 x 10k (45 MB) --jobs 1 3.6 s wall / 1.75 CPU-s, --jobs 2 4.5 s / 2.1 CPU-s.
+    On a busy machine a second process loses, which the runnable count sees (one process); on a quiet one the
+    issue's figures (load average ~1) gave 6 x 10k 1.6-1.8 s for one process and 1.1-1.4 s for two.
 
     The report is the same whatever this returns (outcomes are put back in discovery order).
     """
@@ -278,11 +297,24 @@ def worker_count(jobs: int | None, sources: int, work_bytes: int, min_bytes: int
 
 
 def _busy_cpus() -> int:
-    """CPUs other processes keep busy: the 1-minute load average, rounded (0 where the OS does not say)."""
-    try:
-        return round(os.getloadavg()[0])
-    except (AttributeError, OSError):
-        return 0
+    """CPUs other tasks are running on right now: the runnable tasks (``procs_running`` in /proc/stat, the same
+    count as /proc/loadavg's 4th field) less this process, the median of three looks a millisecond apart (one look
+    may catch a short-lived task). 0 where the OS does not say (the cost of a wrong guess is bounded: at most as
+    many workers as CPUs)."""
+    looks = []
+    for attempt in range(3):
+        if attempt:
+            time.sleep(0.001)
+        try:
+            with open("/proc/stat", "rb") as handle:
+                text = handle.read()
+        except OSError:
+            return 0
+        start = text.find(b"procs_running ")
+        if start < 0:
+            return 0
+        looks.append(int(text[start + 14 : text.index(b"\n", start)]))
+    return max(0, sorted(looks)[1] - 1)
 
 
 def _from_cache(store: Any, job: _Job, results: list[Any], key: str) -> Outcome | None:
@@ -309,6 +341,34 @@ def _outcome(result: _Remote) -> Outcome:
     return Outcome(runs, reports, _rebuild_error(error) if error is not None else None, depends)
 
 
+def _run_batch_remote(jobs: list[_Job]) -> list[_Remote]:
+    """Several sources in one task: one message each way for a batch of small runs instead of one per run."""
+    return [_run_job_remote(job) for job in jobs]
+
+
+def batches(order: list[int], sizes: dict[int, int], workers: int) -> list[list[int]]:
+    """``order`` cut into consecutive batches of about ``1 / (BATCHES_PER_WORKER * workers)`` of the bytes each,
+    at most :data:`BATCH_MAX_SOURCES` sources (one source at least).
+
+    Why: a task costs a round trip through the pool's queues (pickling the job, the result thread, a wake-up of the
+    parent): ~1 ms each, which 600 small runs paid 600 times. Several batches per worker keep the load balanced
+    (the largest sources, first in ``order``, travel alone or nearly)."""
+    total = sum(sizes[i] for i in order)
+    target = max(1, total // max(1, BATCHES_PER_WORKER * workers))
+    out: list[list[int]] = []
+    current: list[int] = []
+    weight = 0
+    for i in order:
+        if current and (weight + sizes[i] > target or len(current) >= BATCH_MAX_SOURCES):
+            out.append(current)
+            current, weight = [], 0
+        current.append(i)
+        weight += sizes[i]
+    if current:
+        out.append(current)
+    return out
+
+
 def _run_parallel(
     job_list: list[_Job],
     pending: list[int],
@@ -322,16 +382,20 @@ def _run_parallel(
     # Largest first: a sweep's biggest run should not start last and leave the other workers idle.
     order = sorted(pending, key=lambda i: -sizes[i])
     with ProcessPoolExecutor(max_workers=workers, mp_context=_fork_context()) as pool:
-        futures: dict[Future[Any], int] = {pool.submit(_run_job_remote, job_list[i]): i for i in order}
+        futures: dict[Future[Any], list[int]] = {
+            pool.submit(_run_batch_remote, [job_list[i] for i in batch]): batch
+            for batch in batches(order, sizes, workers)
+        }
         if bar is not None:
             bar.start()  # after the workers are forked: no thread of ours is running while they are
         remaining = set(futures)
         while remaining:
             done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
             for future in done:
-                outcomes[futures[future]] = _outcome(future.result())
-                if bar is not None:
-                    bar.advance()
+                for i, result in zip(futures[future], future.result(), strict=True):
+                    outcomes[i] = _outcome(result)
+                    if bar is not None:
+                        bar.advance()
 
 
 class _Progress:
