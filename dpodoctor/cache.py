@@ -159,6 +159,19 @@ def _stat(path: Path) -> list[Any] | None:
     return [str(path), int(st.st_size), int(st.st_mtime_ns)]
 
 
+def _loads(data: memoryview) -> Any:
+    """JSON that ``json.dumps(allow_nan=True)`` wrote: orjson where it can (3x faster on the 2 MB header of a
+    600-run sweep entry), ``json`` for what orjson refuses (NaN and infinities, which it does not read)."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads(bytes(data))
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(bytes(data))
+
+
 def dependency_stat(path: str) -> list[Any]:
     """What a whole-sweep entry remembers of a file or folder it depended on: [path, size, mtime_ns, ctime_ns,
     inode, mode], or [path, None] when it did not exist. Stricter than a run's entry (size and mtime): the change
@@ -293,15 +306,27 @@ def _load_key(root: Path) -> bytes:
     return key
 
 
-def _mac(key: bytes, name: str, data: bytes | bytearray | memoryview) -> bytes:
-    """Keyed BLAKE2b of an entry's file name and bytes: a changed byte, or an entry moved to another name, fails."""
-    h = hashlib.blake2b(key=key[:64], digest_size=_MAC_SIZE)
+def _hasher(key: bytes, name: str, algorithm: str) -> Any:
+    """The keyed hash of an entry, fed its file name already: BLAKE2b (``blake2b``), or HMAC-SHA256 (``sha256``)
+    for the large whole-sweep entries, which OpenSSL computes 2-3x faster where the CPU has SHA instructions
+    (22 MB: 18 ms against 40 ms on this project's machine)."""
+    h: Any = (
+        hashlib.blake2b(key=key[:64], digest_size=_MAC_SIZE)
+        if algorithm == "blake2b"
+        else hmac.new(key, digestmod=algorithm)
+    )
     h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+    return h
+
+
+def _mac(key: bytes, name: str, data: bytes | bytearray | memoryview, algorithm: str = "blake2b") -> bytes:
+    """Keyed hash of an entry's file name and bytes: a changed byte, or an entry moved to another name, fails."""
+    h = _hasher(key, name, algorithm)
     h.update(data)
-    return h.digest()
+    return bytes(h.digest())
 
 
-def _read_trusted(path: Path, key: bytes, limit: int) -> bytearray | None:
+def _read_trusted(path: Path, key: bytes, limit: int, algorithm: str = "blake2b") -> bytearray | None:
     """The bytes of a cache file whose owner, mode and MAC check out (the MAC still at the end), else None.
     A bytearray: the arrays wrapped around it stay writable, as freshly decoded ones are."""
     try:
@@ -315,17 +340,16 @@ def _read_trusted(path: Path, key: bytes, limit: int) -> bytearray | None:
     except OSError:
         return None
     body, mac = memoryview(raw)[:-_MAC_SIZE], raw[-_MAC_SIZE:]
-    if not hmac.compare_digest(mac, _mac(key, path.name, body)):
+    if not hmac.compare_digest(mac, _mac(key, path.name, body, algorithm)):
         return None
     return raw
 
 
-def _write_trusted(path: Path, key: bytes, blobs: list[bytes | memoryview]) -> None:
+def _write_trusted(path: Path, key: bytes, blobs: list[bytes | memoryview], algorithm: str = "blake2b") -> None:
     """Write ``blobs`` and their MAC beside ``path`` (mode 600, folders 700) and rename the file into place."""
     for folder in (path.parent.parent, path.parent):  # <root>/<kind>/<xx>/: private whatever the umask
         folder.mkdir(mode=0o700, exist_ok=True)
-    h = hashlib.blake2b(key=key[:64], digest_size=_MAC_SIZE)
-    h.update(path.name.encode("utf-8", "surrogateescape") + b"\0")
+    h = _hasher(key, path.name, algorithm)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -714,7 +738,7 @@ class RunCache:
         metadata points into by character offsets): one read, one MAC, no array (so no numpy)."""
         if self.refused is not None:
             return None
-        raw = _read_trusted(self._entry("sweep", identity).with_suffix(".json"), self._key, sys.maxsize)
+        raw = _read_trusted(self._entry("sweep", identity).with_suffix(".json"), self._key, sys.maxsize, "sha256")
         if raw is None:
             return None
         body = memoryview(raw)[:-_MAC_SIZE]
@@ -722,8 +746,8 @@ class RunCache:
         if split < 0:
             return None
         try:
-            meta = json.loads(bytes(body[:split]))
-            text = bytes(body[split + 1 :]).decode()
+            meta = _loads(body[:split])
+            text = str(body[split + 1 :], "utf-8")  # decoded in place: the text is most of the entry
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
         if type(meta) is not dict:
@@ -745,7 +769,7 @@ class RunCache:
         header = json.dumps(full, allow_nan=True, separators=(",", ":")).encode()
         path = self._entry("sweep", identity).with_suffix(".json")
         with contextlib.suppress(OSError):
-            _write_trusted(path, self._key, [header, b"\0", text.encode()])
+            _write_trusted(path, self._key, [header, b"\0", text.encode()], "sha256")
 
     def ignored(self, path: Path) -> bool:
         """Not a dependency of a read: the cache's own files and Python's modules."""
