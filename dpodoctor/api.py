@@ -72,7 +72,9 @@ def load_all(
     with record_dependencies() if whole is not None else contextlib.nullcontext() as opened:
         if whole is not None:
             visited = opened
-        sources = discover(path_list, loaded.warnings, visited)
+        # (the walk's own listing recorded only for the whole-sweep entry; discover's two-argument form otherwise)
+        walked = (path_list, loaded.warnings) if visited is None else (path_list, loaded.warnings, visited)
+        sources = discover(*walked)
     outcomes = load_sources(
         sources,
         metric_map=metric_map,

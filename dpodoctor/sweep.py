@@ -492,7 +492,17 @@ class SweepState:
         self.store = store
         self.metric_map = metric_map
         self.started_ns = time.time_ns()
-        identity = [os.getcwd(), [str(p) for p in paths], metric_map, diagnose.to_dict(), [r.name for r in READERS]]
+        # dpodoctor's own environment variables change what readers read ($DPODOCTOR_STDOUT_MAX_POINTS); never the
+        # cache's folder or key (the key is a secret: not in an entry)
+        environ = {k: v for k, v in sorted(os.environ.items()) if k.startswith("DPODOCTOR_") and "CACHE" not in k}
+        identity = [
+            os.getcwd(),
+            [str(p) for p in paths],
+            metric_map,
+            diagnose.to_dict(),
+            [r.name for r in READERS],
+            environ,
+        ]
         self.identity: Any = json.loads(json.dumps(identity))
 
     # ------------------------------------------------------------------ reading
