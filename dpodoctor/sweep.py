@@ -281,9 +281,14 @@ def worker_count(jobs: int | None, sources: int, work_bytes: int, min_bytes: int
 
     Measured on this project's 2-core machine (benchmarks/workers.py, cold ``check --no-cache --format json``,
     --jobs 1 and 2 alternating, medians of 3 fresh processes; the machine shared with four other sessions, load
-    average 4-5, 5-7 tasks runnable): 6 x 10k (45 MB) --jobs 1 3.6 s wall / 1.75 CPU-s, --jobs 2 4.5 s / 2.1 CPU-s.
-    On a busy machine a second process loses, which the runnable count sees (one process); on a quiet one the
-    issue's figures (load average ~1) gave 6 x 10k 1.6-1.8 s for one process and 1.1-1.4 s for two.
+    average 4-5, 5-7 tasks runnable): 6 x 10k (45 MB) --jobs 1 3.6 s wall / 1.75 CPU-s, --jobs 2 4.5 s / 2.1 CPU-s;
+    600 x 100 13.2 s / 7.4 CPU-s against 14.9 s / 9.3 CPU-s; 20 x 20k (290 MB) 14.7 s / 6.4 CPU-s against
+    15.0 s / 7.6 CPU-s. At load average 1.3-2.1 (one other task running: 2 runnable with this one): 6 x 10k
+    1.50 s / 1.49 CPU-s against 1.83 s / 1.86 CPU-s, 600 x 100 6.04 s / 6.00 CPU-s against 7.26 s / 7.42 CPU-s,
+    and the default (one process there) 1.36 s and 6.20 s. So a second process loses whenever another task holds a
+    core, which the runnable count sees. A quiet machine (nothing else runnable) was not available to measure the
+    crossover in this session; the issue's figures from a quieter hour gave 6 x 10k 1.6-1.8 s for one process and
+    1.1-1.4 s for two, which is where the default now gives two.
 
     The report is the same whatever this returns (outcomes are put back in discovery order).
     """
