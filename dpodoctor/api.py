@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpodoctor.checks import diagnose_run
+from dpodoctor.cache import record_dependencies
 from dpodoctor.config import Config
 from dpodoctor.config import discover as discover_config
 from dpodoctor.config import load_file as load_config_file
@@ -21,7 +22,7 @@ from dpodoctor.report import Report
 from dpodoctor.results import FAIL_ON_CHOICES, Finding, RunReport
 from dpodoctor.selectors import rule_selectors
 from dpodoctor.settings import DiagnoseSettings
-from dpodoctor.sweep import load_sources
+from dpodoctor.sweep import Checked, SweepState, load_sources
 
 
 def _strings(values: str | Iterable[str]) -> list[str]:
@@ -61,15 +62,28 @@ def load_all(
     process that read it (its diagnosis cached with it), and :attr:`Loaded.reports` holds the reports.
     """
     loaded = Loaded()
-    sources = discover(as_paths(paths), loaded.warnings)
+    path_list = as_paths(paths)
+    whole, cache = _sweep_state(path_list, metric_map, cache, diagnosis, loaded.warnings)
+    if whole is not None:
+        checked = whole.load()
+        if checked is not None:  # nothing the last check depended on changed: its runs and reports as they were
+            return Loaded(checked.runs, checked.problems, checked.ignored, checked.warnings, checked.reports)
+    visited: set[str] | None = None
+    with record_dependencies() if whole is not None else contextlib.nullcontext() as opened:
+        if whole is not None:
+            visited = opened
+        # (the walk's own listing recorded only for the whole-sweep entry; discover's two-argument form otherwise)
+        walked = (path_list, loaded.warnings) if visited is None else (path_list, loaded.warnings, visited)
+        sources = discover(*walked)
     outcomes = load_sources(
         sources,
         metric_map=metric_map,
         jobs=jobs,
-        cache=cache,
+        cache=whole.store if whole is not None else cache,
         progress=progress,
         diagnose=diagnosis,
         warnings=loaded.warnings,
+        record=whole is not None,
     )
     reports: list[RunReport] = []
     for source, outcome in zip(sources, outcomes, strict=True):
@@ -83,7 +97,31 @@ def load_all(
             loaded.problems.append(exc)
     if diagnosis is not None:
         loaded.reports = reports
+    if whole is not None and visited is not None:
+        checked = Checked(loaded.runs, reports, loaded.problems, loaded.ignored, loaded.warnings)
+        whole.store_check(checked, sources, outcomes, visited)
     return loaded
+
+
+def _sweep_state(
+    paths: list[Path],
+    metric_map: dict[str, str] | None,
+    cache: bool | Path | str,
+    diagnosis: DiagnoseSettings | None,
+    warnings: list[str],
+) -> tuple[SweepState | None, bool | Path | str]:
+    """The whole-check cache entry (:class:`~dpodoctor.sweep.SweepState`) of a diagnosing check with the cache on
+    (None otherwise), and the cache argument left for the per-run entries: False when the cache folder is refused
+    (said once in ``warnings``, as the per-run cache says it)."""
+    if diagnosis is None or not cache:
+        return None, cache
+    from dpodoctor.cache import RunCache
+
+    store = RunCache(None if cache is True else Path(cache))
+    if store.refused is not None:
+        warnings.append(f"cache not used: {store.refused}")
+        return None, False
+    return SweepState(store, paths, metric_map, diagnosis), cache
 
 
 def load(path: PathArg) -> list[Run]:
@@ -105,6 +143,8 @@ def diagnose(
     chosen = rule_selectors(_strings(select), "select") if select is not None else None
     skipped = rule_selectors(_strings(ignore), "ignore") if ignore is not None else None
     settings = DiagnoseSettings(beta=beta, select=chosen, ignore=skipped)
+    from dpodoctor.checks import diagnose_run  # the rule catalogue: not needed by a check the cache answers
+
     return diagnose_run(run, settings=settings).findings
 
 
@@ -212,9 +252,11 @@ def check(
             f"{', '.join(r.name for r in READERS)})",
             where,
         )
-    reports = (
-        loaded.reports if loaded.reports is not None else [diagnose_run(run, settings=diagnosis) for run in loaded.runs]
-    )
+    reports = loaded.reports
+    if reports is None:
+        from dpodoctor.checks import diagnose_run
+
+        reports = [diagnose_run(run, settings=diagnosis) for run in loaded.runs]
     problems = [str(p) for p in loaded.problems]
     known = set(KEY_MAP.values())
     required = [m.strip() for m in _strings(require_metrics) if m.strip()]

@@ -46,10 +46,11 @@ def _refusal(path: Path) -> str:
     return f"not a log format dpodoctor reads (formats read: {known})"
 
 
-def _walk(top: Path, warnings: list[str]) -> list[Path]:
+def _walk(top: Path, warnings: list[str], visited: set[str] | None = None) -> list[Path]:
     """Every readable regular file below ``top``, sorted. Symlinked folders are followed once each (a sweep's
     ``latest -> run-7`` link is common) and a folder already seen is skipped, so a symlink loop cannot hang the
-    walk. Unreadable folders and files and broken links are skipped with a warning naming them."""
+    walk. Unreadable folders and files and broken links are skipped with a warning naming them. ``visited``
+    collects every folder and file the walk looked at (what a cached result of the walk depends on)."""
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
 
@@ -70,6 +71,9 @@ def _walk(top: Path, warnings: list[str]) -> list[Path]:
             continue
         seen.add(key)
         dirnames.sort()
+        if visited is not None:
+            visited.add(dirpath)
+            visited.update(os.path.join(dirpath, name) for name in filenames)
         for name in sorted(filenames):
             path = Path(dirpath) / name
             try:
@@ -202,15 +206,19 @@ def primary_files(reader: Reader, files: list[Path]) -> tuple[list[Path], list[P
     return ranked[:1], ranked[1:]
 
 
-def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSource]:
+def discover(paths: list[Path], warnings: list[str] | None = None, visited: set[str] | None = None) -> list[RunSource]:
     """Group the files under ``paths`` into runs. Raises DpoDoctorError for a path that does not exist.
 
-    Files and folders the walk had to skip are appended to ``warnings`` ("path: why").
+    Files and folders the walk had to skip are appended to ``warnings`` ("path: why"). ``visited`` collects every
+    path given and every folder and file walked: the result depends on nothing else (but the files a reader's
+    ``sniff`` opens, which the sweep cache records as they are opened).
     """
     warnings = [] if warnings is None else warnings
     sources: list[RunSource] = []
     seen_files: dict[tuple[int, int], Path] = {}  # (device, inode) -> the path a file is read under
     for arg in paths:
+        if visited is not None:
+            visited.add(str(arg))
         if not arg.exists():
             reason = "broken symlink" if arg.is_symlink() else "no such file or directory"
             raise DpoDoctorError(reason, arg)
@@ -227,7 +235,7 @@ def discover(paths: list[Path], warnings: list[str] | None = None) -> list[RunSo
             sources.append(RunSource(_name(reader.run_root(arg), arg.parent), arg.parent, reader, [arg], explicit=True))
             continue
         groups: dict[Path, dict[str, list[Path]]] = {}
-        for path in _dedupe(_walk(arg, warnings), seen_files, warnings):
+        for path in _dedupe(_walk(arg, warnings, visited), seen_files, warnings):
             reader = _sniff(path, warnings)
             if reader is not None:
                 groups.setdefault(reader.run_root(path), {}).setdefault(reader.name, []).append(path)

@@ -119,7 +119,7 @@ def run_from_result(
     if isinstance(result, LazyReadResult):
         # The run shares the result's points and frame loader (the frame is built once, for both, when first read).
         state = result.__dict__
-        points = points_in(state)
+        points = points_in(state) if metric_map else None  # resolved only to rename: a warm check reads no point
         if metric_map and points is not None:
             run: Run = LazyRun(frame=NO_FRAME_YET, **fields)
             run.defer(None, points.renamed(metric_map))  # type: ignore[attr-defined]

@@ -44,10 +44,21 @@ def sweep(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return copy
 
 
-def test_a_warm_report_equals_the_cold_one_in_every_format(sweep: Path, tmp_path: Path) -> None:
+@pytest.fixture(params=["run-entries", "sweep-entry"])
+def entries(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which entries answer the warm check: the per-run ones (the files are too fresh for a whole-sweep entry), or
+    the whole-sweep one (:class:`dpodoctor.sweep.SweepState`; the copied files count as settled at once)."""
+    from dpodoctor import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "SETTLED_NS", 0 if request.param == "sweep-entry" else 3600 * 10**9)
+    return str(request.param)
+
+
+def test_a_warm_report_equals_the_cold_one_in_every_format(sweep: Path, tmp_path: Path, entries: str) -> None:
     cache = tmp_path / "cache"
     uncached = api.check(sweep, use_config=False)
     cold = api.check(sweep, use_config=False, cache=cache)
+    assert bool(list(cache.glob("sweep/*/*.json"))) == (entries == "sweep-entry")
     warm = api.check(sweep, use_config=False, cache=cache)
     cached = [r for r in warm.runs if isinstance(r.run, LazyRun)]  # (a read that cannot be cached is read again)
     assert cached, "the second check came from the cache"
@@ -58,7 +69,7 @@ def test_a_warm_report_equals_the_cold_one_in_every_format(sweep: Path, tmp_path
     assert warm.to_dict() == cold.to_dict()
 
 
-def test_the_cli_writes_the_same_json_cold_and_warm(sweep: Path, tmp_path: Path) -> None:
+def test_the_cli_writes_the_same_json_cold_and_warm(sweep: Path, tmp_path: Path, entries: str) -> None:
     env = {"DPODOCTOR_CACHE_DIR": str(tmp_path / "cache")}
     outputs = []
     for name in ("cold.json", "warm.json"):
