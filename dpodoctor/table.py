@@ -12,11 +12,10 @@ batch noise (no rule flagged it, but it is not ✓); else ℹ with only an info 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dpodoctor.checks import RULES
 from dpodoctor.curve import CurveSummary
@@ -25,6 +24,9 @@ from dpodoctor.rules import curve_move
 from dpodoctor.rules import material_move as material_move  # the threshold rows are judged with, re-exported
 from dpodoctor.vocabulary import DIRECTION, HEALTHY
 
+if TYPE_CHECKING:
+    import numpy as np
+
 MARK: dict[Severity, str] = {Severity.ERROR: "✗", Severity.WARNING: "⚠", Severity.INFO: "ℹ"}
 PASS_MARK = "✓"
 NOT_LOGGED_MARK = "–"
@@ -32,7 +34,7 @@ NOT_LOGGED_MARK = "–"
 
 def fmt_number(x: float) -> str:
     """Three significant digits, scientific below 1e-3: rewards at small β are tiny but still meaningful."""
-    if not np.isfinite(x):
+    if not math.isfinite(x):
         return str(x)
     return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
 
@@ -115,7 +117,11 @@ class MetricRow:
     @property
     def values(self) -> np.ndarray:
         """The finite values, for a sparkline."""
-        return self.curve.values if self.curve is not None else np.empty(0)
+        if self.curve is not None:
+            return self.curve.values
+        import numpy as np  # here: a warm JSON check builds no row's sparkline, and numpy is ~0.1 s of its start
+
+        return np.empty(0)
 
     @property
     def first(self) -> str:
