@@ -336,8 +336,16 @@ def _finite_points(raw_steps: np.ndarray, raw_values: np.ndarray) -> tuple[np.nd
 _BATCH_MAX_POINTS = 256
 
 
-def summarize_many(curves: list[tuple[str, str, np.ndarray, np.ndarray]]) -> list[CurveSummary]:
+def summarize_many(
+    curves: list[tuple[str, str, np.ndarray, np.ndarray]],
+    smoothed: dict[tuple[str, str], tuple[int, np.ndarray]] | None = None,
+) -> list[CurveSummary]:
     """:func:`summarize_arrays` of each (split, name, steps, values) curve, to the bit, in the same order.
+
+    ``smoothed``, when given, receives the rolling median each curve longer than 256 points was smoothed with for
+    its noise scale, as ``(split, name) -> (window, rolling median of its finite points)``: the rules' context of
+    the run (:class:`dpodoctor.rules.Context`) passes its own dict so a rule that smooths the same curve with the
+    same window reuses it, and drops it with the run (a summary does not keep it: a report keeps its summaries).
 
     Why together: the slope, the levelling test and the noise scale are the same few numpy expressions for every
     curve, and curves logged at the same steps (every train metric of a run) can share each expression: one pair
@@ -364,7 +372,13 @@ def summarize_many(curves: list[tuple[str, str, np.ndarray, np.ndarray]]) -> lis
         judged = None
         if len(values):
             n = len(values)
-            noise = stats.noise_sigma_of(values) if n >= 3 else 0.0
+            noise = 0.0
+            if n >= 3:  # stats.noise_sigma_of(values), its rolling median kept for the caller
+                window = stats.window_for(n)
+                rolling = stats.rolling_median(values, window)
+                noise = stats.noise_sigma_around(values, rolling)
+                if smoothed is not None:
+                    smoothed[(split, name)] = (window, rolling)
             judged = (_slope(steps, values), noise, _levelled_off(steps, values, noise if n >= 3 else None))
         out[index] = _summary(split, name, steps, values, n_nonfinite, len(raw_values), judged)
     return out  # type: ignore[return-value]  # every index was filled above
@@ -520,11 +534,13 @@ def _summary(
     )
 
 
-def summarize_run(run: Run) -> dict[tuple[str, str], CurveSummary]:
-    """Every (split, metric) curve of a run, summarised once (together: :func:`summarize_many`)."""
+def summarize_run(
+    run: Run, smoothed: dict[tuple[str, str], tuple[int, np.ndarray]] | None = None
+) -> dict[tuple[str, str], CurveSummary]:
+    """Every (split, metric) curve of a run, summarised once (together: :func:`summarize_many`; ``smoothed``: its)."""
     keys = run.metrics
     curves = [(split, metric, *run.arrays(metric, split)) for split, metric in keys]  # type: ignore[arg-type]
-    return dict(zip(keys, summarize_many(curves), strict=True))
+    return dict(zip(keys, summarize_many(curves, smoothed), strict=True))
 
 
 # Up to this many points a trend (stats.trend: Theil–Sen slope and Kendall's tau) is taken from one matrix of pair

@@ -63,7 +63,7 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
     noise = ctx.expect.noise
     how = "median"
     median = stats.median(s.values)
-    above_chance = median - 0.5 > 2 * 1.25 * stats.noise_sigma(s) / np.sqrt(len(s))
+    above_chance = median - 0.5 > 2 * 1.25 * ctx.late_noise("accuracy") / np.sqrt(len(s))
     small_margin = ctx.has("margins") and abs(ctx.nats(ctx.late_median("margins"))) < 2.0
     if above_chance and small_margin and ctx.learning()[0]:
         # above 0.5 by more than its noise while a small margin grows: a slow learner (noisy labels, batch 1); a
@@ -124,7 +124,7 @@ def accuracy_saturated(ctx: Context) -> Hit | Skip | None:
     s = ctx.series("accuracy")
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    smoothed = stats.smooth(s).values
+    smoothed = ctx.rolling("accuracy")  # stats.smooth(s).values, computed once per run
     level = ctx.param("level")
     below = np.flatnonzero(smoothed < level)
     start_idx = int(below[-1]) + 1 if below.size else 0

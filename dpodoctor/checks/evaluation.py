@@ -78,7 +78,7 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
         min_step = int(steps[lowest])
         minimum = float(smoothed[lowest])
         end = stats.median(values[-3:])
-        sigma = stats.noise_sigma(ev, 3)
+        sigma = stats.noise_sigma_around(values, smoothed)  # stats.noise_sigma(ev, 3), without smoothing it again
         if min_step >= int(steps[-1]) or end - minimum < max(min_rise, 2 * sigma):
             return None
         how = "3-point median"

@@ -100,7 +100,7 @@ def margin_flat(ctx: Context) -> Hit | Skip | None:
     if ctx.learning()[0]:
         return None  # the margin grows steadily, if slowly: not flat
     band = ctx.param("band_nats") * ctx.beta
-    smoothed = stats.smooth(s).values
+    smoothed = ctx.rolling("margins", "late")  # stats.smooth(s).values, computed once per run
     if np.max(np.abs(smoothed)) > band:
         return None
     first, last = span_of(s)
