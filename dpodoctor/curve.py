@@ -358,6 +358,11 @@ def summarize_many(
         if 1 <= len(steps) <= _BATCH_MAX_POINTS:
             shared.setdefault(steps.tobytes(), []).append(index)
     out: list[CurveSummary | None] = [None] * len(curves)
+    # the logging interval of the long curves' steps: a run's curves are logged at the same steps, and a 10k-step
+    # median of differences costs ~0.1 ms a curve where comparing the steps with the previous curve's costs ~5 µs
+    # (an exact comparison, within this call: nothing is kept once the run is summarised)
+    known_steps: np.ndarray | None = None
+    known_interval = 0
     for members in shared.values():
         steps = points[members[0]][0]
         rows = np.stack([points[i][1] for i in members])
@@ -380,7 +385,12 @@ def summarize_many(
                 if smoothed is not None:
                     smoothed[(split, name)] = (window, rolling)
             judged = (_slope(steps, values), noise, _levelled_off(steps, values, noise if n >= 3 else None))
-        out[index] = _summary(split, name, steps, values, n_nonfinite, len(raw_values), judged)
+        interval = None
+        if len(steps) > 1:
+            if known_steps is None or not np.array_equal(steps, known_steps):
+                known_steps, known_interval = steps, int(stats.median(np.diff(steps)))
+            interval = known_interval
+        out[index] = _summary(split, name, steps, values, n_nonfinite, len(raw_values), judged, interval)
     return out  # type: ignore[return-value]  # every index was filled above
 
 
@@ -491,8 +501,10 @@ def _summary(
     n_nonfinite: int,
     n_raw: int,
     judged: tuple[float, float, bool] | None,
+    interval: int | None = None,
 ) -> CurveSummary:
-    """The summary of one curve's finite points, with its (slope, noise, levelled) already judged."""
+    """The summary of one curve's finite points, with its (slope, noise, levelled) already judged (and its logging
+    interval, ``int(stats.median(np.diff(steps)))``, when the caller already knows it)."""
     n = len(values)
     if n == 0 or judged is None:
         nan = float("nan")
@@ -528,7 +540,7 @@ def _summary(
         slope=slope,
         change=slope * float(steps[-1] - steps[0]),
         levelled=levelled,
-        interval=int(stats.median(np.diff(steps))) if n > 1 else 0,
+        interval=(interval if interval is not None else int(stats.median(np.diff(steps)))) if n > 1 else 0,
         steps=steps,
         values=values,
     )

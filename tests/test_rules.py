@@ -321,6 +321,7 @@ def test_context_rolling_is_the_uncached_rolling_median(source: str) -> None:
         quarter = stats.window_for(len(late), 0.25)
         np.testing.assert_array_equal(ctx.rolling(metric, "late", quarter), stats.smooth(late, quarter).values)
         assert ctx.late_noise(metric) == stats.noise_sigma(late)
+        assert ctx.late_median(metric) == stats.median(late.values)
         assert ctx.rolling(metric) is ctx.rolling(metric)
         compared += 1
     assert compared

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dpodoctor import stats
 from dpodoctor.curve import CurveSummary, fixed
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
@@ -62,7 +61,7 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
         return too_few(len(s), needed)
     noise = ctx.expect.noise
     how = "median"
-    median = stats.median(s.values)
+    median = ctx.late_median("accuracy")  # stats.median(s.values), once per run
     above_chance = median - 0.5 > 2 * 1.25 * ctx.late_noise("accuracy") / np.sqrt(len(s))
     small_margin = ctx.has("margins") and abs(ctx.nats(ctx.late_median("margins"))) < 2.0
     if above_chance and small_margin and ctx.learning()[0]:
@@ -180,7 +179,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     if min(len(acc), len(margins)) < MIN_POINTS:
         return too_few(min(len(acc), len(margins)))
     acc_median, how = ctx.accuracy_level()
-    margin_median = stats.median(margins.values)
+    margin_median = ctx.late_median("margins")  # stats.median(margins.values), once per run
     if acc_median < ctx.param("accuracy") or ctx.nats(margin_median) >= ctx.param("nats"):
         return None
     first, last = span_of(acc)

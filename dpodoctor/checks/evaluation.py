@@ -141,7 +141,7 @@ def eval_not_learning(ctx: Context) -> Hit | Skip | None:
     if len(train) < MIN_POINTS or len(ev) < 3:
         return too_few(min(len(train), len(ev)), MIN_POINTS)
     train_median, how = ctx.accuracy_level("train")  # the mean when batch-1 accuracies are only 0 or 1
-    eval_median = stats.median(ev.values)
+    eval_median = ctx.late_median("accuracy", "eval")  # stats.median(ev.values), once per run
     if train_median < ctx.param("train") or eval_median > ctx.param("eval"):
         return None
     first, last = span_of(ev)

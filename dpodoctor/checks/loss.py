@@ -86,7 +86,7 @@ def loss_stuck_ln2(ctx: Context) -> Hit | Skip | None:
         return too_few(len(s), needed)
     reference, reference_text = stuck_reference(ctx)
     tol = ctx.param("tolerance") * max(1.0, abs(reference) / LN2)
-    median = stats.median(s.values)
+    median = ctx.late_median("loss")  # stats.median(s.values), once per run
     # The band widens by the uncertainty of what is measured: at logging_steps=1 the batch noise (σ≈0.1) moves a
     # median of n points by about 1.25σ/√n, and a rolling median of w points by 1.25σ/√w.
     sigma = ctx.late_noise("loss")  # stats.noise_sigma(s), its rolling median computed once per run

@@ -50,7 +50,7 @@ def margin_negative(ctx: Context) -> Hit | Skip | None:
     if len(s) < MIN_POINTS:
         return too_few(len(s))
     values = s.values
-    median = stats.median(values)
+    median = ctx.late_median("margins")  # stats.median(values), once per run
     negative = stats.share(values < 0)
     if negative < 0.7 or ctx.nats(median) > -0.1:
         return None
