@@ -255,7 +255,9 @@ _NOT_FINITE: Final = frozenset({"nan", "-nan", "inf", "-inf"})  # what %g writes
 def _thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     if len(values) <= max_points:
         return steps, values
-    keep = np.unique(np.linspace(0, len(values) - 1, max_points).round().astype(np.int64))
+    # stats' cached positions (the same expression, built once per length): a long run's curves, their first and
+    # last thirds share their lengths, and each build cost ~25 µs, three times a curve
+    keep = stats._thinned_positions(len(values), max_points)
     return steps[keep], values[keep]
 
 

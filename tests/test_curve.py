@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -232,3 +233,17 @@ def test_long_curves_get_their_own_interval_and_noise_when_summarised_together()
         assert window == window_for(got.n)
         np.testing.assert_array_equal(rolling, rolling_median(got.values, window))
     assert [c.interval for c in together] == [1, 3, 1, 2]
+
+
+@pytest.mark.parametrize("n", [401, 1000, 3333, 9000, 10000])
+def test_thinning_reuses_the_cached_positions_exactly(n: int) -> None:
+    """The summary's thinning takes stats' cached positions: the same evenly spaced points (first and last kept) its
+    own expression picked, so the slopes summaries report do not move."""
+    from dpodoctor.curve import SUMMARY_TREND_POINTS, _thin
+
+    steps = np.arange(n, dtype=np.int64) * 2
+    values = np.random.default_rng(n).normal(size=n)
+    keep = np.unique(np.linspace(0, n - 1, SUMMARY_TREND_POINTS).round().astype(np.int64))
+    got_steps, got_values = _thin(steps, values, SUMMARY_TREND_POINTS)
+    np.testing.assert_array_equal(got_steps, steps[keep])
+    np.testing.assert_array_equal(got_values, values[keep])
