@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +205,45 @@ def test_json_numbers_round_as_json_number(values: list[float]) -> None:
     assert [None if x is None else (x, math.copysign(1, x)) for x in got] == [
         None if x is None else (x, math.copysign(1, x)) for x in want
     ]
+
+
+def test_long_curves_get_their_own_interval_and_noise_when_summarised_together() -> None:
+    """summarize_many takes the logging interval once for consecutive long curves at the same steps and hands the
+    run's context the rolling median behind each noise scale: every curve still gets the interval and the noise of
+    its own steps and values (a curve at other steps between two at the same steps included), to the bit."""
+    from dpodoctor.curve import summarize_arrays, summarize_many
+    from dpodoctor.stats import rolling_median, window_for
+
+    rng = np.random.default_rng(7)
+    every = np.arange(1, 1001, dtype=np.int64)
+    sparse = np.arange(0, 3000, 3, dtype=np.int64)
+    sparse[500:] += 2  # two intervals, the median one 3
+    rows = [
+        ("train", "a", every, rng.normal(size=1000)),
+        ("train", "b", sparse, rng.normal(size=1000)),
+        ("train", "c", every, np.where(rng.random(1000) < 0.3, np.nan, rng.normal(size=1000))),
+        ("eval", "a", every * 2, rng.normal(size=1000)),
+    ]
+    smoothed: dict[tuple[str, str], tuple[int, np.ndarray]] = {}
+    together = summarize_many(rows, smoothed)
+    for (split, name, steps, values), got in zip(rows, together, strict=True):
+        alone = summarize_arrays(steps, values, split, name)
+        assert (got.interval, got.noise) == (alone.interval, alone.noise)
+        window, rolling = smoothed[(split, name)]
+        assert window == window_for(got.n)
+        np.testing.assert_array_equal(rolling, rolling_median(got.values, window))
+    assert [c.interval for c in together] == [1, 3, 1, 2]
+
+
+@pytest.mark.parametrize("n", [401, 1000, 3333, 9000, 10000])
+def test_thinning_reuses_the_cached_positions_exactly(n: int) -> None:
+    """The summary's thinning takes stats' cached positions: the same evenly spaced points (first and last kept) its
+    own expression picked, so the slopes summaries report do not move."""
+    from dpodoctor.curve import SUMMARY_TREND_POINTS, _thin
+
+    steps = np.arange(n, dtype=np.int64) * 2
+    values = np.random.default_rng(n).normal(size=n)
+    keep = np.unique(np.linspace(0, n - 1, SUMMARY_TREND_POINTS).round().astype(np.int64))
+    got_steps, got_values = _thin(steps, values, SUMMARY_TREND_POINTS)
+    np.testing.assert_array_equal(got_steps, steps[keep])
+    np.testing.assert_array_equal(got_values, values[keep])

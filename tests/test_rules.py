@@ -286,3 +286,68 @@ def test_inconsistent_margins_aligned_and_gapped(gaps: bool) -> None:
     assert finding.evidence == {"inconsistent_steps": expected, "steps_compared": expected}  # type: ignore[attr-defined]
     data["margins"] = data["chosen"] - data["rejected"]
     assert "DPO004" not in codes(data)
+
+
+def _long_run(seed: int, name: str) -> Run:
+    """A 2,000-step run: its curves are longer than the 256 points summarised in one batch, so each summary takes
+    its own rolling median, which Context.rolling reuses."""
+    return make_run(curves(2000, seed=seed), name=name)
+
+
+@pytest.mark.parametrize("source", ["long", "trl/healthy", "nan", "repeated"])
+def test_context_rolling_is_the_uncached_rolling_median(source: str) -> None:
+    """Context.rolling and Context.late_noise (computed once per run, shared with the curve summaries) give what
+    stats.smooth and stats.noise_sigma compute afresh, to the bit, for every curve, part and window; asked twice,
+    the same array comes back (computed once)."""
+    if source == "long":
+        run = _long_run(3, "long")
+    elif source == "nan":
+        data = curves(600, seed=5)
+        data["loss"] = data["loss"].copy()
+        data["loss"][[10, 500]] = [np.nan, np.inf]
+        run = make_run(data)
+    elif source == "repeated":
+        run = _repeated_step_run()
+    else:
+        run = load(Path(__file__).parent / "fixtures" / source)[0]
+    ctx = Context(run)
+    compared = 0
+    for metric in {metric for _, metric in run.metrics}:
+        series, late = ctx.series(metric), ctx.late(metric)
+        if len(late) < 3:
+            continue
+        np.testing.assert_array_equal(ctx.rolling(metric), stats.smooth(series).values)
+        np.testing.assert_array_equal(ctx.rolling(metric, "late"), stats.smooth(late).values)
+        quarter = stats.window_for(len(late), 0.25)
+        np.testing.assert_array_equal(ctx.rolling(metric, "late", quarter), stats.smooth(late, quarter).values)
+        assert ctx.late_noise(metric) == stats.noise_sigma(late)
+        assert ctx.late_median(metric) == stats.median(late.values)
+        assert ctx.rolling(metric) is ctx.rolling(metric)
+        compared += 1
+    assert compared
+    if source == "long":  # the summary's rolling median is the one handed out, not a second one
+        assert ctx.rolling("loss") is ctx._summary_rolling[("train", "loss")][1]
+    if source == "repeated":  # the summary dropped a repeated step: its rolling median is not the series'
+        assert ctx.curve("loss").n != len(ctx.series("loss"))
+
+
+def test_context_rolling_does_not_leak_between_runs() -> None:
+    """Two runs with the same curves' names and lengths: each run's context smooths its own values (the cache is the
+    run's, keyed by curve and window, never by array contents nor across runs), and diagnosing one run after the
+    other gives each the report it gets alone."""
+    first, second = _long_run(1, "first"), _long_run(2, "second")
+    ctx_first, ctx_second = Context(first), Context(second)
+    smoothed_first = ctx_first.rolling("loss")
+    smoothed_second = ctx_second.rolling("loss")
+    np.testing.assert_array_equal(smoothed_second, stats.smooth(ctx_second.series("loss")).values)
+    assert not np.array_equal(smoothed_first, smoothed_second)
+    alone = diagnose_run(second)
+    diagnose_run(first)
+    after = diagnose_run(second)
+    assert [(f.code, f.message, f.evidence) for f in after.findings] == [
+        (f.code, f.message, f.evidence) for f in alone.findings
+    ]
+    numbers = ("n", "start", "end", "min_value", "max_value", "noise", "slope", "levelled")
+    assert {k: [getattr(c, f) for f in numbers] for k, c in after.curves.items()} == {
+        k: [getattr(c, f) for f in numbers] for k, c in alone.curves.items()
+    }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dpodoctor import stats
 from dpodoctor.curve import CurveSummary, fixed
 from dpodoctor.results import Severity
 from dpodoctor.rules import MIN_POINTS, Context, Hit, Skip, rounded, rule, span_of, too_few
@@ -62,8 +61,8 @@ def accuracy_chance(ctx: Context) -> Hit | Skip | None:
         return too_few(len(s), needed)
     noise = ctx.expect.noise
     how = "median"
-    median = stats.median(s.values)
-    above_chance = median - 0.5 > 2 * 1.25 * stats.noise_sigma(s) / np.sqrt(len(s))
+    median = ctx.late_median("accuracy")  # stats.median(s.values), once per run
+    above_chance = median - 0.5 > 2 * 1.25 * ctx.late_noise("accuracy") / np.sqrt(len(s))
     small_margin = ctx.has("margins") and abs(ctx.nats(ctx.late_median("margins"))) < 2.0
     if above_chance and small_margin and ctx.learning()[0]:
         # above 0.5 by more than its noise while a small margin grows: a slow learner (noisy labels, batch 1); a
@@ -124,7 +123,7 @@ def accuracy_saturated(ctx: Context) -> Hit | Skip | None:
     s = ctx.series("accuracy")
     if len(s) < MIN_POINTS:
         return too_few(len(s))
-    smoothed = stats.smooth(s).values
+    smoothed = ctx.rolling("accuracy")  # stats.smooth(s).values, computed once per run
     level = ctx.param("level")
     below = np.flatnonzero(smoothed < level)
     start_idx = int(below[-1]) + 1 if below.size else 0
@@ -180,7 +179,7 @@ def low_confidence(ctx: Context) -> Hit | Skip | None:
     if min(len(acc), len(margins)) < MIN_POINTS:
         return too_few(min(len(acc), len(margins)))
     acc_median, how = ctx.accuracy_level()
-    margin_median = stats.median(margins.values)
+    margin_median = ctx.late_median("margins")  # stats.median(margins.values), once per run
     if acc_median < ctx.param("accuracy") or ctx.nats(margin_median) >= ctx.param("nats"):
         return None
     first, last = span_of(acc)

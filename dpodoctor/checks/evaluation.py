@@ -78,7 +78,7 @@ def eval_diverging(ctx: Context) -> Hit | Skip | None:
         min_step = int(steps[lowest])
         minimum = float(smoothed[lowest])
         end = stats.median(values[-3:])
-        sigma = stats.noise_sigma(ev, 3)
+        sigma = stats.noise_sigma_around(values, smoothed)  # stats.noise_sigma(ev, 3), without smoothing it again
         if min_step >= int(steps[-1]) or end - minimum < max(min_rise, 2 * sigma):
             return None
         how = "3-point median"
@@ -141,7 +141,7 @@ def eval_not_learning(ctx: Context) -> Hit | Skip | None:
     if len(train) < MIN_POINTS or len(ev) < 3:
         return too_few(min(len(train), len(ev)), MIN_POINTS)
     train_median, how = ctx.accuracy_level("train")  # the mean when batch-1 accuracies are only 0 or 1
-    eval_median = stats.median(ev.values)
+    eval_median = ctx.late_median("accuracy", "eval")  # stats.median(ev.values), once per run
     if train_median < ctx.param("train") or eval_median > ctx.param("eval"):
         return None
     first, last = span_of(ev)

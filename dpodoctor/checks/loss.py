@@ -86,14 +86,14 @@ def loss_stuck_ln2(ctx: Context) -> Hit | Skip | None:
         return too_few(len(s), needed)
     reference, reference_text = stuck_reference(ctx)
     tol = ctx.param("tolerance") * max(1.0, abs(reference) / LN2)
-    median = stats.median(s.values)
+    median = ctx.late_median("loss")  # stats.median(s.values), once per run
     # The band widens by the uncertainty of what is measured: at logging_steps=1 the batch noise (σ≈0.1) moves a
     # median of n points by about 1.25σ/√n, and a rolling median of w points by 1.25σ/√w.
-    sigma = stats.noise_sigma(s)
+    sigma = ctx.late_noise("loss")  # stats.noise_sigma(s), its rolling median computed once per run
     window = stats.window_for(len(s), 0.25)
     median_slack = 3 * 1.25 * sigma / np.sqrt(len(s))
     smooth_slack = 3 * 1.25 * sigma / np.sqrt(window)
-    low = float(np.quantile(stats.smooth(s, window).values, 0.1))
+    low = float(np.quantile(ctx.rolling("loss", "late", window), 0.1))  # stats.smooth(s, window).values
     if abs(median - reference) > tol + median_slack or low < reference - 2 * tol - smooth_slack:
         return None
     learning, learning_text = ctx.learning()
@@ -269,7 +269,8 @@ def loss_collapse(ctx: Context) -> Hit | Skip | None:
         return None
     # a short log has no smoothed curve: its end level (the median of its last points) is the judge, at any length
     # (the short log's: pandas' rolling(2, min_periods=1).median(), the median of each point and the one before)
-    smoothed = stats.smooth(s).values if len(s) >= MIN_POINTS else stats.trailing_median(s.values, 2, 1)
+    # ctx.rolling: stats.smooth(s).values, the rolling median the loss summary already took for its noise scale
+    smoothed = ctx.rolling("loss") if len(s) >= MIN_POINTS else stats.trailing_median(s.values, 2, 1)
     below = smoothed < threshold
     if not below[-1]:
         return None

@@ -50,7 +50,7 @@ def margin_negative(ctx: Context) -> Hit | Skip | None:
     if len(s) < MIN_POINTS:
         return too_few(len(s))
     values = s.values
-    median = stats.median(values)
+    median = ctx.late_median("margins")  # stats.median(values), once per run
     negative = stats.share(values < 0)
     if negative < 0.7 or ctx.nats(median) > -0.1:
         return None
@@ -100,7 +100,7 @@ def margin_flat(ctx: Context) -> Hit | Skip | None:
     if ctx.learning()[0]:
         return None  # the margin grows steadily, if slowly: not flat
     band = ctx.param("band_nats") * ctx.beta
-    smoothed = stats.smooth(s).values
+    smoothed = ctx.rolling("margins", "late")  # stats.smooth(s).values, computed once per run
     if np.max(np.abs(smoothed)) > band:
         return None
     first, last = span_of(s)
