@@ -113,6 +113,27 @@ def run_measured(
     }
 
 
+def run_timed(command: Sequence[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and its workers) of one fresh process, output discarded; exit 0 or
+    1 (a check that found errors) is a run, anything else an error naming the command and its stderr's end. No
+    memory sampling: the scripts that compare checkouts side by side time only, so nothing polls while they run."""
+    before = children_cpu()
+    started = time.perf_counter()
+    proc = subprocess.run(
+        list(command),
+        env=env,
+        cwd=cwd or tempfile.gettempdir(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return wall, children_cpu() - before
+
+
 def dpodoctor_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dpodoctor", *args]
 

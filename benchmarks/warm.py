@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import ROOT, dpodoctor_command, run_timed
+
 SWEEPS = ("sweep-600x100-args", "sweep-600x100-noargs", "sweep-6x10000-args", "sweep-6x10000-noargs")
 
 
@@ -41,34 +40,8 @@ def _env(checkout: Path, scratch: Path) -> dict[str, str]:
 
 def _run(env: dict[str, str], sweep: Path, out: Path, *flags: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one fresh ``check`` process writing its JSON report to ``out``."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dpodoctor",
-            "check",
-            str(sweep),
-            "--no-config",
-            "--format",
-            "json",
-            "-o",
-            str(out),
-            *flags,
-        ],
-        env=env,
-        cwd=tempfile.gettempdir(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"check {sweep} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    command = dpodoctor_command("check", str(sweep), "--no-config", "--format", "json", "-o", str(out), *flags)
+    return run_timed(command, env)
 
 
 def main(argv: list[str] | None = None) -> int:

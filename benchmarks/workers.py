@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import ROOT, dpodoctor_command, run_timed
+
 SWEEPS = (
     "sweep-1x200-args",
     "sweep-6x10000-noargs",
@@ -53,23 +52,9 @@ def _load() -> str:
 def _run(env: dict[str, str], sweep: Path, jobs: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the process and its workers) of one cold check."""
     flags = [] if jobs == "default" else ["--jobs", jobs]
-    command = [sys.executable, "-m", "dpodoctor", "check", str(sweep), "--no-config", "--no-cache", "--format", "json"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [*command, *flags],
-        env=env,
-        cwd=tempfile.gettempdir(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
+    return run_timed(
+        dpodoctor_command("check", str(sweep), "--no-config", "--no-cache", "--format", "json", *flags), env
     )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"check {sweep} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _decision(sweep: Path) -> str:
