@@ -635,6 +635,17 @@ def test_hostile_log_text_through_every_format(fmt: str, tmp_path: Path) -> None
         assert all(len(re.findall(r"(?<!\\)\|", line)) == 5 for line in table)
 
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_formats_cannot_start_a_line_with_a_workflow_command(fmt: str, tmp_path: Path) -> None:
+    """The CLI skips the zero-width-space pass for JSON and JSON Lines (cli._NO_FORGED_LINES): log text with line
+    breaks and "::" (a run name, a message, a problem) stays inside escaped strings, so no line can start with it."""
+    report = hostile_report(tmp_path)
+    report.runs[0].run.name = "x\n::error::forged\n  ::warning::too"
+    out = render(report, fmt)
+    assert "::error::forged" in out  # the text is there, escaped inside a string
+    assert not [line for line in out.splitlines() if line.lstrip().startswith("::")]
+
+
 def test_action_installs_from_its_own_path_and_runs_the_gate() -> None:
     action = (ROOT / "action.yml").read_text(encoding="utf-8")
     assert "using: composite" in action
